@@ -1,0 +1,113 @@
+# rapport — build, test, demo and benchmark.
+#
+#   make                 build bin/rapport
+#   make test            every test (installs missing packages first)
+#   make demo            the whole pipeline on one machine, 30 s
+#   make test SANITIZE=address,undefined   the suite under ASan/UBSan
+#   make valgrind        the decoder tests under valgrind, no leak allowed
+#
+# Project flags live in RAPPORT_CFLAGS; CFLAGS/LDFLAGS stay the user's.
+
+CC      ?= cc
+CFLAGS  ?= -O2 -g
+LDFLAGS ?=
+WERROR  ?= $(if $(CI),-Werror,)
+
+PKGS := rdkafka avro-c hiredis jansson
+DEPS_OK := $(shell pkg-config --exists $(PKGS) criterion 2>/dev/null && command -v redis-server >/dev/null && echo yes)
+
+RAPPORT_CFLAGS := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wstrict-prototypes -Wwrite-strings \
+                  -Wno-unused-parameter $(WERROR) -MMD -MP -I. \
+                  $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+RAPPORT_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread -lm
+
+ifneq ($(SANITIZE),)
+BUILD := build/san
+RAPPORT_CFLAGS += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
+RAPPORT_LDFLAGS := -fsanitize=$(SANITIZE)
+else
+BUILD := build/default
+RAPPORT_LDFLAGS :=
+endif
+
+LIB_SRC  := $(wildcard common/*.c consumer/*.c scoring/*.c sinks/*.c gen/*.c)
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
+CLI_SRC  := $(wildcard cli/*.c)
+CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o)
+SUP_SRC  := $(wildcard tests/support/*.c)
+SUP_OBJ  := $(SUP_SRC:%.c=$(BUILD)/%.o)
+TEST_SRC := $(wildcard tests/test_*.c)
+TESTS    := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+LIBA     := $(BUILD)/librapport.a
+
+# bin/rapport is always the default (non-sanitized) build unless SANITIZE is set,
+# in which case the sanitized binary is used by the tests it runs.
+RAPPORT_BIN := $(if $(SANITIZE),$(BUILD)/rapport,bin/rapport)
+
+.PHONY: all deps test unit valgrind demo bench clean docs check-docs
+all: bin/rapport
+
+deps:
+ifneq ($(DEPS_OK),yes)
+	@echo "rapport: installing missing packages (deploy/install-deps.sh)"
+	@deploy/install-deps.sh
+endif
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(RAPPORT_CFLAGS) $(CFLAGS) -c $< -o $@
+
+$(LIBA): $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(RAPPORT_BIN): $(CLI_OBJ) $(LIBA)
+	@mkdir -p $(dir $@)
+	$(CC) $(RAPPORT_LDFLAGS) $(LDFLAGS) -o $@ $(CLI_OBJ) $(LIBA) $(RAPPORT_LIBS)
+
+ifneq ($(SANITIZE),)
+bin/rapport:
+	$(MAKE) SANITIZE= bin/rapport
+endif
+
+$(BUILD)/tests/%: tests/%.c $(SUP_OBJ) $(LIBA)
+	@mkdir -p $(dir $@)
+	$(CC) $(RAPPORT_CFLAGS) $(CFLAGS) $(RAPPORT_LDFLAGS) $(LDFLAGS) -o $@ $< $(SUP_OBJ) $(LIBA) \
+	    $(RAPPORT_LIBS) $$(pkg-config --libs criterion)
+
+# Tests find the binary under test through RAPPORT_BIN.
+test: deps
+	@$(MAKE) --no-print-directory unit
+ifeq ($(SANITIZE),)
+	@$(MAKE) --no-print-directory valgrind
+	@$(MAKE) --no-print-directory check-docs
+endif
+
+unit: $(RAPPORT_BIN) $(TESTS)
+	@set -e; fail=0; for t in $(TESTS); do \
+	    echo "== $$t"; \
+	    RAPPORT_BIN=$(RAPPORT_BIN) $$t --jobs 2 || fail=1; \
+	done; \
+	if [ $$fail -ne 0 ]; then echo "unit tests: FAILED"; exit 1; fi; echo "unit tests: all passed"
+
+valgrind: $(BUILD)/tests/test_decode
+	@command -v valgrind >/dev/null || { echo "valgrind missing: run deploy/install-deps.sh"; exit 1; }
+	valgrind --quiet --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect \
+	    --show-leak-kinds=definite,indirect --trace-children=yes \
+	    $(BUILD)/tests/test_decode --jobs 1
+
+docs: bin/rapport
+	bin/rapport config-doc > docs/CONFIG.md
+
+check-docs: bin/rapport
+	@bin/rapport config-doc | diff -u docs/CONFIG.md - \
+	    || { echo "docs/CONFIG.md is stale: run 'make docs'"; exit 1; }
+
+demo: deps
+	@$(MAKE) --no-print-directory bin/rapport
+	bin/rapport demo $(DEMO_ARGS)
+
+clean:
+	rm -rf build bin
+
+-include $(shell find build -name '*.d' 2>/dev/null)

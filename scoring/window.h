@@ -1,0 +1,130 @@
+/*
+ * window.h — the scoring state of one Kafka partition.
+ *
+ * A window_t holds, for one partition, the watermark T_p and every customer
+ * seen in the current window: per-bucket counters, the AI-failure streak,
+ * the at-risk flag, the needs_human cooldown and the latest narrative.  It
+ * applies events in partition order (SPEC §2.1), re-scores (§3), raises
+ * alerts (§4), and remembers what changed since the last window_commit() so
+ * that a sink can write it in one transaction.
+ *
+ * Pure: no I/O, no clock, no Kafka, no Redis.  Not thread-safe: one thread
+ * owns a window (the consumer's main loop).
+ */
+#ifndef RAPPORT_WINDOW_H
+#define RAPPORT_WINDOW_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "scoring/event.h"
+
+/* The scoring parameters of SPEC §2–4, with their defaults in
+ * score_params_default(). */
+typedef struct score_params {
+    int64_t bucket_ms;
+    int32_t window_buckets;
+    double prior_weight;
+    double w_resolution, w_sentiment, w_loyalty;
+    double streak_penalty;
+    int32_t streak_cap;
+    double risk_threshold;
+    double recover_threshold;
+    int32_t needs_human_streak;
+    double needs_human_sentiment;
+    int64_t needs_human_cooldown_ms;
+} score_params_t;
+
+void score_params_default(score_params_t *p);
+
+typedef enum { ALERT_CHURN_RISK = 0, ALERT_RECOVERED, ALERT_NEEDS_HUMAN } alert_type_t;
+typedef enum { TRIGGER_EVENT = 0, TRIGGER_EXPIRY } alert_trigger_t;
+#define ALERT_TYPE_COUNT 3
+extern const char *const alert_type_names[ALERT_TYPE_COUNT];
+extern const char *const alert_trigger_names[2];
+
+#define ALERT_NARRATIVE_MAX 280
+
+/* One alert (SPEC §4).  Owned by the window; valid until window_commit(). */
+typedef struct alert {
+    alert_type_t type;
+    alert_trigger_t trigger;
+    strview_t customer_id;
+    double score;
+    bool has_previous;
+    double previous_score;
+    strview_t event_id;           /* empty (len 0) for expiry */
+    int64_t occurred_at;
+    int32_t partition;
+    int64_t offset;
+    char reason[200];
+    strview_t narrative;          /* empty when there is none */
+} alert_t;
+
+/* What a sink writes for one customer (SPEC §5), plus the serialized state
+ * that lets another process resume it.  Valid only during the callback. */
+typedef struct window_customer_view {
+    strview_t customer_id;
+    double ci, resolution, sentiment, loyalty, ai_share, aht_ms;
+    int64_t streak, contacts, resolved, events;
+    int at_risk;
+    int64_t updated_at;
+    strview_t last_event_id;
+    const unsigned char *state;   /* window_load_customer() reads this back */
+    size_t state_len;
+} window_customer_view_t;
+
+typedef struct window window_t;
+
+typedef enum { WINDOW_SCORED = 0, WINDOW_LATE } window_result_t;
+
+/* A new, empty window for partition `partition`.  The params are copied. */
+window_t *window_new(const score_params_t *params, int32_t partition,
+                     char *errstr, size_t errstr_size);
+void window_free(window_t *w);
+
+/* Apply one valid event at `offset` (SPEC §2.1).  Returns WINDOW_LATE when
+ * the event was dropped as late, else WINDOW_SCORED.  Never fails: memory
+ * exhaustion aborts (a daemon that cannot allocate 100 bytes cannot go on). */
+window_result_t window_add(window_t *w, const event_t *e, int64_t offset);
+
+/* The watermark T_p, or -1 before the first event. */
+int64_t window_watermark(const window_t *w);
+/* Set the watermark when resuming from stored state (before any add). */
+void window_set_watermark(window_t *w, int64_t t);
+/* True when the watermark moved since the last window_commit(). */
+bool window_watermark_dirty(const window_t *w);
+
+size_t window_customer_count(const window_t *w);
+/* How many customers changed (written or evicted) since the last commit. */
+size_t window_change_count(const window_t *w);
+
+typedef void (*window_upsert_cb)(void *opaque, const window_customer_view_t *v);
+typedef void (*window_delete_cb)(void *opaque, strview_t customer_id);
+
+/* Calls `upsert` for each customer changed since the last commit and still
+ * tracked, `delete` for each one evicted and not re-created since.  Each
+ * customer appears once, whatever the number of its changes. */
+void window_foreach_change(window_t *w, window_upsert_cb upsert,
+                           window_delete_cb del, void *opaque);
+
+/* The alerts raised since the last commit, in the order they were raised. */
+const alert_t *window_alerts(const window_t *w, size_t *count);
+
+/* Forget the changes and alerts: the sink has written them. */
+void window_commit(window_t *w);
+
+/* Restore one customer from a state blob written by the upsert callback.
+ * Call after window_set_watermark() and before any window_add().  Returns 0,
+ * or -1 with errstr on a blob that does not parse (the version is checked). */
+int window_load_customer(window_t *w, strview_t customer_id,
+                         const unsigned char *state, size_t state_len,
+                         char *errstr, size_t errstr_size);
+
+/* Look up a customer's current view (for tests and tools).  Returns false
+ * when the customer is not tracked.  The view is valid until the next call
+ * on this window. */
+bool window_get(window_t *w, strview_t customer_id, window_customer_view_t *out);
+
+#endif

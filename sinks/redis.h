@@ -1,0 +1,107 @@
+/*
+ * redis.h — the Redis sink: rapport's only writer to Redis.
+ *
+ * Every flush is one atomic Lua script (EVALSHA) that first checks, for each
+ * partition it covers, that this process still owns the partition (its
+ * fencing epoch in <prefix>_epochs), then writes the changed customer hashes,
+ * the `scores` entries, the alerts, the watermarks, the serialized customer
+ * state and the next offset of each partition.  Either all of it lands or
+ * none of it does, which is what makes the effect exactly-once (SPEC §6):
+ * Redis holds the offset that matches its own contents.
+ *
+ * Key layout (SPEC §5; internal keys under <prefix>_, see docs/STATE.md):
+ *   <prefix>ci:<customer_id>        hash, the public score
+ *   <prefix>scores                  sorted set
+ *   <prefix>alerts                  stream, XADD MAXLEN ~ alerts_maxlen
+ *   <prefix>watermarks              hash  <topic>:<partition> -> T_p
+ *   <prefix>_offsets                hash  <topic>:<partition> -> next offset
+ *   <prefix>_epochs                 hash  <topic>:<partition> -> owner epoch
+ *   <prefix>_state:<topic>:<part>   hash  customer_id -> state blob
+ *
+ * One thread (the consumer's main loop) owns a sink.  hiredis 0.14: after
+ * any error the context is dead; the sink frees it and reconnects on the
+ * next call.
+ */
+#ifndef RAPPORT_SINK_REDIS_H
+#define RAPPORT_SINK_REDIS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "scoring/window.h"
+
+/* Fluent Bit's flush results. */
+typedef enum {
+    SINK_OK = 0, /* written and acknowledged */
+    SINK_RETRY,  /* not written: connection, timeout, LOADING, OOM…; try later */
+    SINK_FAIL    /* not written and retrying will not help (e.g. fenced) */
+} sink_result_t;
+
+/* redis://[:password@]host[:port][/db]  or  unix:///path.sock */
+typedef struct redis_url {
+    char host[256];      /* empty for unix */
+    int port;            /* default 6379 */
+    char path[256];      /* unix socket path, empty for tcp */
+    char password[256];  /* empty: no AUTH */
+    int db;              /* default 0 */
+} redis_url_t;
+
+/* Returns 0, or -1 with errstr naming what is wrong. */
+int redis_url_parse(const char *url, redis_url_t *out, char *errstr, size_t errstr_size);
+
+typedef struct redis_sink redis_sink_t;
+
+typedef struct redis_sink_conf {
+    const char *url;
+    const char *prefix;
+    int64_t alerts_maxlen;
+    int timeout_ms;          /* connect and command timeout */
+} redis_sink_conf_t;
+
+/* Parses the URL; does not connect yet (the first call does).  NULL and
+ * errstr on a bad URL.  The strings are copied. */
+redis_sink_t *redis_sink_new(const redis_sink_conf_t *conf, char *errstr, size_t errstr_size);
+void redis_sink_free(redis_sink_t *s);
+
+/* PING (connecting if needed). */
+sink_result_t redis_sink_ping(redis_sink_t *s, char *errstr, size_t errstr_size);
+
+/* Claims topic:partition for this process: increments its fencing epoch
+ * (so that any earlier owner's writes are refused from now on), reads the
+ * stored next offset and watermark, and loads every stored customer state
+ * into `w`, which must be new and empty.  *next_offset is -1 when Redis has
+ * no position for the partition (start from the earliest offset). */
+sink_result_t redis_sink_claim(redis_sink_t *s, const char *topic, int32_t partition,
+                               window_t *w, int64_t *epoch, int64_t *next_offset,
+                               char *errstr, size_t errstr_size);
+
+/* One partition's part in a flush. */
+typedef struct sink_partition {
+    const char *topic;
+    int32_t partition;
+    int64_t epoch;        /* from redis_sink_claim() */
+    int64_t next_offset;  /* offset of the next message to process */
+    window_t *w;          /* changes, alerts and watermark to write */
+    bool fenced;          /* out: set when this partition's epoch is no longer ours */
+} sink_partition_t;
+
+typedef struct sink_stats {
+    uint64_t flushes;
+    uint64_t commands;     /* Redis commands run (inside the script too) */
+    uint64_t bytes_sent;   /* request bytes sent to Redis */
+    uint64_t customers_written;
+    uint64_t alerts_written;
+} sink_stats_t;
+
+/* Writes everything the windows changed since their last commit, in one
+ * atomic, fenced transaction.  On SINK_OK the caller commits the windows
+ * (window_commit).  On SINK_FAIL with some parts[i].fenced set nothing was
+ * written: the caller drops those partitions and flushes the rest again.
+ * On SINK_RETRY nothing was written. */
+sink_result_t redis_sink_flush(redis_sink_t *s, sink_partition_t *parts, size_t n,
+                               char *errstr, size_t errstr_size);
+
+const sink_stats_t *redis_sink_stats(const redis_sink_t *s);
+
+#endif

@@ -1,0 +1,692 @@
+/*
+ * test_window.c — scoring/window.c against numbers computed by hand from
+ * SPEC §2–4.  Each scenario is a table of steps: an event, the expected ci
+ * (or NAN to skip), and the alerts it must raise.
+ */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "scoring/window.h"
+
+#define DAY 86400000LL
+#define HOUR 3600000LL
+#define NONE_F NAN
+
+/* A compact event description for tables. */
+typedef struct ev {
+    const char *cid;
+    int64_t t;
+    event_kind_t kind;
+    event_handler_t by;
+    tri_t resolved;
+    double sentiment; /* NAN: none */
+    int nps;          /* -1: none */
+    int csat;         /* -1: none */
+    const char *text; /* NULL: none */
+} ev_t;
+
+typedef struct step {
+    ev_t e;
+    double ci;            /* expected ci of e's customer after it; NAN: don't check */
+    const char *alerts;   /* expected alert types, space separated, in order; "" none */
+} step_t;
+
+static event_t make_event(const ev_t *d, char *idbuf, size_t idsize, int n) {
+    event_t e;
+    memset(&e, 0, sizeof(e));
+    snprintf(idbuf, idsize, "evt-%s-%d", d->cid, n);
+    e.event_id = (strview_t){idbuf, strlen(idbuf)};
+    e.customer_id = (strview_t){d->cid, strlen(d->cid)};
+    e.occurred_at = d->t;
+    e.kind = d->kind;
+    e.channel = CHANNEL_CHAT;
+    e.handled_by = d->by;
+    e.resolved = d->resolved;
+    e.has_sentiment = !isnan(d->sentiment);
+    e.sentiment = (float)d->sentiment;
+    e.has_nps = d->nps >= 0;
+    e.nps = d->nps;
+    e.has_csat = d->csat >= 0;
+    e.csat = d->csat;
+    e.feedback_text = d->text ? (strview_t){d->text, strlen(d->text)} : (strview_t){NULL, 0};
+    return e;
+}
+
+static window_t *new_window(const score_params_t *p) {
+    char err[128];
+    score_params_t def;
+    score_params_default(&def);
+    window_t *w = window_new(p ? p : &def, 0, err, sizeof(err));
+    cr_assert_not_null(w, "%s", err);
+    return w;
+}
+
+static double ci_of(window_t *w, const char *cid) {
+    window_customer_view_t v;
+    cr_assert(window_get(w, (strview_t){cid, strlen(cid)}, &v), "%s not tracked", cid);
+    return v.ci;
+}
+
+/* Alert types raised since the last commit, space separated. */
+static void alert_types(window_t *w, char *out, size_t size) {
+    size_t n, o = 0;
+    const alert_t *a = window_alerts(w, &n);
+    out[0] = '\0';
+    for (size_t i = 0; i < n && o < size; i++)
+        o += (size_t)snprintf(out + o, size - o, "%s%s", i ? " " : "", alert_type_names[a[i].type]);
+}
+
+static void run_steps(window_t *w, const step_t *steps, size_t n) {
+    char id[64], got[256];
+    for (size_t i = 0; i < n; i++) {
+        event_t e = make_event(&steps[i].e, id, sizeof(id), (int)i);
+        window_add(w, &e, (int64_t)i);
+        if (!isnan(steps[i].ci))
+            cr_assert_float_eq(ci_of(w, steps[i].e.cid), steps[i].ci, 0.005,
+                               "step %zu: ci %.4f, expected %.2f", i, ci_of(w, steps[i].e.cid),
+                               steps[i].ci);
+        alert_types(w, got, sizeof(got));
+        cr_assert_str_eq(got, steps[i].alerts, "step %zu: alerts '%s', expected '%s'", i, got,
+                         steps[i].alerts);
+        window_commit(w);
+    }
+}
+
+#define AI_FAIL(c, t, s) {c, t, KIND_CONTACT, HANDLER_AI, TRI_FALSE, s, -1, -1, NULL}
+
+/* The story of the issue: one customer, one event a day, defaults. */
+Test(window, billing_error_story) {
+    const step_t steps[] = {
+        {AI_FAIL("c1", 0 * DAY, -0.3), 39.875, ""},
+        {AI_FAIL("c1", 1 * DAY, -0.5), 31.60, "churn_risk"},
+        {AI_FAIL("c1", 2 * DAY, -0.7), 24.25, "needs_human"},
+        {{"c1", 3 * DAY, KIND_CONTACT, HANDLER_HUMAN, TRI_TRUE, 0.6, -1, -1, NULL}, 42.36, ""},
+        {{"c1", 4 * DAY, KIND_FEEDBACK, HANDLER_NONE, TRI_NULL, 0.8, 10, -1, NULL}, 47.85, ""},
+        {{"c1", 5 * DAY, KIND_PURCHASE, HANDLER_NONE, TRI_NULL, NONE_F, -1, -1, NULL}, 50.10,
+         "recovered"},
+    };
+    window_t *w = new_window(NULL);
+    run_steps(w, steps, sizeof(steps) / sizeof(steps[0]));
+    window_free(w);
+}
+
+/* Alert fields: previous score, reason, trigger, offset, narrative. */
+Test(window, alert_fields) {
+    window_t *w = new_window(NULL);
+    char id[64];
+    const ev_t evs[] = {
+        {"c1", 0, KIND_CONTACT, HANDLER_AI, TRI_FALSE, -0.3, -1, -1, "charged twice"},
+        {"c1", DAY, KIND_CONTACT, HANDLER_AI, TRI_FALSE, -0.5, -1, -1, NULL},
+        {"c1", 2 * DAY, KIND_CONTACT, HANDLER_AI, TRI_FALSE, -0.7, -1, -1, NULL},
+    };
+    for (int i = 0; i < 3; i++) {
+        event_t e = make_event(&evs[i], id, sizeof(id), i);
+        window_add(w, &e, 100 + i);
+    }
+    size_t n;
+    const alert_t *a = window_alerts(w, &n);
+    cr_assert_eq(n, 2);
+    cr_assert_eq(a[0].type, ALERT_CHURN_RISK);
+    cr_assert(a[0].has_previous);
+    cr_assert_float_eq(a[0].previous_score, 39.875, 1e-3);
+    cr_assert_eq(a[0].trigger, TRIGGER_EVENT);
+    cr_assert_eq(a[0].offset, 101);
+    cr_assert_eq(a[0].occurred_at, DAY);
+    cr_assert_eq(a[0].event_id.len, strlen("evt-c1-1"));
+    cr_assert_eq(memcmp(a[0].event_id.ptr, "evt-c1-1", a[0].event_id.len), 0);
+    cr_assert_eq(a[1].type, ALERT_NEEDS_HUMAN);
+    cr_assert_str_eq(a[1].reason, "3 unresolved AI contacts in a row; sentiment -0.70");
+    cr_assert_eq(a[1].narrative.len, strlen("charged twice"));
+    cr_assert_eq(memcmp(a[1].narrative.ptr, "charged twice", a[1].narrative.len), 0);
+    window_free(w);
+}
+
+/* A new customer's first alert has no previous score. */
+Test(window, first_alert_has_no_previous) {
+    score_params_t p;
+    score_params_default(&p);
+    p.risk_threshold = 45; /* a single bad contact is enough */
+    window_t *w = new_window(&p);
+    char id[64];
+    ev_t d = AI_FAIL("c9", 0, -0.9);
+    event_t e = make_event(&d, id, sizeof(id), 0);
+    window_add(w, &e, 0);
+    size_t n;
+    const alert_t *a = window_alerts(w, &n);
+    cr_assert_eq(n, 2); /* churn_risk, then needs_human (sentiment -0.9) */
+    cr_assert_eq(a[0].type, ALERT_CHURN_RISK);
+    cr_assert_not(a[0].has_previous);
+    cr_assert_eq(a[1].type, ALERT_NEEDS_HUMAN);
+    cr_assert_str_eq(a[1].reason, "AI contact with sentiment -0.90, at or below -0.6");
+    window_free(w);
+}
+
+typedef struct changes {
+    char upserts[512];
+    char deletes[512];
+} changes_t;
+
+static void on_upsert(void *op, const window_customer_view_t *v) {
+    changes_t *c = op;
+    size_t o = strlen(c->upserts);
+    snprintf(c->upserts + o, sizeof(c->upserts) - o, "%s%.*s", o ? " " : "",
+             (int)v->customer_id.len, v->customer_id.ptr);
+}
+
+static void on_delete(void *op, strview_t id) {
+    changes_t *c = op;
+    size_t o = strlen(c->deletes);
+    snprintf(c->deletes + o, sizeof(c->deletes) - o, "%s%.*s", o ? " " : "", (int)id.len, id.ptr);
+}
+
+static void add(window_t *w, const ev_t *d, int64_t offset) {
+    char id[64];
+    event_t e = make_event(d, id, sizeof(id), (int)offset);
+    window_add(w, &e, offset);
+}
+
+#define FEEDBACK(c, t) {c, t, KIND_FEEDBACK, HANDLER_NONE, TRI_NULL, 0.5, -1, -1, NULL}
+
+/* Expiry: buckets leave, customers with none left are evicted (deleted,
+ * no alert), the others re-scored; untouched customers are not written. */
+Test(window, expiry_and_eviction) {
+    window_t *w = new_window(NULL);
+    const ev_t a0 = FEEDBACK("a", 0), b10 = FEEDBACK("b", 10 * DAY), a5 = FEEDBACK("a", 5 * DAY),
+               c30 = FEEDBACK("c", 30 * DAY + 5);
+    add(w, &a0, 0);
+    add(w, &b10, 1);
+    add(w, &a5, 2);
+    window_commit(w);
+    cr_assert_eq(window_customer_count(w), 2);
+    /* Watermark to day 30: window is days 1..30; a loses day 0 and keeps
+     * day 5, so it is re-scored; b is untouched. */
+    add(w, &c30, 3);
+    changes_t ch = {"", ""};
+    window_foreach_change(w, on_upsert, on_delete, &ch);
+    cr_assert_str_eq(ch.upserts, "a c");
+    cr_assert_str_eq(ch.deletes, "");
+    window_customer_view_t v;
+    cr_assert(window_get(w, (strview_t){"a", 1}, &v));
+    cr_assert_eq(v.events, 1);
+    cr_assert_eq(v.updated_at, 30 * DAY + 5);
+    window_commit(w);
+    /* Day 36: a's day 5 leaves -> evicted. */
+    const ev_t c36 = FEEDBACK("c", 36 * DAY);
+    add(w, &c36, 4);
+    memset(&ch, 0, sizeof(ch));
+    window_foreach_change(w, on_upsert, on_delete, &ch);
+    cr_assert_str_eq(ch.deletes, "a");
+    cr_assert_str_eq(ch.upserts, "c");
+    cr_assert_not(window_get(w, (strview_t){"a", 1}, &v));
+    size_t n;
+    window_alerts(w, &n);
+    cr_assert_eq(n, 0);
+    window_commit(w);
+    cr_assert_eq(window_customer_count(w), 2);
+    window_free(w);
+}
+
+/* Evicted and back before the commit: one upsert, as a new customer. */
+Test(window, evicted_then_back) {
+    window_t *w = new_window(NULL);
+    const ev_t a0 = FEEDBACK("a", 0), b40 = FEEDBACK("b", 40 * DAY), a40 = FEEDBACK("a", 40 * DAY);
+    add(w, &a0, 0);
+    window_commit(w);
+    add(w, &b40, 1);
+    add(w, &a40, 2);
+    changes_t ch = {"", ""};
+    window_foreach_change(w, on_upsert, on_delete, &ch);
+    cr_assert_str_eq(ch.deletes, "");
+    cr_assert_str_eq(ch.upserts, "a b");
+    window_customer_view_t v;
+    cr_assert(window_get(w, (strview_t){"a", 1}, &v));
+    cr_assert_eq(v.events, 1);
+    window_commit(w);
+    window_free(w);
+}
+
+/* Late events are dropped; the window edge is inclusive. */
+Test(window, late_events) {
+    window_t *w = new_window(NULL);
+    const ev_t x = FEEDBACK("x", 40 * DAY), late = FEEDBACK("y", 10 * DAY + DAY - 1),
+               edge = FEEDBACK("y", 11 * DAY);
+    add(w, &x, 0);
+    char id[64];
+    event_t e = make_event(&late, id, sizeof(id), 1);
+    cr_assert_eq(window_add(w, &e, 1), WINDOW_LATE);
+    e = make_event(&edge, id, sizeof(id), 2);
+    cr_assert_eq(window_add(w, &e, 2), WINDOW_SCORED);
+    cr_assert_eq(window_watermark(w), 40 * DAY);
+    window_free(w);
+}
+
+/* The first event is never late, and the watermark never goes back. */
+Test(window, first_event_and_watermark) {
+    window_t *w = new_window(NULL);
+    const ev_t a = FEEDBACK("a", 100 * DAY), b = FEEDBACK("b", 99 * DAY);
+    add(w, &a, 0);
+    add(w, &b, 1);
+    cr_assert_eq(window_watermark(w), 100 * DAY);
+    window_free(w);
+}
+
+/* The streak resets when its last failed contact leaves the window, which
+ * re-scores the customer with trigger expiry (and may recover it). */
+Test(window, streak_expires) {
+    score_params_t p;
+    score_params_default(&p);
+    p.window_buckets = 3;
+    window_t *w = new_window(&p);
+    const ev_t f0 = AI_FAIL("s", 0, NONE_F), f1 = AI_FAIL("s", 10, NONE_F),
+               fb = FEEDBACK("s", 2 * DAY), other = FEEDBACK("o", 3 * DAY);
+    add(w, &f0, 0);
+    add(w, &f1, 1);
+    add(w, &fb, 2);
+    window_customer_view_t v;
+    window_get(w, (strview_t){"s", 1}, &v);
+    cr_assert_eq(v.streak, 2);
+    double before = v.ci;
+    window_commit(w);
+    add(w, &other, 3); /* window now days 1..3: day 0 leaves */
+    window_get(w, (strview_t){"s", 1}, &v);
+    cr_assert_eq(v.streak, 0);
+    cr_assert_eq(v.contacts, 0);
+    cr_assert_gt(v.ci, before);
+    cr_assert_eq(v.updated_at, 3 * DAY);
+    window_free(w);
+}
+
+/* A streak whose last failure is still in the window survives expiry. */
+Test(window, streak_survives_when_last_failure_stays) {
+    score_params_t p;
+    score_params_default(&p);
+    p.window_buckets = 3;
+    window_t *w = new_window(&p);
+    const ev_t f0 = AI_FAIL("s", 0, NONE_F), f1 = AI_FAIL("s", 2 * DAY, NONE_F),
+               other = FEEDBACK("o", 3 * DAY);
+    add(w, &f0, 0);
+    add(w, &f1, 1);
+    add(w, &other, 2);
+    window_customer_view_t v;
+    window_get(w, (strview_t){"s", 1}, &v);
+    cr_assert_eq(v.streak, 2);
+    cr_assert_eq(v.contacts, 1);
+    window_free(w);
+}
+
+/* Expiry alerts: trigger expiry, the moving event's offset, T_p, no event_id. */
+Test(window, expiry_alert_fields) {
+    score_params_t p;
+    score_params_default(&p);
+    p.window_buckets = 2;
+    window_t *w = new_window(&p);
+    /* Day 0: a purchase lifts r; day 1 four AI failures put r at risk;
+     * day 2 the purchase leaves the window -> lower ci, but it was at risk
+     * already, so: use the opposite: failures on day 0 leave -> recovered. */
+    const ev_t f[] = {AI_FAIL("r", 0, -0.9), AI_FAIL("r", 1, -0.9), AI_FAIL("r", 2, -0.9),
+                      FEEDBACK("r", DAY), FEEDBACK("z", 2 * DAY + 7)};
+    for (int i = 0; i < 5; i++) add(w, &f[i], i);
+    window_commit(w);
+    size_t n;
+    window_customer_view_t v;
+    window_get(w, (strview_t){"r", 1}, &v);
+    cr_assert_eq(v.at_risk, 0, "r should have recovered when day 0 left");
+    window_free(w);
+    /* Same again, looking at the alert itself. */
+    w = new_window(&p);
+    for (int i = 0; i < 4; i++) add(w, &f[i], i);
+    window_commit(w);
+    add(w, &f[4], 77);
+    const alert_t *a = window_alerts(w, &n);
+    cr_assert_eq(n, 1);
+    cr_assert_eq(a[0].type, ALERT_RECOVERED);
+    cr_assert_eq(a[0].trigger, TRIGGER_EXPIRY);
+    cr_assert_eq(a[0].offset, 77);
+    cr_assert_eq(a[0].occurred_at, 2 * DAY + 7);
+    cr_assert_eq(a[0].event_id.len, 0);
+    window_free(w);
+}
+
+/* needs_human cooldown: within a day suppressed; an alert later than e
+ * counts too. */
+Test(window, needs_human_cooldown) {
+    const step_t steps[] = {
+        {AI_FAIL("h", 10 * DAY, -0.9), NONE_F, "needs_human"},
+        {AI_FAIL("h", 10 * DAY + HOUR, -0.9), NONE_F, ""},
+        {AI_FAIL("h", 11 * DAY, -0.9), NONE_F, "needs_human"}, /* 10d is not > 11d - 1d */
+        {AI_FAIL("h", 11 * DAY + 1, -0.9), NONE_F, ""},
+        {AI_FAIL("h", 12 * DAY + 1, -0.9), NONE_F, "needs_human"},
+        {AI_FAIL("h", 10 * DAY + 2, -0.9), NONE_F, ""},          /* an alert later than e counts */
+    };
+    score_params_t p;
+    score_params_default(&p);
+    p.risk_threshold = 0; /* keep churn alerts out of this test */
+    window_t *w = new_window(&p);
+    run_steps(w, steps, sizeof(steps) / sizeof(steps[0]));
+    window_free(w);
+}
+
+/* needs_human only for AI contacts; resolved=null does not count toward
+ * the streak rule; sentiment threshold inclusive on the widened float. */
+Test(window, needs_human_conditions) {
+    const step_t steps[] = {
+        {{"n", 0, KIND_FEEDBACK, HANDLER_AI, TRI_FALSE, -0.9, -1, -1, NULL}, NONE_F, ""},
+        {{"n", 1, KIND_CONTACT, HANDLER_HUMAN, TRI_FALSE, -0.9, -1, -1, NULL}, NONE_F, ""},
+        {{"n", 2, KIND_CONTACT, HANDLER_AI, TRI_NULL, -0.5, -1, -1, NULL}, NONE_F, ""},
+        {{"n", 3, KIND_CONTACT, HANDLER_AI, TRI_NULL, -0.6, -1, -1, NULL}, NONE_F, "needs_human"},
+    };
+    score_params_t p;
+    score_params_default(&p);
+    p.risk_threshold = 0;
+    window_t *w = new_window(&p);
+    run_steps(w, steps, sizeof(steps) / sizeof(steps[0]));
+    window_free(w);
+}
+
+/* Streak rules: AI+unresolved adds, resolved or human/hybrid resets,
+ * anything else leaves it. */
+Test(window, streak_rules) {
+    struct {
+        ev_t e;
+        int streak;
+    } t[] = {
+        {AI_FAIL("s", 0, NONE_F), 1},
+        {AI_FAIL("s", 1, NONE_F), 2},
+        {{"s", 2, KIND_CONTACT, HANDLER_AI, TRI_NULL, NONE_F, -1, -1, NULL}, 2},
+        {{"s", 3, KIND_CONTACT, HANDLER_NONE, TRI_FALSE, NONE_F, -1, -1, NULL}, 2},
+        {{"s", 4, KIND_FEEDBACK, HANDLER_HUMAN, TRI_TRUE, NONE_F, -1, -1, NULL}, 2},
+        {AI_FAIL("s", 5, NONE_F), 3},
+        {{"s", 6, KIND_CONTACT, HANDLER_HYBRID, TRI_FALSE, NONE_F, -1, -1, NULL}, 0},
+        {AI_FAIL("s", 7, NONE_F), 1},
+        {{"s", 8, KIND_CONTACT, HANDLER_AI, TRI_TRUE, NONE_F, -1, -1, NULL}, 0},
+    };
+    window_t *w = new_window(NULL);
+    for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+        add(w, &t[i].e, (int64_t)i);
+        window_customer_view_t v;
+        window_get(w, (strview_t){"s", 1}, &v);
+        cr_assert_eq(v.streak, t[i].streak, "step %zu", i);
+    }
+    window_free(w);
+}
+
+/* Hysteresis: at risk stays at risk between 35 and 50; churn_risk fires
+ * once; recovered at 50 exactly (as written). */
+Test(window, hysteresis) {
+    const step_t steps[] = {
+        {AI_FAIL("y", 0, -0.3), 39.875, ""},
+        {AI_FAIL("y", 1, -0.5), 31.60, "churn_risk"},
+        {{"y", 2, KIND_CONTACT, HANDLER_HUMAN, TRI_TRUE, NONE_F, -1, -1, NULL}, NONE_F, ""},
+        {AI_FAIL("y", 3, NONE_F), NONE_F, ""}, /* lower again: no second churn_risk */
+    };
+    window_t *w = new_window(NULL);
+    run_steps(w, steps, 4);
+    window_customer_view_t v;
+    window_get(w, (strview_t){"y", 1}, &v);
+    cr_assert_eq(v.at_risk, 1);
+    window_free(w);
+}
+
+/* Loyalty signals: nps buckets, csat, purchase, cancellation; several per
+ * event. */
+Test(window, loyalty_signals) {
+    struct {
+        int nps, csat;
+        event_kind_t kind;
+        double loyalty; /* after this event alone, fresh customer */
+    } t[] = {
+        {10, -1, KIND_FEEDBACK, (1.0 / 4 + 1) / 2},
+        {9, -1, KIND_FEEDBACK, (1.0 / 4 + 1) / 2},
+        {8, -1, KIND_FEEDBACK, 0.5},
+        {7, -1, KIND_FEEDBACK, 0.5},
+        {6, -1, KIND_FEEDBACK, (-1.0 / 4 + 1) / 2},
+        {0, -1, KIND_FEEDBACK, (-1.0 / 4 + 1) / 2},
+        {-1, 5, KIND_FEEDBACK, (1.0 / 4 + 1) / 2},
+        {-1, 4, KIND_FEEDBACK, (0.5 / 4 + 1) / 2},
+        {-1, 1, KIND_FEEDBACK, (-1.0 / 4 + 1) / 2},
+        {-1, -1, KIND_PURCHASE, (1.0 / 4 + 1) / 2},
+        {-1, -1, KIND_CANCELLATION, (-1.0 / 4 + 1) / 2},
+        {10, 2, KIND_CANCELLATION, ((1 - 0.5 - 1) / 6.0 + 1) / 2},
+        {-1, -1, KIND_CONTACT, 0.5},
+    };
+    for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+        window_t *w = new_window(NULL);
+        ev_t d = {"l", 0, t[i].kind, HANDLER_NONE, TRI_NULL, NONE_F, t[i].nps, t[i].csat, NULL};
+        add(w, &d, 0);
+        window_customer_view_t v;
+        window_get(w, (strview_t){"l", 1}, &v);
+        cr_assert_float_eq(v.loyalty, t[i].loyalty, 1e-12, "case %zu: %f", i, v.loyalty);
+        window_free(w);
+    }
+}
+
+/* ai_share, aht_ms, and the window totals. */
+Test(window, efficiency_view) {
+    window_t *w = new_window(NULL);
+    char id[64];
+    ev_t d1 = AI_FAIL("e", 0, NONE_F), d2 = {"e", 1, KIND_CONTACT, HANDLER_HUMAN, TRI_TRUE,
+                                             NONE_F, -1, -1, NULL},
+         d3 = FEEDBACK("e", 2);
+    event_t e = make_event(&d1, id, sizeof(id), 0);
+    e.has_handle_time = true;
+    e.handle_time_ms = 1000;
+    window_add(w, &e, 0);
+    e = make_event(&d2, id, sizeof(id), 1);
+    e.has_handle_time = true;
+    e.handle_time_ms = 4000;
+    window_add(w, &e, 1);
+    add(w, &d3, 2);
+    window_customer_view_t v;
+    window_get(w, (strview_t){"e", 1}, &v);
+    cr_assert_float_eq(v.ai_share, 0.5, 1e-12);
+    cr_assert_float_eq(v.aht_ms, 2500, 1e-9);
+    cr_assert_eq(v.contacts, 2);
+    cr_assert_eq(v.resolved, 1);
+    cr_assert_eq(v.events, 3);
+    cr_assert_eq(v.last_event_id.len, strlen("evt-e-2"));
+    window_free(w);
+}
+
+/* The score is clamped to 0..100. */
+Test(window, clamp) {
+    score_params_t p;
+    score_params_default(&p);
+    p.streak_penalty = 100;
+    window_t *w = new_window(&p);
+    const ev_t d = AI_FAIL("z", 0, NONE_F);
+    add(w, &d, 0);
+    cr_assert_eq(ci_of(w, "z"), 0.0);
+    window_free(w);
+}
+
+/* Thresholds compare the value as written (%.4f): 39.87499999… is written
+ * 39.8750, which is not below 39.875. */
+Test(window, threshold_as_written) {
+    score_params_t p;
+    score_params_default(&p);
+    p.risk_threshold = 39.875;
+    window_t *w = new_window(&p);
+    const ev_t d = AI_FAIL("q", 0, -0.3);
+    add(w, &d, 0);
+    double ci = ci_of(w, "q");
+    cr_assert_lt(ci, 39.875, "the raw value is just below: %.17g", ci);
+    size_t n;
+    window_alerts(w, &n);
+    cr_assert_eq(n, 0);
+    window_free(w);
+}
+
+static const alert_t *only_alert(window_t *w) {
+    size_t n;
+    const alert_t *a = window_alerts(w, &n);
+    cr_assert_eq(n, 1, "%zu alerts", n);
+    return a;
+}
+
+/* The narrative: latest non-empty text in partition order, cut to 280
+ * bytes on a character boundary, empty once its bucket left the window. */
+Test(window, narrative) {
+    char text[400];
+    memset(text, 'a', 279);
+    memcpy(text + 279, "\xc3\xa9tail", 7); /* é straddles byte 280 */
+    text[286] = '\0';
+    struct {
+        const char *first;   /* text of the first event */
+        const char *second;  /* text of a second, earlier-in-time event */
+        size_t len;          /* expected narrative length */
+        const char *prefix;  /* expected start */
+    } t[] = {
+        {"hello", NULL, 5, "hello"},
+        {"hello", "", 5, "hello"},      /* empty text does not replace */
+        {"old", "newer", 5, "newer"},   /* partition order, not time order */
+        {text, NULL, 279, "aaa"},
+        {"\xe2\x82\xac", NULL, 3, "\xe2\x82\xac"},
+    };
+    score_params_t p;
+    score_params_default(&p);
+    p.risk_threshold = 0;
+    for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+        window_t *w = new_window(&p);
+        ev_t d = {"n", 5 * DAY, KIND_FEEDBACK, HANDLER_NONE, TRI_NULL, NONE_F, -1, -1, t[i].first};
+        add(w, &d, 0);
+        if (t[i].second) {
+            ev_t d2 = {"n", 4 * DAY, KIND_FEEDBACK, HANDLER_NONE, TRI_NULL, NONE_F, -1, -1,
+                       t[i].second};
+            add(w, &d2, 1);
+        }
+        window_commit(w);
+        ev_t trigger = AI_FAIL("n", 5 * DAY + 1, -0.9);
+        add(w, &trigger, 2);
+        const alert_t *a = only_alert(w);
+        cr_assert_eq(a->narrative.len, t[i].len, "case %zu: %zu", i, a->narrative.len);
+        cr_assert_eq(memcmp(a->narrative.ptr, t[i].prefix, strlen(t[i].prefix)), 0);
+        window_free(w);
+    }
+    /* Its bucket leaves the window: empty, no fallback to an older text. */
+    p.window_buckets = 2;
+    window_t *w = new_window(&p);
+    ev_t old = {"n", 0, KIND_FEEDBACK, HANDLER_NONE, TRI_NULL, NONE_F, -1, -1, "old text"};
+    ev_t keep = FEEDBACK("n", 1 * DAY);
+    ev_t later = AI_FAIL("n", 2 * DAY, -0.9);
+    add(w, &old, 0);
+    add(w, &keep, 1);
+    window_commit(w);
+    add(w, &later, 2);
+    cr_assert_eq(only_alert(w)->narrative.len, 0);
+    window_free(w);
+}
+
+/* State blobs: a window rebuilt from its changes behaves like the original. */
+typedef struct copy_ctx {
+    window_t *dst;
+} copy_ctx_t;
+
+static void copy_upsert(void *op, const window_customer_view_t *v) {
+    copy_ctx_t *c = op;
+    char err[128];
+    cr_assert_eq(window_load_customer(c->dst, v->customer_id, v->state, v->state_len, err,
+                                      sizeof(err)), 0, "%s", err);
+}
+
+Test(window, state_round_trip) {
+    window_t *a = new_window(NULL);
+    const ev_t evs[] = {
+        AI_FAIL("c1", 0, -0.3),
+        AI_FAIL("c1", DAY, -0.5),
+        {"c2", DAY, KIND_FEEDBACK, HANDLER_NONE, TRI_NULL, 0.9, 10, 4, "love it \xe2\x9c\x93"},
+        {"c3", 2 * DAY, KIND_CONTACT, HANDLER_HYBRID, TRI_TRUE, NONE_F, -1, -1, NULL},
+        AI_FAIL("c1", 2 * DAY, -0.7),
+    };
+    for (int i = 0; i < 5; i++) add(a, &evs[i], i);
+    window_t *b = new_window(NULL);
+    window_set_watermark(b, window_watermark(a));
+    copy_ctx_t ctx = {b};
+    window_foreach_change(a, copy_upsert, NULL, &ctx);
+    window_commit(a);
+    cr_assert_eq(window_customer_count(b), 3);
+    /* The same further events give the same views and alerts. */
+    const ev_t more[] = {
+        AI_FAIL("c1", 3 * DAY, -0.8),
+        {"c1", 3 * DAY, KIND_CONTACT, HANDLER_HUMAN, TRI_TRUE, 0.6, -1, -1, NULL},
+        {"c2", 33 * DAY, KIND_PURCHASE, HANDLER_NONE, TRI_NULL, NONE_F, -1, -1, NULL},
+    };
+    for (int i = 0; i < 3; i++) {
+        add(a, &more[i], 10 + i);
+        add(b, &more[i], 10 + i);
+        size_t na, nb;
+        const alert_t *xa = window_alerts(a, &na), *xb = window_alerts(b, &nb);
+        cr_assert_eq(na, nb, "step %d", i);
+        for (size_t k = 0; k < na; k++) {
+            cr_assert_eq(xa[k].type, xb[k].type);
+            cr_assert_eq(xa[k].score, xb[k].score);
+            cr_assert_eq(xa[k].previous_score, xb[k].previous_score);
+            cr_assert_eq(xa[k].narrative.len, xb[k].narrative.len);
+        }
+        window_commit(a);
+        window_commit(b);
+    }
+    const char *ids[] = {"c1", "c2", "c3"};
+    for (int i = 0; i < 3; i++) {
+        window_customer_view_t va, vb;
+        bool ha = window_get(a, (strview_t){ids[i], 2}, &va);
+        bool hb = window_get(b, (strview_t){ids[i], 2}, &vb);
+        cr_assert_eq(ha, hb);
+        if (!ha) continue;
+        cr_assert_eq(va.ci, vb.ci);
+        cr_assert_eq(va.sentiment, vb.sentiment);
+        cr_assert_eq(va.streak, vb.streak);
+        cr_assert_eq(va.at_risk, vb.at_risk);
+        cr_assert_eq(va.updated_at, vb.updated_at);
+        cr_assert_eq(va.state_len, vb.state_len);
+    }
+    window_free(a);
+    window_free(b);
+}
+
+/* Corrupt blobs are refused, never crash, never leak. */
+Test(window, state_blob_rejects_garbage) {
+    window_t *a = new_window(NULL);
+    const ev_t d = {"g", 0, KIND_FEEDBACK, HANDLER_AI, TRI_FALSE, 0.1, 9, 3, "text"};
+    add(a, &d, 0);
+    window_customer_view_t v;
+    window_get(a, (strview_t){"g", 1}, &v);
+    unsigned char blob[512];
+    size_t len = v.state_len;
+    memcpy(blob, v.state, len);
+    char err[128];
+    for (size_t cut = 0; cut < len; cut++) {
+        window_t *b = new_window(NULL);
+        cr_assert_eq(window_load_customer(b, (strview_t){"g", 1}, blob, cut, err, sizeof(err)), -1,
+                     "cut %zu", cut);
+        cr_assert_eq(window_customer_count(b), 0);
+        window_free(b);
+    }
+    blob[len] = 0;
+    window_t *b = new_window(NULL);
+    cr_assert_eq(window_load_customer(b, (strview_t){"g", 1}, blob, len + 1, err, sizeof(err)), -1);
+    window_free(b);
+    window_free(a);
+}
+
+/* Many customers, many watermark moves: the table grows, expiry keeps the
+ * count bounded, and nothing leaks (run under ASan/valgrind). */
+Test(window, churn_of_customers) {
+    score_params_t p;
+    score_params_default(&p);
+    p.window_buckets = 5;
+    window_t *w = new_window(&p);
+    char cid[32];
+    for (int i = 0; i < 20000; i++) {
+        snprintf(cid, sizeof(cid), "cust-%d", i);
+        ev_t d = {cid, (int64_t)(i / 1000) * DAY + i, KIND_CONTACT, HANDLER_AI,
+                  (i % 3) ? TRI_FALSE : TRI_TRUE, -0.2, -1, -1, NULL};
+        add(w, &d, i);
+        if (i % 97 == 0) window_commit(w);
+    }
+    window_commit(w);
+    cr_assert_leq(window_customer_count(w), 5000);
+    cr_assert_geq(window_customer_count(w), 4000);
+    window_free(w);
+}
