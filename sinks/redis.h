@@ -81,6 +81,8 @@ typedef struct sink_partition {
     const char *topic;
     int32_t partition;
     int64_t epoch;        /* from redis_sink_claim() */
+    int64_t prev_offset;  /* the next offset Redis holds now (from the claim or the
+                           * last acknowledged flush); -1 when it holds none */
     int64_t next_offset;  /* offset of the next message to process */
     window_t *w;          /* changes, alerts and watermark to write */
     bool fenced;          /* out: set when this partition's epoch is no longer ours */
@@ -95,7 +97,14 @@ typedef struct sink_stats {
 } sink_stats_t;
 
 /* Writes everything the windows changed since their last commit, in one
- * atomic, fenced transaction.  On SINK_OK the caller commits the windows
+ * atomic, fenced transaction.
+ *
+ * Idempotent: the script writes only when, for every partition, the epoch
+ * is ours and Redis holds prev_offset.  When Redis already holds
+ * next_offset for every partition, an earlier attempt whose reply was lost
+ * (a timeout) has written this very flush: it answers SINK_OK and writes
+ * nothing again, so no alert is added twice.  Any other offset means
+ * someone else wrote: treated as fenced.  On SINK_OK the caller commits the windows
  * (window_commit).  On SINK_FAIL with some parts[i].fenced set nothing was
  * written: the caller drops those partitions and flushes the rest again.
  * On SINK_RETRY nothing was written. */

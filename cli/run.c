@@ -1,0 +1,113 @@
+/*
+ * run.c — `rapport run`: reads the configuration (file, then flags), sets
+ * up signals, and runs the consumer until SIGTERM or SIGINT.
+ */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/commands.h"
+#include "common/config.h"
+#include "common/log.h"
+#include "common/version.h"
+#include "consumer/consumer.h"
+
+static volatile sig_atomic_t stop_requested;
+
+static void on_signal(int sig) {
+    (void)sig;
+    stop_requested = 1;
+}
+
+static void run_usage(FILE *out) {
+    fprintf(out,
+            "usage: rapport run [-c FILE] [-b BROKERS] [-t TOPIC] [-G GROUP] [-r REDIS_URL]\n"
+            "                   [-X key=value]...\n\n"
+            "  -c FILE       configuration file of key = value lines\n"
+            "  -b BROKERS    Kafka bootstrap servers (key brokers)\n"
+            "  -t TOPIC      input topic (key topic)\n"
+            "  -G GROUP      consumer group (key group)\n"
+            "  -r REDIS_URL  redis://[:password@]host[:port][/db] or unix:///path.sock\n"
+            "  -X key=value  any configuration key, or kafka.<property> for librdkafka\n\n"
+            "Flags override the file.  SIGTERM or SIGINT: write the batch in hand,\n"
+            "commit, leave the group, exit 0.\n\n");
+    config_print_help(out);
+}
+
+int cmd_run(int argc, char **argv) {
+    static const struct option longopts[] = {{"help", no_argument, NULL, 'h'}, {0, 0, 0, 0}};
+    char err[1024];
+    const char *file = NULL;
+    int opt;
+    /* First pass: the file, so that flags override it whatever their order. */
+    optind = 1;
+    while ((opt = getopt_long(argc, argv, "c:b:t:G:r:X:h", longopts, NULL)) != -1) {
+        if (opt == 'c') file = optarg;
+        if (opt == 'h') {
+            run_usage(stdout);
+            return 0;
+        }
+        if (opt == '?') {
+            run_usage(stderr);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "rapport run: unexpected argument \"%s\"\n", argv[optind]);
+        return 2;
+    }
+    config_t *conf = config_new();
+    if (!conf) return 1;
+    int rc = 2;
+    if (file && config_load_file(conf, file, err, sizeof(err)) != 0) goto bad;
+    optind = 1;
+    while ((opt = getopt_long(argc, argv, "c:b:t:G:r:X:h", longopts, NULL)) != -1) {
+        const char *key = NULL, *val = optarg;
+        char kbuf[256];
+        switch (opt) {
+        case 'b': key = "brokers"; break;
+        case 't': key = "topic"; break;
+        case 'G': key = "group"; break;
+        case 'r': key = "redis_url"; break;
+        case 'X': {
+            const char *eq = strchr(optarg, '=');
+            if (!eq || eq == optarg || (size_t)(eq - optarg) >= sizeof(kbuf)) {
+                snprintf(err, sizeof(err), "-X %s: expected key=value", optarg);
+                goto bad;
+            }
+            memcpy(kbuf, optarg, (size_t)(eq - optarg));
+            kbuf[eq - optarg] = '\0';
+            key = kbuf;
+            val = eq + 1;
+            break;
+        }
+        default: continue;
+        }
+        if (config_set(conf, key, val, err, sizeof(err)) != 0) goto bad;
+    }
+    if (config_validate(conf, err, sizeof(err)) != 0) goto bad;
+    log_level_t lvl;
+    log_level_parse(conf->log_level, &lvl);
+    log_set_level(lvl);
+
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    consumer_t *c = consumer_new(conf, err, sizeof(err));
+    if (!c) goto bad;
+    log_info("rapport starting", "version=%s", RAPPORT_VERSION);
+    rc = consumer_run(c, &stop_requested) == 0 ? 0 : 1;
+    consumer_free(c);
+    config_free(conf);
+    return rc;
+bad:
+    fprintf(stderr, "rapport run: %s\n", err);
+    config_free(conf);
+    return 2;
+}

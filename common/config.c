@@ -1,0 +1,334 @@
+/*
+ * config.c — the configuration table and everything derived from it.
+ *
+ * Each key is one row: name, type, default, range, where it lands in
+ * config_t, and one line of help (as Redis's config.c and librdkafka's
+ * rdkafka_conf.c do).  Parsing, validation, --help and docs/CONFIG.md all
+ * read this table, so they cannot disagree.
+ */
+#include "common/config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <librdkafka/rdkafka.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+
+typedef enum { T_STR, T_I64, T_I32, T_F64 } ctype_t;
+
+typedef struct ckey {
+    const char *name;
+    ctype_t type;
+    const char *def;
+    double min, max;           /* numbers only */
+    size_t off;
+    const char *help;
+} ckey_t;
+
+#define O(f) offsetof(config_t, f)
+#define S(f) offsetof(config_t, score.f)
+#define BIG 9.2e18
+
+static const ckey_t keys[] = {
+    {"brokers", T_STR, "localhost:9092", 0, 0, O(brokers),
+     "Kafka bootstrap servers (kafka.bootstrap.servers); -b"},
+    {"group", T_STR, "rapport", 0, 0, O(group), "Kafka consumer group id; -G"},
+    {"topic", T_STR, "interactions", 0, 0, O(topic), "input topic; -t"},
+    {"dlq_topic", T_STR, "", 0, 0, O(dlq_topic),
+     "dead-letter topic; empty means <topic>.dlq"},
+    {"schema_dir", T_STR, "schemas", 0, 0, O(schema_dir),
+     "directory of writer schemas, <id>.avsc"},
+    {"schema_registry_url", T_STR, "", 0, 0, O(schema_registry_url),
+     "Confluent-compatible schema registry (http or https); empty: none"},
+    {"schema_registry_user", T_STR, "", 0, 0, O(schema_registry_user),
+     "basic-auth user for the registry"},
+    {"schema_registry_password", T_STR, "", 0, 0, O(schema_registry_password),
+     "basic-auth password for the registry"},
+    {"redis_url", T_STR, "redis://127.0.0.1:6379", 0, 0, O(redis_url),
+     "redis://[:password@]host[:port][/db] or unix:///path.sock; -r"},
+    {"prefix", T_STR, "rapport:", 0, 0, O(prefix), "prefix of every Redis key rapport writes"},
+    {"bucket_ms", T_I64, "86400000", 1, BIG, S(bucket_ms), "width of one time bucket, ms"},
+    {"window_buckets", T_I32, "30", 1, 100000, S(window_buckets), "buckets in the window"},
+    {"prior_weight", T_F64, "3", 0, 1e9, S(prior_weight), "k, the weight of the neutral prior"},
+    {"w_resolution", T_F64, "0.4", 0, 1e9, S(w_resolution), "weight of resolution in ci"},
+    {"w_sentiment", T_F64, "0.3", 0, 1e9, S(w_sentiment), "weight of sentiment in ci"},
+    {"w_loyalty", T_F64, "0.3", 0, 1e9, S(w_loyalty), "weight of loyalty in ci"},
+    {"streak_penalty", T_F64, "4", 0, 100, S(streak_penalty),
+     "points off ci per unresolved AI contact in a row"},
+    {"streak_cap", T_I32, "5", 0, 1000000, S(streak_cap), "most streak contacts that count"},
+    {"risk_threshold", T_F64, "35", 0, 100, S(risk_threshold), "churn_risk when ci falls below"},
+    {"recover_threshold", T_F64, "50", 0, 100, S(recover_threshold),
+     "recovered when an at-risk ci reaches at least this"},
+    {"needs_human_streak", T_I32, "3", 1, 1000000, S(needs_human_streak),
+     "needs_human at this many unresolved AI contacts in a row"},
+    {"needs_human_sentiment", T_F64, "-0.6", -1, 1, S(needs_human_sentiment),
+     "needs_human when an AI contact's sentiment is at or below"},
+    {"needs_human_cooldown_ms", T_I64, "86400000", 0, BIG, S(needs_human_cooldown_ms),
+     "at most one needs_human per customer within this time, ms"},
+    {"max_future_skew_ms", T_I64, "300000", 0, BIG, O(max_future_skew_ms),
+     "occurred_at may exceed the Kafka timestamp by this much, ms"},
+    {"max_message_bytes", T_I64, "65536", 5, 104857600, O(max_message_bytes),
+     "larger values are dead-lettered as message_too_large"},
+    {"flush_ms", T_I64, "50", 1, 60000, O(flush_ms),
+     "a score reaches Redis within this long of its event being consumed"},
+    {"flush_max_customers", T_I64, "20000", 1, 10000000, O(flush_max_customers),
+     "flush early when this many customers changed"},
+    {"alerts_maxlen", T_I64, "1000000", 1, BIG, O(alerts_maxlen),
+     "the alerts stream is trimmed with MAXLEN ~ this"},
+    {"redis_timeout_ms", T_I64, "5000", 10, 600000, O(redis_timeout_ms),
+     "Redis connect and command timeout, ms"},
+    {"shutdown_timeout_ms", T_I64, "8000", 100, 600000, O(shutdown_timeout_ms),
+     "on SIGTERM, give up writing the last batch after this long"},
+    {"metrics_listen", T_STR, ":9464", 0, 0, O(metrics_listen),
+     "[host]:port for /metrics, /healthz and /readyz; empty disables"},
+    {"log_level", T_STR, "info", 0, 0, O(log_level), "error, warn, info or debug"},
+};
+
+#define NKEYS (sizeof(keys) / sizeof(keys[0]))
+
+static const ckey_t *key_find(const char *name) {
+    for (size_t i = 0; i < NKEYS; i++)
+        if (strcmp(keys[i].name, name) == 0) return &keys[i];
+    return NULL;
+}
+
+static char *xstrdup(const char *s) {
+    char *d = strdup(s);
+    if (!d) abort();
+    return d;
+}
+
+static int set_key(config_t *c, const ckey_t *k, const char *value, char *errstr,
+                   size_t errstr_size) {
+    char *p = (char *)c + k->off;
+    char *end;
+    errno = 0;
+    switch (k->type) {
+    case T_STR:
+        free(*(char **)p);
+        *(char **)p = xstrdup(value);
+        return 0;
+    case T_I64:
+    case T_I32: {
+        long long v = strtoll(value, &end, 10);
+        if (errno || end == value || *end || v < k->min || (double)v > k->max) {
+            snprintf(errstr, errstr_size, "%s: \"%s\" is not an integer in %.0f..%.0f", k->name,
+                     value, k->min, k->max);
+            return -1;
+        }
+        if (k->type == T_I64)
+            *(int64_t *)p = v;
+        else
+            *(int32_t *)p = (int32_t)v;
+        return 0;
+    }
+    case T_F64: {
+        double v = strtod(value, &end);
+        if (errno || end == value || *end || !isfinite(v) || v < k->min || v > k->max) {
+            snprintf(errstr, errstr_size, "%s: \"%s\" is not a number in %g..%g", k->name, value,
+                     k->min, k->max);
+            return -1;
+        }
+        *(double *)p = v;
+        return 0;
+    }
+    }
+    return -1;
+}
+
+config_t *config_new(void) {
+    config_t *c = calloc(1, sizeof(*c));
+    if (!c) return NULL;
+    char err[256];
+    for (size_t i = 0; i < NKEYS; i++)
+        if (set_key(c, &keys[i], keys[i].def, err, sizeof(err)) != 0) abort(); /* table bug */
+    return c;
+}
+
+void config_free(config_t *c) {
+    if (!c) return;
+    for (size_t i = 0; i < NKEYS; i++)
+        if (keys[i].type == T_STR) free(*(char **)((char *)c + keys[i].off));
+    for (size_t i = 0; i < c->kafka_count; i++) {
+        free(c->kafka[i].key);
+        free(c->kafka[i].value);
+    }
+    free(c->kafka);
+    free(c);
+}
+
+int config_set(config_t *c, const char *key, const char *value, char *errstr,
+               size_t errstr_size) {
+    if (strncmp(key, "kafka.", 6) == 0) {
+        const char *prop = key + 6;
+        if (!*prop) {
+            snprintf(errstr, errstr_size, "%s: a librdkafka property name must follow", key);
+            return -1;
+        }
+        /* librdkafka itself says whether the property and value are good. */
+        rd_kafka_conf_t *probe = rd_kafka_conf_new();
+        char kerr[256];
+        rd_kafka_conf_res_t r = rd_kafka_conf_set(probe, prop, value, kerr, sizeof(kerr));
+        rd_kafka_conf_destroy(probe);
+        if (r != RD_KAFKA_CONF_OK) {
+            snprintf(errstr, errstr_size, "%s: %s", key, kerr);
+            return -1;
+        }
+        for (size_t i = 0; i < c->kafka_count; i++) {
+            if (strcmp(c->kafka[i].key, prop) == 0) {
+                free(c->kafka[i].value);
+                c->kafka[i].value = xstrdup(value);
+                return 0;
+            }
+        }
+        config_kv_t *kv = realloc(c->kafka, (c->kafka_count + 1) * sizeof(*kv));
+        if (!kv) abort();
+        c->kafka = kv;
+        c->kafka[c->kafka_count].key = xstrdup(prop);
+        c->kafka[c->kafka_count].value = xstrdup(value);
+        c->kafka_count++;
+        return 0;
+    }
+    const ckey_t *k = key_find(key);
+    if (!k) {
+        snprintf(errstr, errstr_size, "%s: unknown key (see rapport run --help)", key);
+        return -1;
+    }
+    return set_key(c, k, value, errstr, errstr_size);
+}
+
+static char *trim(char *s) {
+    while (isspace((unsigned char)*s)) s++;
+    char *e = s + strlen(s);
+    while (e > s && isspace((unsigned char)e[-1])) *--e = '\0';
+    return s;
+}
+
+int config_load_file(config_t *c, const char *path, char *errstr, size_t errstr_size) {
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        snprintf(errstr, errstr_size, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    char line[4096], err[512];
+    int lineno = 0, rc = 0;
+    while (fgets(line, sizeof(line), f)) {
+        lineno++;
+        char *s = trim(line);
+        if (!*s || *s == '#') continue;
+        char *eq = strchr(s, '=');
+        if (!eq) {
+            snprintf(errstr, errstr_size, "%s:%d: expected key = value", path, lineno);
+            rc = -1;
+            break;
+        }
+        *eq = '\0';
+        char *key = trim(s), *val = trim(eq + 1);
+        size_t n = strlen(val);
+        if (n >= 2 && val[0] == '"' && val[n - 1] == '"') {
+            val[n - 1] = '\0';
+            val++;
+        }
+        if (config_set(c, key, val, err, sizeof(err)) != 0) {
+            snprintf(errstr, errstr_size, "%s:%d: %s", path, lineno, err);
+            rc = -1;
+            break;
+        }
+    }
+    fclose(f);
+    return rc;
+}
+
+int config_validate(const config_t *c, char *errstr, size_t errstr_size) {
+    log_level_t lvl;
+    if (log_level_parse(c->log_level, &lvl) != 0) {
+        snprintf(errstr, errstr_size, "log_level: \"%s\" is not error, warn, info or debug",
+                 c->log_level);
+        return -1;
+    }
+    const struct {
+        const char *name, *value;
+    } required[] = {{"brokers", c->brokers}, {"group", c->group}, {"topic", c->topic},
+                    {"redis_url", c->redis_url}};
+    for (size_t i = 0; i < sizeof(required) / sizeof(required[0]); i++) {
+        if (!*required[i].value) {
+            snprintf(errstr, errstr_size, "%s: must not be empty", required[i].name);
+            return -1;
+        }
+    }
+    if (!*c->schema_dir && !*c->schema_registry_url) {
+        snprintf(errstr, errstr_size, "schema_dir: set schema_dir or schema_registry_url");
+        return -1;
+    }
+    if (c->score.recover_threshold < c->score.risk_threshold) {
+        snprintf(errstr, errstr_size,
+                 "recover_threshold: %g is below risk_threshold %g (alerts would flap)",
+                 c->score.recover_threshold, c->score.risk_threshold);
+        return -1;
+    }
+    if (c->score.w_resolution + c->score.w_sentiment + c->score.w_loyalty <= 0) {
+        snprintf(errstr, errstr_size, "w_resolution: the three weights must not all be 0");
+        return -1;
+    }
+    if (strcmp(c->topic, c->dlq_topic) == 0) {
+        snprintf(errstr, errstr_size, "dlq_topic: must differ from topic");
+        return -1;
+    }
+    return 0;
+}
+
+const char *config_dlq_topic(config_t *c) {
+    if (*c->dlq_topic) return c->dlq_topic;
+    snprintf(c->dlq_buf, sizeof(c->dlq_buf), "%s.dlq", c->topic);
+    return c->dlq_buf;
+}
+
+static void range_text(const ckey_t *k, char *buf, size_t size) {
+    if (k->type == T_STR)
+        snprintf(buf, size, "string");
+    else if (k->max >= BIG)
+        snprintf(buf, size, "%s >= %g", k->type == T_F64 ? "number" : "integer", k->min);
+    else
+        snprintf(buf, size, "%s %g..%g", k->type == T_F64 ? "number" : "integer", k->min, k->max);
+}
+
+void config_print_help(FILE *out) {
+    char range[64];
+    fprintf(out, "Configuration keys (file: key = value; flag: -X key=value):\n");
+    for (size_t i = 0; i < NKEYS; i++) {
+        range_text(&keys[i], range, sizeof(range));
+        fprintf(out, "  %-26s %s (default \"%s\"; %s)\n", keys[i].name, keys[i].help, keys[i].def,
+                 range);
+    }
+    fprintf(out, "  %-26s any librdkafka property, passed through (security, SASL, tuning)\n",
+            "kafka.<property>");
+}
+
+void config_print_markdown(FILE *out) {
+    char range[64];
+    fprintf(out,
+            "# Configuration\n\n"
+            "Generated from the table in `common/config.c` by `make docs`; `make test` fails\n"
+            "when this file is stale.\n\n"
+            "`rapport run -c FILE` reads `key = value` lines (`#` starts a comment; a value may\n"
+            "be double-quoted). Flags override the file: `-b` brokers, `-t` topic, `-G` group,\n"
+            "`-r` redis_url, and `-X key=value` for any key. An unknown key or a bad value stops\n"
+            "start-up with exit status 2 and a message that names the key.\n\n"
+            "| key | default | range | meaning |\n| --- | --- | --- | --- |\n");
+    for (size_t i = 0; i < NKEYS; i++) {
+        range_text(&keys[i], range, sizeof(range));
+        fprintf(out, "| `%s` | `%s` | %s | %s |\n", keys[i].name, keys[i].def, range,
+                keys[i].help);
+    }
+    fprintf(out,
+            "| `kafka.<property>` | | | any librdkafka property, set on both the consumer and "
+            "the dead-letter producer (e.g. `kafka.security.protocol=SASL_SSL`); checked by "
+            "librdkafka at start-up |\n\n"
+            "Cross-key rules: `recover_threshold` must be at least `risk_threshold`; one of\n"
+            "`schema_dir` and `schema_registry_url` must be set; `dlq_topic` must differ from\n"
+            "`topic`.\n");
+}

@@ -1,0 +1,542 @@
+/*
+ * consumer.c — the main loop of `rapport run`.
+ *
+ * Owns the librdkafka consumer, the dead-letter producer, the decoder, the
+ * Redis sink and one window per assigned partition.  Everything runs on
+ * the thread that calls consumer_run(), rebalance callbacks included.
+ *
+ * The order that makes the Redis effect exactly-once (SPEC §6):
+ *   1. poll a message; skip it if its offset is below the partition's
+ *      next offset (a repeat after a seek or a rebalance);
+ *   2. decode, validate, and either dead-letter it or apply it to the
+ *      partition's window; the partition's next offset moves past it;
+ *   3. every flush_ms: wait until every dead-letter copy is acknowledged,
+ *      then write all partitions' changes, alerts, watermarks and next
+ *      offsets to Redis in one fenced transaction (sinks/redis.c);
+ *   4. only then commit the same offsets to Kafka, for lag tools.
+ * A crash anywhere loses only work that Redis never saw, and the next
+ * owner starts from the offset Redis holds, with the state Redis holds.
+ *
+ * When Redis (or the dead-letter topic) cannot be written, every assigned
+ * partition is paused (the loop keeps polling, so the group membership
+ * stays), the flush is retried with exponential backoff, and consumption
+ * resumes after the first successful flush.  Memory stays bounded by what
+ * was consumed before the pause.
+ */
+#include "consumer/consumer.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <librdkafka/rdkafka.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "consumer/dlq.h"
+#include "sinks/redis.h"
+
+#define BACKOFF_MIN_MS 100
+#define BACKOFF_MAX_MS 5000
+
+typedef struct part {
+    int32_t id;
+    window_t *w;
+    int64_t epoch;          /* our fencing epoch for this partition */
+    int64_t next_offset;    /* next message to process; -1 before the first */
+    int64_t stored_offset;  /* the next offset Redis holds; -1 none */
+    bool pending;           /* consumed since the last successful flush */
+    int64_t retry_at;       /* paused for an unreachable schema source until */
+} part_t;
+
+struct consumer {
+    config_t *conf;
+    rd_kafka_t *rk;
+    dlq_t *dlq;
+    decoder_t *dec;
+    redis_sink_t *sink;
+    part_t **parts;         /* indexed by partition id; NULL: not ours */
+    int32_t parts_cap;
+    int64_t flush_deadline; /* monotonic ms of the next due flush; 0: nothing pending */
+    bool sink_down;         /* the last flush failed: partitions are paused */
+    int64_t retry_at;       /* next flush attempt while sink_down */
+    int backoff_ms;
+    volatile sig_atomic_t *stop;
+    consumer_stats_t stats;
+};
+
+static int64_t now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(int ms) {
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) == -1 && errno == EINTR) {
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* Partitions                                                          */
+
+static part_t *part_get(const consumer_t *c, int32_t id) {
+    return (id >= 0 && id < c->parts_cap) ? c->parts[id] : NULL;
+}
+
+static void part_drop(consumer_t *c, int32_t id) {
+    part_t *p = part_get(c, id);
+    if (!p) return;
+    window_free(p->w);
+    free(p);
+    c->parts[id] = NULL;
+    atomic_fetch_sub(&c->stats.partitions_assigned, 1);
+}
+
+static void parts_drop_all(consumer_t *c) {
+    for (int32_t i = 0; i < c->parts_cap; i++) part_drop(c, i);
+}
+
+/* Pause or resume every partition we hold (except those waiting on the
+ * schema source, which resume on their own timer). */
+static void parts_pause(consumer_t *c, bool pause) {
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(8);
+    for (int32_t i = 0; i < c->parts_cap; i++)
+        if (c->parts[i] && (pause || !c->parts[i]->retry_at))
+            rd_kafka_topic_partition_list_add(l, c->conf->topic, i);
+    if (l->cnt) {
+        rd_kafka_resp_err_t err = pause ? rd_kafka_pause_partitions(c->rk, l)
+                                        : rd_kafka_resume_partitions(c->rk, l);
+        if (err)
+            log_warn(pause ? "pausing partitions failed" : "resuming partitions failed",
+                     "err=\"%s\"", rd_kafka_err2str(err));
+    }
+    rd_kafka_topic_partition_list_destroy(l);
+}
+
+/* Claims the partition in Redis and loads its state, retrying while Redis
+ * is unreachable.  Returns the offset to start from. */
+static int64_t part_claim(consumer_t *c, int32_t id) {
+    char err[512];
+    bool logged = false;
+    int backoff = BACKOFF_MIN_MS;
+    if (id >= c->parts_cap) {
+        int32_t cap = id + 16;
+        part_t **np = realloc(c->parts, (size_t)cap * sizeof(*np));
+        if (!np) abort();
+        memset(np + c->parts_cap, 0, (size_t)(cap - c->parts_cap) * sizeof(*np));
+        c->parts = np;
+        c->parts_cap = cap;
+    }
+    part_drop(c, id);
+    while (!*c->stop) {
+        part_t *p = calloc(1, sizeof(*p));
+        if (!p) abort();
+        p->id = id;
+        p->w = window_new(&c->conf->score, id, err, sizeof(err));
+        if (!p->w) abort(); /* params were validated at start-up */
+        int64_t epoch, offset;
+        sink_result_t r =
+            redis_sink_claim(c->sink, c->conf->topic, id, p->w, &epoch, &offset, err, sizeof(err));
+        if (r == SINK_OK) {
+            p->epoch = epoch;
+            p->next_offset = offset;
+            p->stored_offset = offset;
+            c->parts[id] = p;
+            atomic_fetch_add(&c->stats.partitions_assigned, 1);
+            log_info("partition claimed", "topic=%s partition=%" PRId32 " epoch=%" PRId64
+                     " offset=%" PRId64 " customers=%zu watermark=%" PRId64,
+                     c->conf->topic, id, epoch, offset, window_customer_count(p->w),
+                     window_watermark(p->w));
+            return offset;
+        }
+        window_free(p->w);
+        free(p);
+        if (!logged)
+            log_warn("cannot load partition state from Redis, retrying",
+                     "partition=%" PRId32 " err=\"%s\"", id, err);
+        logged = true;
+        atomic_store(&c->stats.redis_up, 0);
+        sleep_ms(backoff);
+        backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
+    }
+    return -1;
+}
+
+/* ------------------------------------------------------------------ */
+/* Flush                                                               */
+
+static void commit_to_kafka(consumer_t *c, const sink_partition_t *sp, size_t n) {
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new((int)n);
+    for (size_t i = 0; i < n; i++)
+        rd_kafka_topic_partition_list_add(l, c->conf->topic, sp[i].partition)->offset =
+            sp[i].next_offset;
+    rd_kafka_resp_err_t err = rd_kafka_commit(c->rk, l, 1);
+    if (err) log_debug("kafka offset commit not sent", "err=\"%s\"", rd_kafka_err2str(err));
+    rd_kafka_topic_partition_list_destroy(l);
+}
+
+static void sink_failed(consumer_t *c, const char *what, const char *err) {
+    if (!c->sink_down) {
+        log_warn("cannot write, pausing partitions and retrying", "what=%s err=\"%s\"", what, err);
+        parts_pause(c, true);
+        c->sink_down = true;
+        c->backoff_ms = BACKOFF_MIN_MS;
+    } else {
+        c->backoff_ms = c->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : c->backoff_ms * 2;
+    }
+    if (strcmp(what, "redis") == 0) atomic_store(&c->stats.redis_up, 0);
+    c->retry_at = now_ms() + c->backoff_ms;
+}
+
+/* Writes every pending partition.  Returns 0 when nothing is left pending. */
+static int flush(consumer_t *c) {
+    char err[512];
+    size_t n = 0;
+    for (int32_t i = 0; i < c->parts_cap; i++)
+        if (c->parts[i] && c->parts[i]->pending) n++;
+    if (n == 0) {
+        c->flush_deadline = 0;
+        return 0;
+    }
+    /* A dead letter must be safe in Kafka before the offset past it is. */
+    if (dlq_sync(c->dlq, 1000) != 0) {
+        sink_failed(c, "dead-letter", "copies not yet acknowledged by Kafka");
+        return -1;
+    }
+    sink_partition_t *sp = calloc(n, sizeof(*sp));
+    if (!sp) abort();
+    n = 0;
+    for (int32_t i = 0; i < c->parts_cap; i++) {
+        part_t *p = c->parts[i];
+        if (!p || !p->pending) continue;
+        sp[n++] = (sink_partition_t){.topic = c->conf->topic,
+                                     .partition = i,
+                                     .epoch = p->epoch,
+                                     .prev_offset = p->stored_offset,
+                                     .next_offset = p->next_offset,
+                                     .w = p->w};
+    }
+    int64_t t0 = now_ms();
+    sink_result_t r;
+    for (;;) {
+        r = redis_sink_flush(c->sink, sp, n, err, sizeof(err));
+        if (r != SINK_FAIL) break;
+        /* Fenced: another instance owns these partitions now.  Forget them
+         * (their unwritten work is the new owner's to redo) and write the
+         * rest. */
+        size_t k = 0;
+        bool any = false;
+        for (size_t i = 0; i < n; i++) {
+            if (sp[i].fenced) {
+                any = true;
+                log_warn("partition taken over by another instance, dropping it",
+                         "partition=%" PRId32 " err=\"%s\"", sp[i].partition, err);
+                part_drop(c, sp[i].partition);
+            } else {
+                sp[k++] = sp[i];
+            }
+        }
+        n = k;
+        if (!any) break; /* a failure that is not fencing: retry later */
+        if (n == 0) {
+            r = SINK_OK;
+            break;
+        }
+    }
+    if (r != SINK_OK) {
+        free(sp);
+        sink_failed(c, "redis", err);
+        return -1;
+    }
+    uint64_t customers = 0;
+    for (size_t i = 0; i < n; i++) {
+        part_t *p = part_get(c, sp[i].partition);
+        size_t na;
+        const alert_t *a = window_alerts(p->w, &na);
+        for (size_t k = 0; k < na; k++) atomic_fetch_add(&c->stats.alerts_by_type[a[k].type], 1);
+        window_commit(p->w);
+        p->stored_offset = p->next_offset;
+        p->pending = false;
+    }
+    for (int32_t i = 0; i < c->parts_cap; i++)
+        if (c->parts[i]) customers += window_customer_count(c->parts[i]->w);
+    atomic_store(&c->stats.customers_tracked, customers);
+    atomic_fetch_add(&c->stats.flushes, 1);
+    if (n) commit_to_kafka(c, sp, n);
+    free(sp);
+    log_debug("flushed", "partitions=%zu ms=%" PRId64, n, now_ms() - t0);
+    atomic_store(&c->stats.redis_up, 1);
+    if (c->sink_down) {
+        log_info("writes succeed again, resuming partitions", NULL);
+        c->sink_down = false;
+        parts_pause(c, false);
+    }
+    c->flush_deadline = 0;
+    return 0;
+}
+
+/* Flushes, retrying until done or the deadline (monotonic ms) passes. */
+static int flush_until(consumer_t *c, int64_t deadline) {
+    for (;;) {
+        if (flush(c) == 0) return 0;
+        int64_t now = now_ms();
+        if (now >= deadline) return -1;
+        int64_t wait = c->retry_at - now;
+        if (wait > deadline - now) wait = deadline - now;
+        if (wait > 0) sleep_ms((int)wait);
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* Rebalance                                                           */
+
+static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                         rd_kafka_topic_partition_list_t *list, void *opaque) {
+    consumer_t *c = opaque;
+    bool coop = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        for (int i = 0; i < list->cnt; i++) {
+            rd_kafka_topic_partition_t *tp = &list->elems[i];
+            int64_t off = part_claim(c, tp->partition);
+            tp->offset = off >= 0 ? off : RD_KAFKA_OFFSET_BEGINNING;
+        }
+        rd_kafka_error_t *e = NULL;
+        rd_kafka_resp_err_t aerr = RD_KAFKA_RESP_ERR_NO_ERROR;
+        if (coop)
+            e = rd_kafka_incremental_assign(rk, list);
+        else
+            aerr = rd_kafka_assign(rk, list);
+        if (e) {
+            log_error("assign failed", "err=\"%s\"", rd_kafka_error_string(e));
+            rd_kafka_error_destroy(e);
+        } else if (aerr) {
+            log_error("assign failed", "err=\"%s\"", rd_kafka_err2str(aerr));
+        }
+        if (c->sink_down) parts_pause(c, true);
+        log_info("partitions assigned", "count=%d protocol=%s", list->cnt, coop ? "cooperative" : "eager");
+        return;
+    }
+    if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
+        /* Write what we have before the partitions go; if Redis cannot take
+         * it in time, the new owner redoes that work from Redis's offset. */
+        int64_t budget = *c->stop ? 1000 : c->conf->shutdown_timeout_ms;
+        if (flush_until(c, now_ms() + budget) != 0)
+            log_warn("revoked partitions could not be flushed; the next owner replays them", NULL);
+        for (int i = 0; i < list->cnt; i++) part_drop(c, list->elems[i].partition);
+        if (coop) {
+            rd_kafka_error_t *e = rd_kafka_incremental_unassign(rk, list);
+            if (e) rd_kafka_error_destroy(e);
+        } else {
+            rd_kafka_assign(rk, NULL);
+        }
+        c->sink_down = false;
+        log_info("partitions revoked", "count=%d", list->cnt);
+        return;
+    }
+    log_error("rebalance error", "err=\"%s\"", rd_kafka_err2str(err));
+    parts_drop_all(c);
+    rd_kafka_assign(rk, NULL);
+}
+
+/* ------------------------------------------------------------------ */
+/* Messages                                                            */
+
+static void handle_message(consumer_t *c, rd_kafka_message_t *m) {
+    char detail[512], err[512];
+    if (m->err) {
+        if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+            log_warn("kafka", "err=\"%s\"", rd_kafka_message_errstr(m));
+        return;
+    }
+    part_t *p = part_get(c, m->partition);
+    if (!p || p->retry_at) return;                        /* not ours, or waiting */
+    if (p->next_offset >= 0 && m->offset < p->next_offset) return; /* seen */
+
+    rd_kafka_timestamp_type_t tstype;
+    int64_t ts = rd_kafka_message_timestamp(m, &tstype);
+    kafka_msg_view_t v = {m->key, m->key_len, m->payload, m->len,
+                          tstype == RD_KAFKA_TIMESTAMP_NOT_AVAILABLE ? -1 : ts};
+    event_t e;
+    dlq_reason_t reason = DLQ_NONE;
+    switch (decoder_decode(c->dec, &v, &e, &reason, detail, sizeof(detail))) {
+    case DECODE_OK:
+        if (window_add(p->w, &e, m->offset) == WINDOW_LATE)
+            atomic_fetch_add(&c->stats.late, 1);
+        else
+            atomic_fetch_add(&c->stats.scored, 1);
+        break;
+    case DECODE_DEAD:
+        if (dlq_send(c->dlq, m, reason, detail, err, sizeof(err)) != 0) {
+            /* Could not even queue the copy: read this message again later. */
+            sink_failed(c, "dead-letter", err);
+            rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+            rd_kafka_topic_partition_list_add(l, c->conf->topic, m->partition)->offset = m->offset;
+            rd_kafka_error_t *se = rd_kafka_seek_partitions(c->rk, l, 1000);
+            if (se) rd_kafka_error_destroy(se);
+            rd_kafka_topic_partition_list_destroy(l);
+            return;
+        }
+        atomic_fetch_add(&c->stats.dead_letter, 1);
+        atomic_fetch_add(&c->stats.dead_by_reason[reason], 1);
+        log_debug("dead letter", "partition=%" PRId32 " offset=%" PRId64 " reason=%s",
+                  m->partition, m->offset, dlq_reason_names[reason]);
+        break;
+    case DECODE_RETRY: {
+        /* The schema source cannot answer: nothing is dead-lettered; this
+         * partition waits and reads the message again. */
+        log_warn("schema source unreachable, pausing partition", "partition=%" PRId32
+                 " err=\"%s\"", m->partition, detail);
+        rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+        rd_kafka_topic_partition_list_add(l, c->conf->topic, m->partition)->offset = m->offset;
+        rd_kafka_pause_partitions(c->rk, l);
+        rd_kafka_error_t *se = rd_kafka_seek_partitions(c->rk, l, 1000);
+        if (se) rd_kafka_error_destroy(se);
+        rd_kafka_topic_partition_list_destroy(l);
+        p->retry_at = now_ms() + 1000;
+        return;
+    }
+    }
+    p->next_offset = m->offset + 1;
+    p->pending = true;
+    if (!c->flush_deadline) c->flush_deadline = now_ms() + c->conf->flush_ms;
+}
+
+static void resume_waiting_parts(consumer_t *c, int64_t now) {
+    for (int32_t i = 0; i < c->parts_cap; i++) {
+        part_t *p = c->parts[i];
+        if (!p || !p->retry_at || now < p->retry_at) continue;
+        p->retry_at = 0;
+        if (c->sink_down) continue; /* resumed with the others */
+        rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+        rd_kafka_topic_partition_list_add(l, c->conf->topic, i);
+        rd_kafka_resume_partitions(c->rk, l);
+        rd_kafka_topic_partition_list_destroy(l);
+    }
+}
+
+static size_t changes_pending(const consumer_t *c) {
+    size_t n = 0;
+    for (int32_t i = 0; i < c->parts_cap; i++)
+        if (c->parts[i]) n += window_change_count(c->parts[i]->w);
+    return n;
+}
+
+/* ------------------------------------------------------------------ */
+/* Life cycle                                                          */
+
+consumer_t *consumer_new(config_t *conf, char *errstr, size_t errstr_size) {
+    consumer_t *c = calloc(1, sizeof(*c));
+    rd_kafka_conf_t *kc = NULL;
+    if (!c) {
+        snprintf(errstr, errstr_size, "out of memory");
+        return NULL;
+    }
+    c->conf = conf;
+    decoder_conf_t dconf = {.schema_dir = *conf->schema_dir ? conf->schema_dir : NULL,
+                            .max_message_bytes = (size_t)conf->max_message_bytes,
+                            .max_future_skew_ms = conf->max_future_skew_ms};
+    c->dec = decoder_new(&dconf, errstr, errstr_size);
+    if (!c->dec) goto fail;
+    redis_sink_conf_t sconf = {.url = conf->redis_url,
+                               .prefix = conf->prefix,
+                               .alerts_maxlen = conf->alerts_maxlen,
+                               .timeout_ms = (int)conf->redis_timeout_ms};
+    c->sink = redis_sink_new(&sconf, errstr, errstr_size);
+    if (!c->sink) goto fail;
+    c->dlq = dlq_new(conf, config_dlq_topic(conf), errstr, errstr_size);
+    if (!c->dlq) goto fail;
+
+    kc = rd_kafka_conf_new();
+    const char *defaults[][2] = {{"bootstrap.servers", conf->brokers},
+                                 {"group.id", conf->group},
+                                 {"client.id", "rapport"},
+                                 {"enable.auto.commit", "false"},
+                                 {"enable.auto.offset.store", "false"},
+                                 {"auto.offset.reset", "earliest"},
+                                 {"enable.partition.eof", "false"}};
+    for (size_t i = 0; i < sizeof(defaults) / sizeof(defaults[0]); i++)
+        if (rd_kafka_conf_set(kc, defaults[i][0], defaults[i][1], errstr, errstr_size)) goto fail;
+    for (size_t i = 0; i < conf->kafka_count; i++)
+        if (rd_kafka_conf_set(kc, conf->kafka[i].key, conf->kafka[i].value, errstr, errstr_size))
+            goto fail;
+    rd_kafka_conf_set_rebalance_cb(kc, on_rebalance);
+    rd_kafka_conf_set_opaque(kc, c);
+    c->rk = rd_kafka_new(RD_KAFKA_CONSUMER, kc, errstr, errstr_size);
+    if (!c->rk) goto fail;
+    kc = NULL; /* owned by rk */
+    rd_kafka_poll_set_consumer(c->rk);
+    return c;
+fail:
+    if (kc) rd_kafka_conf_destroy(kc);
+    consumer_free(c);
+    return NULL;
+}
+
+int consumer_run(consumer_t *c, volatile sig_atomic_t *stop) {
+    c->stop = stop;
+    rd_kafka_topic_partition_list_t *sub = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(sub, c->conf->topic, RD_KAFKA_PARTITION_UA);
+    rd_kafka_resp_err_t err = rd_kafka_subscribe(c->rk, sub);
+    rd_kafka_topic_partition_list_destroy(sub);
+    if (err) {
+        log_error("subscribe failed", "topic=%s err=\"%s\"", c->conf->topic, rd_kafka_err2str(err));
+        return -1;
+    }
+    char perr[256];
+    atomic_store(&c->stats.redis_up, redis_sink_ping(c->sink, perr, sizeof(perr)) == SINK_OK);
+    if (!atomic_load(&c->stats.redis_up))
+        log_warn("redis unreachable at start, will retry", "err=\"%s\"", perr);
+    log_info("consuming", "topic=%s group=%s brokers=%s", c->conf->topic, c->conf->group,
+             c->conf->brokers);
+
+    while (!*stop) {
+        int64_t now = now_ms();
+        int timeout = 100;
+        if (c->sink_down) {
+            if (now >= c->retry_at) flush(c);
+            timeout = 20;
+        } else if (c->flush_deadline) {
+            int64_t left = c->flush_deadline - now;
+            timeout = left <= 0 ? 0 : (left < 100 ? (int)left : 100);
+        }
+        resume_waiting_parts(c, now);
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(c->rk, timeout);
+        if (m) {
+            handle_message(c, m);
+            rd_kafka_message_destroy(m);
+        }
+        dlq_sync(c->dlq, 0);
+        if (!c->sink_down && c->flush_deadline &&
+            (now_ms() >= c->flush_deadline ||
+             changes_pending(c) >= (size_t)c->conf->flush_max_customers))
+            flush(c);
+    }
+
+    log_info("stopping: writing the batch in hand", NULL);
+    int rc = 0;
+    if (flush_until(c, now_ms() + c->conf->shutdown_timeout_ms) != 0) {
+        log_warn("last batch not written; it will be replayed from Redis's offset", NULL);
+    }
+    err = rd_kafka_consumer_close(c->rk);
+    if (err) log_warn("leaving the group failed", "err=\"%s\"", rd_kafka_err2str(err));
+    log_info("stopped", NULL);
+    return rc;
+}
+
+const consumer_stats_t *consumer_stats(const consumer_t *c) { return &c->stats; }
+
+void consumer_free(consumer_t *c) {
+    if (!c) return;
+    if (c->rk) rd_kafka_destroy(c->rk);
+    parts_drop_all(c);
+    free(c->parts);
+    dlq_free(c->dlq);
+    redis_sink_free(c->sink);
+    decoder_free(c->dec);
+    free(c);
+}
