@@ -1,0 +1,78 @@
+/*
+ * pipeline.h — test support for whole-pipeline tests: an in-process mock
+ * Kafka cluster, `rapport run` as a child process, and the comparison of
+ * Redis with a reference replay.
+ *
+ * The reference replay reads a topic back partition by partition and runs
+ * every message through the decoder and a fresh window, as one
+ * uninterrupted run would, then renders the Redis state that run must
+ * leave as sorted text lines.  redis_render() renders the actual Redis the
+ * same way, so a test compares two line lists, and a failure prints the
+ * first lines that differ.
+ */
+#ifndef RAPPORT_TEST_PIPELINE_H
+#define RAPPORT_TEST_PIPELINE_H
+
+#include <librdkafka/rdkafka.h>
+#include <librdkafka/rdkafka_mock.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "scoring/window.h"
+
+/* A mock cluster hosted by this process. */
+typedef struct mock_kafka {
+    rd_kafka_t *host;
+    rd_kafka_mock_cluster_t *mc;
+    const char *brokers;
+} mock_kafka_t;
+
+int mock_kafka_start(mock_kafka_t *mk, int brokers);
+void mock_kafka_stop(mock_kafka_t *mk);
+
+/* High watermark (end offset) of each partition of topic. */
+int kafka_end_offsets(const char *brokers, const char *topic, int partitions, int64_t *out);
+
+/* A child process (the binary under test: $RAPPORT_BIN, default bin/rapport)
+ * with stdout and stderr appended to logpath. */
+pid_t proc_start(const char *logpath, const char *const *args);
+/* Sends sig and waits up to timeout_ms.  Returns the exit status, 128+signal
+ * when killed by one, or -1 when it did not end in time (then it is killed). */
+int proc_stop(pid_t pid, int sig, int timeout_ms);
+/* Runs to completion; returns its exit status. */
+int proc_run(const char *logpath, const char *const *args, int timeout_ms);
+
+/* A growable list of lines. */
+typedef struct lines {
+    char **v;
+    size_t n, cap;
+} lines_t;
+
+void lines_add(lines_t *l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void lines_sort(lines_t *l);
+void lines_free(lines_t *l);
+/* 0 when equal; else prints up to 10 differences to stderr and returns -1. */
+int lines_compare(const lines_t *expected, const lines_t *actual, const char *what);
+
+/* The expected Redis state of one uninterrupted run over the topic. */
+int replay_render(const char *brokers, const char *topic, int partitions,
+                  const char *schema_dir, const score_params_t *params, const char *prefix,
+                  lines_t *out, char *errstr, size_t errstr_size);
+
+/* The actual Redis state under prefix (hashes, scores, watermarks, alerts). */
+int redis_render(int port, const char *prefix, lines_t *out, char *errstr, size_t errstr_size);
+
+/* Waits until Redis holds, for every partition, the offset `end[p]`.
+ * Returns 0, or -1 after timeout_ms. */
+int redis_wait_offsets(int port, const char *prefix, const char *topic, int partitions,
+                       const int64_t *end, int timeout_ms);
+
+/* Reads the whole DLQ topic; counts messages per rapport.error reason into
+ * counts (indexed like dlq_reason_names) and checks each has every
+ * rapport.* header.  Returns the number of messages, or -1. */
+long dlq_read(const char *brokers, const char *topic, int partitions, long *counts,
+              char *errstr, size_t errstr_size);
+
+#endif
