@@ -15,6 +15,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "common/log.h"
 
@@ -262,6 +263,12 @@ int config_validate(const config_t *c, char *errstr, size_t errstr_size) {
     }
     if (!*c->schema_dir && !*c->schema_registry_url) {
         snprintf(errstr, errstr_size, "schema_dir: set schema_dir or schema_registry_url");
+        return -1;
+    }
+    struct stat st;
+    if (*c->schema_dir && !*c->schema_registry_url &&
+        (stat(c->schema_dir, &st) != 0 || !S_ISDIR(st.st_mode))) {
+        snprintf(errstr, errstr_size, "schema_dir: %s is not a directory", c->schema_dir);
         return -1;
     }
     if (c->score.recover_threshold < c->score.risk_threshold) {

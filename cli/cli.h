@@ -1,0 +1,18 @@
+/*
+ * cli.h — the subcommands of bin/rapport.
+ *
+ * cli/main.c dispatches `rapport <command> args…` to cmd_<command>(argc - 1,
+ * argv + 1): argv[0] is the command's name.  Each returns the process's
+ * exit status: 0 success, 1 failure at run time, 2 bad arguments.
+ */
+#ifndef RAPPORT_CLI_H
+#define RAPPORT_CLI_H
+
+/* `rapport gen`: synthetic customer stories to a Kafka topic (cli/gen.c). */
+int cmd_gen(int argc, char **argv);
+
+/* `rapport mock-kafka`: librdkafka's mock cluster as a standalone broker
+ * (cli/mock_kafka.c). */
+int cmd_mock_kafka(int argc, char **argv);
+
+#endif
