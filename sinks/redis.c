@@ -1,0 +1,800 @@
+/*
+ * redis.c — the Redis sink (see redis.h and docs/STATE.md).
+ *
+ * Owns one hiredis context (blocking, with connect and command timeouts),
+ * the SHA1s of its two Lua scripts (redis_scripts.h) and the buffers a
+ * flush request is built in.  One thread, the consumer's main loop, runs
+ * all of it.
+ *
+ * A flush is one EVALSHA, built here directly in the Redis protocol (RESP)
+ * in one growing buffer and handed to hiredis with
+ * redisAppendFormattedCommand(): customer ids, state blobs and texts are
+ * copied once, binary-safe, and the request size is known exactly for the
+ * statistics.  hiredis 0.14 has no way back from an I/O error, a timeout or
+ * EOF: the context is freed and the next call connects again (AUTH, SELECT).
+ * Scripts are loaded on the first connection; a server that has lost them
+ * (restart, SCRIPT FLUSH, failover) answers NOSCRIPT, and the sink loads
+ * them again and retries once.
+ *
+ * hiredis writes with write(2): the process must ignore SIGPIPE (main does)
+ * or a server that closes the connection kills it.
+ */
+#include "sinks/redis.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/un.h>
+
+#include <hiredis/hiredis.h>
+
+#include "sinks/redis_scripts.h"
+
+#define HSCAN_COUNT "1000"
+/* Room left at the start of a flush request for "*argc EVALSHA sha 0". */
+#define FLUSH_HEAD_ROOM 96
+/* A request buffer that grew beyond this is freed after the flush. */
+#define FLUSH_KEEP_BYTES (16u << 20)
+
+/* A request being written in RESP: bulk strings appended one by one.  On
+ * allocation failure `oom` is set and later appends do nothing. */
+typedef struct resp {
+    char *buf;
+    size_t len, cap;
+    size_t args;     /* bulk strings appended */
+    bool oom;
+} resp_t;
+
+struct redis_sink {
+    redis_url_t url;
+    char where[300];          /* "127.0.0.1:6379" or "unix:/path", for messages */
+    char *prefix;
+    int64_t alerts_maxlen;
+    int timeout_ms;
+    redisContext *c;          /* NULL: not connected */
+    char claim_sha[41];       /* empty until the first SCRIPT LOAD */
+    char flush_sha[41];
+    sink_stats_t stats;
+    resp_t req;               /* the flush request */
+    resp_t dels;              /* the deletes of the partition being built */
+    resp_t heads;             /* the partition headers */
+};
+
+/* ------------------------------------------------------------------ */
+/* URL                                                                 */
+
+static int hexval(int ch) {
+    if (ch >= '0' && ch <= '9') return ch - '0';
+    if (ch >= 'a' && ch <= 'f') return ch - 'a' + 10;
+    if (ch >= 'A' && ch <= 'F') return ch - 'A' + 10;
+    return -1;
+}
+
+/* Parses a decimal integer in [min, max] from s[0..n).  Returns 0 or -1. */
+static int parse_int_range(const char *s, size_t n, long long min, long long max,
+                           long long *out) {
+    if (n == 0 || n > 18) return -1;
+    long long v = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9') return -1;
+        v = v * 10 + (s[i] - '0');
+    }
+    if (v < min || v > max) return -1;
+    *out = v;
+    return 0;
+}
+
+int redis_url_parse(const char *url, redis_url_t *out, char *errstr, size_t errstr_size) {
+    memset(out, 0, sizeof(*out));
+    out->port = 6379;
+    if (!url || !*url) {
+        snprintf(errstr, errstr_size, "empty Redis URL");
+        return -1;
+    }
+    if (strncmp(url, "unix://", 7) == 0) {
+        const char *path = url + 7;
+        size_t n = strlen(path);
+        if (path[0] != '/') {
+            snprintf(errstr, errstr_size,
+                     "a unix socket URL needs an absolute path: unix:///path/to/redis.sock");
+            return -1;
+        }
+        if (strpbrk(path, "?#")) {
+            snprintf(errstr, errstr_size, "unix socket URL: no '?' or '#' part is supported");
+            return -1;
+        }
+        if (n >= sizeof(out->path) || n >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
+            snprintf(errstr, errstr_size, "unix socket path is longer than %zu bytes",
+                     sizeof(((struct sockaddr_un *)0)->sun_path) - 1);
+            return -1;
+        }
+        memcpy(out->path, path, n + 1);
+        return 0;
+    }
+    if (strncmp(url, "rediss://", 9) == 0) {
+        snprintf(errstr, errstr_size, "TLS (rediss://) is not supported");
+        return -1;
+    }
+    if (strncmp(url, "redis://", 8) != 0) {
+        snprintf(errstr, errstr_size, "a Redis URL starts with redis:// or unix://");
+        return -1;
+    }
+    const char *p = url + 8;
+
+    /* [:password@] — the last '@', so that a password may hold '@' or '/'. */
+    const char *at = strrchr(p, '@');
+    if (at) {
+        if (p[0] != ':') {
+            snprintf(errstr, errstr_size,
+                     "Redis URL credentials must be ':password@' (no user name)");
+            return -1;
+        }
+        size_t n = 0;
+        for (const char *q = p + 1; q < at; q++) {
+            int ch = (unsigned char)*q;
+            if (ch == '%') {
+                int hi = q + 2 < at ? hexval(q[1]) : -1, lo = hi >= 0 ? hexval(q[2]) : -1;
+                if (lo < 0) {
+                    snprintf(errstr, errstr_size, "bad %%-escape in the Redis URL password");
+                    return -1;
+                }
+                ch = hi * 16 + lo;
+                q += 2;
+            }
+            if (ch == 0 || n + 1 >= sizeof(out->password)) {
+                snprintf(errstr, errstr_size, "Redis URL password is too long or holds NUL");
+                return -1;
+            }
+            out->password[n++] = (char)ch;
+        }
+        p = at + 1;
+    }
+
+    /* host, or [IPv6] */
+    const char *host = p;
+    size_t hn;
+    if (*p == '[') {
+        host = ++p;
+        while (*p && (hexval(*p) >= 0 || *p == ':' || *p == '.')) p++;
+        if (*p != ']' || p == host) {
+            snprintf(errstr, errstr_size, "bad IPv6 address in the Redis URL");
+            return -1;
+        }
+        hn = (size_t)(p - host);
+        p++;
+    } else {
+        while (*p && (((*p | 0x20) >= 'a' && (*p | 0x20) <= 'z') || (*p >= '0' && *p <= '9') ||
+                      *p == '.' || *p == '-' || *p == '_'))
+            p++;
+        hn = (size_t)(p - host);
+    }
+    if (hn == 0) {
+        snprintf(errstr, errstr_size, "Redis URL has no host");
+        return -1;
+    }
+    if (hn >= sizeof(out->host)) {
+        snprintf(errstr, errstr_size, "Redis URL host is too long");
+        return -1;
+    }
+    memcpy(out->host, host, hn);
+    out->host[hn] = '\0';
+
+    if (*p == ':') {
+        const char *num = ++p;
+        while (*p && *p != '/') p++;
+        long long v;
+        if (parse_int_range(num, (size_t)(p - num), 1, 65535, &v) != 0) {
+            snprintf(errstr, errstr_size, "Redis URL port must be a number from 1 to 65535");
+            return -1;
+        }
+        out->port = (int)v;
+    }
+    if (*p == '/') {
+        const char *num = ++p;
+        size_t n = strlen(num);
+        long long v = 0;
+        if (n > 0 && parse_int_range(num, n, 0, INT_MAX, &v) != 0) {
+            snprintf(errstr, errstr_size,
+                     "Redis URL database (after '/') must be a non-negative integer");
+            return -1;
+        }
+        out->db = (int)v;
+        p += n;
+    }
+    if (*p) {
+        snprintf(errstr, errstr_size, "unexpected '%c' in the Redis URL", *p);
+        return -1;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* RESP request buffers                                                */
+
+static void resp_need(resp_t *r, size_t n) {
+    if (r->oom || r->cap - r->len >= n) return;
+    size_t cap = r->cap ? r->cap : 4096;
+    while (cap - r->len < n) cap *= 2;
+    char *b = realloc(r->buf, cap);
+    if (!b) {
+        r->oom = true;
+        return;
+    }
+    r->buf = b;
+    r->cap = cap;
+}
+
+static void resp_reset(resp_t *r, size_t room) {
+    r->len = 0;
+    r->args = 0;
+    r->oom = false;
+    resp_need(r, room);
+    if (!r->oom) r->len = room;
+}
+
+static void resp_release(resp_t *r) {
+    free(r->buf);
+    memset(r, 0, sizeof(*r));
+}
+
+static void resp_bulk(resp_t *r, const void *p, size_t n) {
+    char hdr[32];
+    int h = snprintf(hdr, sizeof(hdr), "$%zu\r\n", n);
+    resp_need(r, (size_t)h + n + 2);
+    if (r->oom) return;
+    memcpy(r->buf + r->len, hdr, (size_t)h);
+    r->len += (size_t)h;
+    if (n) memcpy(r->buf + r->len, p, n);
+    r->len += n;
+    memcpy(r->buf + r->len, "\r\n", 2);
+    r->len += 2;
+    r->args++;
+}
+
+static void resp_str(resp_t *r, const char *s) { resp_bulk(r, s, strlen(s)); }
+
+__attribute__((format(printf, 2, 3)))
+static void resp_fmt(resp_t *r, const char *fmt, ...) {
+    char tmp[64];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= sizeof(tmp)) n = 0; /* numbers only: cannot happen */
+    resp_bulk(r, tmp, (size_t)n);
+}
+
+/* Appends src's bulk strings to dst. */
+static void resp_append(resp_t *dst, const resp_t *src) {
+    if (src->oom) dst->oom = true;
+    resp_need(dst, src->len);
+    if (dst->oom) return;
+    if (src->len) memcpy(dst->buf + dst->len, src->buf, src->len);
+    dst->len += src->len;
+    dst->args += src->args;
+}
+
+/* ------------------------------------------------------------------ */
+/* Connection                                                          */
+
+/* A customer id (any bytes) made printable for an error message. */
+static const char *quote_bytes(const char *p, size_t n, char *out, size_t size) {
+    size_t o = 0;
+    for (size_t i = 0; i < n && o + 5 < size; i++) {
+        unsigned char ch = (unsigned char)p[i];
+        if (ch >= 0x20 && ch < 0x7f && ch != '"' && ch != '\\') {
+            out[o++] = (char)ch;
+        } else {
+            o += (size_t)snprintf(out + o, size - o, "\\x%02x", ch);
+        }
+    }
+    out[o] = '\0';
+    return out;
+}
+
+static void sink_disconnect(redis_sink_t *s) {
+    redisFree(s->c);
+    s->c = NULL;
+}
+
+/* Transient error replies: the server cannot take writes right now. */
+static bool reply_is_transient(const char *msg) {
+    static const char *const codes[] = {"LOADING", "BUSY", "OOM", "MASTERDOWN", "TRYAGAIN",
+                                        "READONLY", "CLUSTERDOWN", "NOREPLICAS"};
+    for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++) {
+        size_t n = strlen(codes[i]);
+        if (strncmp(msg, codes[i], n) == 0 && (msg[n] == ' ' || msg[n] == '\0')) return true;
+    }
+    return false;
+}
+
+/* The result for an error reply: RETRY for transient ones (the connection
+ * is dropped too, so that a failover is followed), else FAIL. */
+static sink_result_t reply_error(redis_sink_t *s, const redisReply *r, const char *what,
+                                 char *errstr, size_t errstr_size) {
+    snprintf(errstr, errstr_size, "redis %s %s: %s", s->where, what, r->str);
+    if (reply_is_transient(r->str)) {
+        sink_disconnect(s);
+        return SINK_RETRY;
+    }
+    return SINK_FAIL;
+}
+
+/* Sends one request in RESP and reads its reply (caller frees it).  On an
+ * I/O error, timeout or EOF the context is freed: SINK_RETRY. */
+static sink_result_t sink_roundtrip(redis_sink_t *s, const char *cmd, size_t len,
+                                    redisReply **reply, const char *what, char *errstr,
+                                    size_t errstr_size) {
+    void *r = NULL;
+    *reply = NULL;
+    s->stats.commands++;
+    s->stats.bytes_sent += len;
+    if (redisAppendFormattedCommand(s->c, cmd, len) != REDIS_OK ||
+        redisGetReply(s->c, &r) != REDIS_OK || !r) {
+        int err = errno;
+        if (s->c->err == REDIS_ERR_IO && (err == EAGAIN || err == EWOULDBLOCK)) {
+            snprintf(errstr, errstr_size, "redis %s %s: no answer within %d ms", s->where, what,
+                     s->timeout_ms);
+        } else {
+            snprintf(errstr, errstr_size, "redis %s %s: %s", s->where, what,
+                     s->c->errstr[0] ? s->c->errstr : "connection lost");
+        }
+        if (r) freeReplyObject(r);
+        sink_disconnect(s);
+        return SINK_RETRY;
+    }
+    *reply = r;
+    return SINK_OK;
+}
+
+/* redisCommandArgv with the sink's accounting and error handling. */
+static sink_result_t sink_command(redis_sink_t *s, int argc, const char **argv,
+                                  const size_t *lens, redisReply **reply, const char *what,
+                                  char *errstr, size_t errstr_size) {
+    char *cmd = NULL;
+    int len = redisFormatCommandArgv(&cmd, argc, argv, lens);
+    if (len < 0) {
+        snprintf(errstr, errstr_size, "redis %s: out of memory", what);
+        *reply = NULL;
+        return SINK_RETRY;
+    }
+    sink_result_t res = sink_roundtrip(s, cmd, (size_t)len, reply, what, errstr, errstr_size);
+    redisFreeCommand(cmd);
+    return res;
+}
+
+/* A command whose reply must be a status (+OK). */
+static sink_result_t sink_simple(redis_sink_t *s, int argc, const char **argv,
+                                 const char *what, char *errstr, size_t errstr_size) {
+    redisReply *r;
+    sink_result_t res = sink_command(s, argc, argv, NULL, &r, what, errstr, errstr_size);
+    if (res != SINK_OK) return res;
+    if (r->type == REDIS_REPLY_ERROR) {
+        res = reply_error(s, r, what, errstr, errstr_size);
+    } else if (r->type != REDIS_REPLY_STATUS) {
+        snprintf(errstr, errstr_size, "redis %s %s: unexpected reply type %d", s->where, what,
+                 r->type);
+        res = SINK_FAIL;
+    }
+    freeReplyObject(r);
+    return res;
+}
+
+/* SCRIPT LOAD of one script into sha[41]. */
+static sink_result_t load_script(redis_sink_t *s, const char *src, char *sha, char *errstr,
+                                 size_t errstr_size) {
+    const char *argv[] = {"SCRIPT", "LOAD", src};
+    redisReply *r;
+    sink_result_t res = sink_command(s, 3, argv, NULL, &r, "SCRIPT LOAD", errstr, errstr_size);
+    if (res != SINK_OK) return res;
+    if (r->type == REDIS_REPLY_ERROR) {
+        res = reply_error(s, r, "SCRIPT LOAD", errstr, errstr_size);
+    } else if (r->type != REDIS_REPLY_STRING || r->len != 40) {
+        snprintf(errstr, errstr_size, "redis %s SCRIPT LOAD: unexpected reply", s->where);
+        res = SINK_FAIL;
+    } else {
+        memcpy(sha, r->str, 40);
+        sha[40] = '\0';
+    }
+    freeReplyObject(r);
+    return res;
+}
+
+static sink_result_t load_scripts(redis_sink_t *s, char *errstr, size_t errstr_size) {
+    sink_result_t res = load_script(s, redis_claim_lua, s->claim_sha, errstr, errstr_size);
+    if (res == SINK_OK) res = load_script(s, redis_flush_lua, s->flush_sha, errstr, errstr_size);
+    return res;
+}
+
+/* Connects, authenticates, selects the database and, the first time,
+ * loads the scripts.  A no-op when connected. */
+static sink_result_t sink_connect(redis_sink_t *s, char *errstr, size_t errstr_size) {
+    if (s->c) return SINK_OK;
+    struct timeval tv = {s->timeout_ms / 1000, (s->timeout_ms % 1000) * 1000};
+    redisContext *c = s->url.path[0] ? redisConnectUnixWithTimeout(s->url.path, tv)
+                                     : redisConnectWithTimeout(s->url.host, s->url.port, tv);
+    if (!c) {
+        snprintf(errstr, errstr_size, "redis %s: out of memory", s->where);
+        return SINK_RETRY;
+    }
+    if (c->err || redisSetTimeout(c, tv) != REDIS_OK ||
+        (!s->url.path[0] && redisEnableKeepAlive(c) != REDIS_OK)) {
+        snprintf(errstr, errstr_size, "redis %s: cannot connect: %s", s->where, c->errstr);
+        redisFree(c);
+        return SINK_RETRY;
+    }
+    s->c = c;
+    sink_result_t res = SINK_OK;
+    if (s->url.password[0]) {
+        const char *argv[] = {"AUTH", s->url.password};
+        res = sink_simple(s, 2, argv, "AUTH", errstr, errstr_size);
+    }
+    if (res == SINK_OK && s->url.db != 0) {
+        char db[16];
+        snprintf(db, sizeof(db), "%d", s->url.db);
+        const char *argv[] = {"SELECT", db};
+        res = sink_simple(s, 2, argv, "SELECT", errstr, errstr_size);
+    }
+    if (res == SINK_OK && !s->flush_sha[0]) res = load_scripts(s, errstr, errstr_size);
+    if (res != SINK_OK) sink_disconnect(s);
+    return res;
+}
+
+/* Sends an EVALSHA request (already in RESP) and reads the reply; on
+ * NOSCRIPT, loads the scripts again and resends it once.  The request's
+ * SHA1 stays valid: SCRIPT LOAD of the same source gives the same one. */
+static sink_result_t sink_evalsha(redis_sink_t *s, const char *cmd, size_t len,
+                                  redisReply **reply, const char *what, char *errstr,
+                                  size_t errstr_size) {
+    for (int attempt = 0;; attempt++) {
+        sink_result_t res = sink_roundtrip(s, cmd, len, reply, what, errstr, errstr_size);
+        if (res != SINK_OK) return res;
+        redisReply *r = *reply;
+        if (r->type != REDIS_REPLY_ERROR || strncmp(r->str, "NOSCRIPT", 8) != 0) return SINK_OK;
+        snprintf(errstr, errstr_size, "redis %s %s: %s", s->where, what, r->str);
+        freeReplyObject(r);
+        *reply = NULL;
+        if (attempt == 1) return SINK_RETRY;
+        res = load_scripts(s, errstr, errstr_size);
+        if (res != SINK_OK) {
+            if (res == SINK_FAIL) sink_disconnect(s);
+            return res;
+        }
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* Public API                                                          */
+
+redis_sink_t *redis_sink_new(const redis_sink_conf_t *conf, char *errstr, size_t errstr_size) {
+    if (!conf->prefix) {
+        snprintf(errstr, errstr_size, "redis sink: no key prefix");
+        return NULL;
+    }
+    if (conf->alerts_maxlen <= 0 || conf->timeout_ms <= 0) {
+        snprintf(errstr, errstr_size, "redis sink: alerts_maxlen and timeout_ms must be > 0");
+        return NULL;
+    }
+    redis_sink_t *s = calloc(1, sizeof(*s));
+    if (!s) {
+        snprintf(errstr, errstr_size, "out of memory");
+        return NULL;
+    }
+    if (redis_url_parse(conf->url, &s->url, errstr, errstr_size) != 0) goto fail;
+    if (!(s->prefix = strdup(conf->prefix))) {
+        snprintf(errstr, errstr_size, "out of memory");
+        goto fail;
+    }
+    s->alerts_maxlen = conf->alerts_maxlen;
+    s->timeout_ms = conf->timeout_ms;
+    if (s->url.path[0])
+        snprintf(s->where, sizeof(s->where), "unix:%s", s->url.path);
+    else if (strchr(s->url.host, ':'))
+        snprintf(s->where, sizeof(s->where), "[%s]:%d", s->url.host, s->url.port);
+    else
+        snprintf(s->where, sizeof(s->where), "%s:%d", s->url.host, s->url.port);
+    return s;
+
+fail:
+    redis_sink_free(s);
+    return NULL;
+}
+
+void redis_sink_free(redis_sink_t *s) {
+    if (!s) return;
+    sink_disconnect(s);
+    resp_release(&s->req);
+    resp_release(&s->dels);
+    resp_release(&s->heads);
+    free(s->prefix);
+    free(s);
+}
+
+const sink_stats_t *redis_sink_stats(const redis_sink_t *s) { return &s->stats; }
+
+sink_result_t redis_sink_ping(redis_sink_t *s, char *errstr, size_t errstr_size) {
+    sink_result_t res = sink_connect(s, errstr, errstr_size);
+    if (res != SINK_OK) return res;
+    const char *argv[] = {"PING"};
+    return sink_simple(s, 1, argv, "PING", errstr, errstr_size);
+}
+
+/* Parses a stored integer (offset, watermark).  Returns 0 or -1. */
+static int reply_int64(const redisReply *r, int64_t *out) {
+    if (r->type == REDIS_REPLY_INTEGER) {
+        *out = r->integer;
+        return 0;
+    }
+    if (r->type != REDIS_REPLY_STRING || r->len == 0 || r->len > 20) return -1;
+    char buf[24], *end;
+    memcpy(buf, r->str, r->len);
+    buf[r->len] = '\0';
+    errno = 0;
+    long long v = strtoll(buf, &end, 10);
+    if (errno || *end) return -1;
+    *out = v;
+    return 0;
+}
+
+/* HSCANs <prefix>_state:<field> into w. */
+static sink_result_t load_states(redis_sink_t *s, const char *field, window_t *w, char *errstr,
+                                 size_t errstr_size) {
+    char key[600];
+    snprintf(key, sizeof(key), "%s_state:%s", s->prefix, field);
+    char cursor[32] = "0";
+    do {
+        const char *argv[] = {"HSCAN", key, cursor, "COUNT", HSCAN_COUNT};
+        redisReply *r;
+        sink_result_t res = sink_command(s, 5, argv, NULL, &r, "HSCAN", errstr, errstr_size);
+        if (res != SINK_OK) return res;
+        if (r->type == REDIS_REPLY_ERROR) {
+            res = reply_error(s, r, "HSCAN", errstr, errstr_size);
+            freeReplyObject(r);
+            return res;
+        }
+        if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+            r->element[0]->type != REDIS_REPLY_STRING || r->element[0]->len >= sizeof(cursor) ||
+            r->element[1]->type != REDIS_REPLY_ARRAY || r->element[1]->elements % 2 != 0) {
+            snprintf(errstr, errstr_size, "redis %s HSCAN %s: unexpected reply", s->where, key);
+            freeReplyObject(r);
+            return SINK_FAIL;
+        }
+        memcpy(cursor, r->element[0]->str, r->element[0]->len);
+        cursor[r->element[0]->len] = '\0';
+        const redisReply *kv = r->element[1];
+        for (size_t i = 0; i < kv->elements; i += 2) {
+            const redisReply *cid = kv->element[i], *blob = kv->element[i + 1];
+            if (cid->type != REDIS_REPLY_STRING || blob->type != REDIS_REPLY_STRING) continue;
+            strview_t id = {cid->str, cid->len};
+            char why[200];
+            if (window_load_customer(w, id, (const unsigned char *)blob->str, blob->len, why,
+                                     sizeof(why)) == 0)
+                continue;
+            /* HSCAN may return a field twice; the first copy is loaded. */
+            window_customer_view_t v;
+            if (window_get(w, id, &v)) continue;
+            char q[200];
+            snprintf(errstr, errstr_size, "redis %s: stored state of customer \"%s\" in %s: %s",
+                     s->where, quote_bytes(cid->str, cid->len, q, sizeof(q)), key, why);
+            freeReplyObject(r);
+            return SINK_FAIL;
+        }
+        freeReplyObject(r);
+    } while (strcmp(cursor, "0") != 0);
+    return SINK_OK;
+}
+
+sink_result_t redis_sink_claim(redis_sink_t *s, const char *topic, int32_t partition,
+                               window_t *w, int64_t *epoch, int64_t *next_offset,
+                               char *errstr, size_t errstr_size) {
+    char field[300];
+    snprintf(field, sizeof(field), "%s:%" PRId32, topic, partition);
+    sink_result_t res = sink_connect(s, errstr, errstr_size);
+    if (res != SINK_OK) return res;
+
+    const char *argv[] = {"EVALSHA", s->claim_sha, "0", s->prefix, field};
+    char *cmd = NULL;
+    int len = redisFormatCommandArgv(&cmd, 5, argv, NULL);
+    if (len < 0) {
+        snprintf(errstr, errstr_size, "redis claim: out of memory");
+        return SINK_RETRY;
+    }
+    redisReply *r;
+    res = sink_evalsha(s, cmd, (size_t)len, &r, "claim", errstr, errstr_size);
+    redisFreeCommand(cmd);
+    if (res != SINK_OK) return res;
+    if (r->type == REDIS_REPLY_ERROR) {
+        res = reply_error(s, r, "claim", errstr, errstr_size);
+        freeReplyObject(r);
+        return res;
+    }
+    s->stats.commands += 3;
+    int64_t e = 0, off = -1, wm = -1;
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
+        r->element[0]->type != REDIS_REPLY_INTEGER) {
+        snprintf(errstr, errstr_size, "redis %s claim %s: unexpected reply", s->where, field);
+        res = SINK_FAIL;
+    } else {
+        e = r->element[0]->integer;
+        if ((r->element[1]->type != REDIS_REPLY_NIL && reply_int64(r->element[1], &off) != 0) ||
+            (r->element[2]->type != REDIS_REPLY_NIL && reply_int64(r->element[2], &wm) != 0)) {
+            snprintf(errstr, errstr_size,
+                     "redis %s claim %s: stored offset or watermark is not an integer",
+                     s->where, field);
+            res = SINK_FAIL;
+        }
+    }
+    freeReplyObject(r);
+    if (res != SINK_OK) return res;
+
+    if (wm >= 0) window_set_watermark(w, wm);
+    res = load_states(s, field, w, errstr, errstr_size);
+    if (res != SINK_OK) return res;
+    *epoch = e;
+    *next_offset = off;
+    return SINK_OK;
+}
+
+/* ------------------------------------------------------------------ */
+/* Flush                                                               */
+
+/* What the window callbacks write into: one partition's part. */
+typedef struct flush_ctx {
+    resp_t *req;     /* upserts go here */
+    resp_t *dels;    /* deletes go here, appended after the upserts */
+    size_t nup, ndel;
+} flush_ctx_t;
+
+static void on_upsert(void *opaque, const window_customer_view_t *v) {
+    flush_ctx_t *f = opaque;
+    resp_t *r = f->req;
+    resp_bulk(r, v->customer_id.ptr, v->customer_id.len);
+    resp_fmt(r, "%.4f", v->ci);
+    resp_fmt(r, "%.4f", v->resolution);
+    resp_fmt(r, "%.4f", v->sentiment);
+    resp_fmt(r, "%.4f", v->loyalty);
+    resp_fmt(r, "%.4f", v->ai_share);
+    resp_fmt(r, "%.4f", v->aht_ms);
+    resp_fmt(r, "%" PRId64, v->streak);
+    resp_fmt(r, "%" PRId64, v->contacts);
+    resp_fmt(r, "%" PRId64, v->resolved);
+    resp_fmt(r, "%" PRId64, v->events);
+    resp_fmt(r, "%d", v->at_risk ? 1 : 0);
+    resp_fmt(r, "%" PRId64, v->updated_at);
+    resp_bulk(r, v->last_event_id.ptr, v->last_event_id.len);
+    resp_bulk(r, v->state, v->state_len);
+    f->nup++;
+}
+
+static void on_delete(void *opaque, strview_t customer_id) {
+    flush_ctx_t *f = opaque;
+    resp_bulk(f->dels, customer_id.ptr, customer_id.len);
+    f->ndel++;
+}
+
+/* Builds the flush request in s->req (see redis_flush_lua for the ARGV
+ * layout); the request starts at s->req.buf + *start.  Returns 0, or -1
+ * when out of memory. */
+static int flush_build(redis_sink_t *s, sink_partition_t *parts, size_t n, size_t *start) {
+    resp_t *req = &s->req;
+    resp_reset(req, FLUSH_HEAD_ROOM);
+    resp_reset(&s->heads, 0);
+    resp_str(req, s->prefix);
+    resp_fmt(req, "%" PRId64, s->alerts_maxlen);
+    resp_fmt(req, "%zu", n);
+    for (size_t i = 0; i < n; i++) {
+        sink_partition_t *sp = &parts[i];
+        resp_reset(&s->dels, 0);
+        flush_ctx_t f = {req, &s->dels, 0, 0};
+        window_foreach_change(sp->w, on_upsert, on_delete, &f);
+        resp_append(req, &s->dels);
+        size_t nalerts;
+        const alert_t *a = window_alerts(sp->w, &nalerts);
+        for (size_t k = 0; k < nalerts; k++, a++) {
+            resp_str(req, alert_type_names[a->type]);
+            resp_bulk(req, a->customer_id.ptr, a->customer_id.len);
+            resp_fmt(req, "%.4f", a->score);
+            if (a->has_previous)
+                resp_fmt(req, "%.4f", a->previous_score);
+            else
+                resp_bulk(req, "", 0);
+            resp_str(req, alert_trigger_names[a->trigger]);
+            resp_bulk(req, a->event_id.ptr, a->event_id.len);
+            resp_fmt(req, "%" PRId64, a->occurred_at);
+            resp_fmt(req, "%" PRId32, a->partition);
+            resp_fmt(req, "%" PRId64, a->offset);
+            resp_str(req, a->reason);
+            resp_bulk(req, a->narrative.ptr, a->narrative.len);
+        }
+
+        resp_t *h = &s->heads;
+        char field[300];
+        snprintf(field, sizeof(field), "%s:%" PRId32, sp->topic, sp->partition);
+        resp_str(h, field);
+        resp_fmt(h, "%" PRId64, sp->epoch);
+        resp_fmt(h, "%" PRId64, sp->prev_offset < 0 ? (int64_t)-1 : sp->prev_offset);
+        resp_fmt(h, "%" PRId64, sp->next_offset);
+        if (window_watermark_dirty(sp->w))
+            resp_fmt(h, "%" PRId64, window_watermark(sp->w));
+        else
+            resp_bulk(h, "", 0);
+        resp_fmt(h, "%zu", f.nup);
+        resp_fmt(h, "%zu", f.ndel);
+        resp_fmt(h, "%zu", nalerts);
+    }
+    resp_append(req, &s->heads);
+    if (req->oom) return -1;
+
+    /* The command head, right-aligned in the room left for it. */
+    char head[FLUSH_HEAD_ROOM];
+    int hl = snprintf(head, sizeof(head), "*%zu\r\n$7\r\nEVALSHA\r\n$40\r\n%s\r\n$1\r\n0\r\n",
+                      req->args + 3, s->flush_sha);
+    assert(hl > 0 && hl < FLUSH_HEAD_ROOM);
+    *start = FLUSH_HEAD_ROOM - (size_t)hl;
+    memcpy(req->buf + *start, head, (size_t)hl);
+    return 0;
+}
+
+/* Marks the partitions named in "FENCED <field> <field>…". */
+static void mark_fenced(sink_partition_t *parts, size_t n, const char *msg) {
+    for (size_t i = 0; i < n; i++) {
+        char field[300];
+        int fl = snprintf(field, sizeof(field), "%s:%" PRId32, parts[i].topic, parts[i].partition);
+        for (const char *p = msg + strlen("FENCED"); *p;) {
+            p += strspn(p, " ");
+            size_t tl = strcspn(p, " ");
+            if (tl == (size_t)fl && memcmp(p, field, tl) == 0) parts[i].fenced = true;
+            p += tl;
+        }
+    }
+}
+
+sink_result_t redis_sink_flush(redis_sink_t *s, sink_partition_t *parts, size_t n,
+                               char *errstr, size_t errstr_size) {
+    for (size_t i = 0; i < n; i++) parts[i].fenced = false;
+    if (n == 0) return SINK_OK;
+    /* Connected first: the request carries the script's SHA1. */
+    sink_result_t res = sink_connect(s, errstr, errstr_size);
+    if (res != SINK_OK) return res;
+    size_t start;
+    redisReply *r = NULL;
+    if (flush_build(s, parts, n, &start) != 0) {
+        snprintf(errstr, errstr_size, "redis flush: out of memory building the request");
+        res = SINK_RETRY;
+        goto done;
+    }
+    res = sink_evalsha(s, s->req.buf + start, s->req.len - start, &r, "flush", errstr,
+                       errstr_size);
+    if (res != SINK_OK) goto done;
+    if (r->type == REDIS_REPLY_ERROR) {
+        if (strncmp(r->str, "FENCED ", 7) == 0) {
+            snprintf(errstr, errstr_size, "redis %s flush: %s", s->where, r->str);
+            mark_fenced(parts, n, r->str);
+            res = SINK_FAIL;
+        } else {
+            res = reply_error(s, r, "flush", errstr, errstr_size);
+        }
+        goto done;
+    }
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
+        r->element[0]->type != REDIS_REPLY_INTEGER || r->element[1]->type != REDIS_REPLY_INTEGER ||
+        r->element[2]->type != REDIS_REPLY_INTEGER) {
+        snprintf(errstr, errstr_size, "redis %s flush: unexpected reply", s->where);
+        res = SINK_FAIL;
+        goto done;
+    }
+    s->stats.flushes++;
+    s->stats.commands += (uint64_t)r->element[0]->integer;
+    s->stats.customers_written += (uint64_t)r->element[1]->integer;
+    s->stats.alerts_written += (uint64_t)r->element[2]->integer;
+
+done:
+    if (r) freeReplyObject(r);
+    if (s->req.cap > FLUSH_KEEP_BYTES) resp_release(&s->req);
+    return res;
+}

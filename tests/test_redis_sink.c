@@ -1,0 +1,964 @@
+/*
+ * test_redis_sink.c — the Redis sink (sinks/redis.c) against a real,
+ * private redis-server (common/redis_proc.c), one per test: URL parsing,
+ * the SPEC §5 layout byte for byte, claim and fencing, the state round trip
+ * into a fresh window, eviction, outages (kill, restart with AOF, SIGSTOP),
+ * NOSCRIPT and retried flushes that had already landed.
+ */
+#include <criterion/criterion.h>
+#include <inttypes.h>
+#include <math.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <hiredis/hiredis.h>
+
+#include "common/redis_proc.h"
+#include "scoring/window.h"
+#include "sinks/redis.h"
+
+#define DAY 86400000LL
+#define T0 (20000 * DAY) /* an arbitrary day boundary */
+#define TOPIC "interactions"
+#define PREFIX "t:"
+
+/* ------------------------------------------------------------------ */
+/* URL parsing                                                          */
+
+typedef struct url_case {
+    const char *url;
+    int ok;
+    const char *host, *path, *password;
+    int port, db;
+    const char *err; /* substring of errstr when !ok */
+} url_case_t;
+
+static const url_case_t url_cases[] = {
+    {"redis://localhost", 1, "localhost", "", "", 6379, 0, NULL},
+    {"redis://127.0.0.1:6380", 1, "127.0.0.1", "", "", 6380, 0, NULL},
+    {"redis://127.0.0.1:6380/2", 1, "127.0.0.1", "", "", 6380, 2, NULL},
+    {"redis://redis.example.com/15", 1, "redis.example.com", "", "", 6379, 15, NULL},
+    {"redis://host/", 1, "host", "", "", 6379, 0, NULL},
+    {"redis://:secret@cache-1:7000/3", 1, "cache-1", "", "secret", 7000, 3, NULL},
+    {"redis://:p%40ss%2Fw%25@h", 1, "h", "", "p@ss/w%", 6379, 0, NULL},
+    {"redis://:a@b/c@h:1", 1, "h", "", "a@b/c", 1, 0, NULL},
+    {"redis://:@h", 1, "h", "", "", 6379, 0, NULL},
+    {"redis://[::1]:6379/1", 1, "::1", "", "", 6379, 1, NULL},
+    {"redis://h:65535/2147483647", 1, "h", "", "", 65535, 2147483647, NULL},
+    {"unix:///var/run/redis/redis.sock", 1, "", "/var/run/redis/redis.sock", "", 6379, 0, NULL},
+    {"", 0, NULL, NULL, NULL, 0, 0, "empty"},
+    {"http://localhost", 0, NULL, NULL, NULL, 0, 0, "redis://"},
+    {"localhost:6379", 0, NULL, NULL, NULL, 0, 0, "redis://"},
+    {"rediss://h", 0, NULL, NULL, NULL, 0, 0, "TLS"},
+    {"redis://", 0, NULL, NULL, NULL, 0, 0, "no host"},
+    {"redis://:6379", 0, NULL, NULL, NULL, 0, 0, "no host"},
+    {"redis://h:", 0, NULL, NULL, NULL, 0, 0, "port"},
+    {"redis://h:0", 0, NULL, NULL, NULL, 0, 0, "port"},
+    {"redis://h:65536", 0, NULL, NULL, NULL, 0, 0, "port"},
+    {"redis://h:63a", 0, NULL, NULL, NULL, 0, 0, "port"},
+    {"redis://h:-1", 0, NULL, NULL, NULL, 0, 0, "port"},
+    {"redis://h/-1", 0, NULL, NULL, NULL, 0, 0, "database"},
+    {"redis://h/x", 0, NULL, NULL, NULL, 0, 0, "database"},
+    {"redis://h/1/2", 0, NULL, NULL, NULL, 0, 0, "database"},
+    {"redis://h/2147483648", 0, NULL, NULL, NULL, 0, 0, "database"},
+    {"redis://user:pw@h", 0, NULL, NULL, NULL, 0, 0, "no user name"},
+    {"redis://:pw%2@h", 0, NULL, NULL, NULL, 0, 0, "escape"},
+    {"redis://:pw%00@h", 0, NULL, NULL, NULL, 0, 0, "NUL"},
+    {"redis://h?db=1", 0, NULL, NULL, NULL, 0, 0, "unexpected '?'"},
+    {"redis://ho st", 0, NULL, NULL, NULL, 0, 0, "unexpected ' '"},
+    {"redis://[::1", 0, NULL, NULL, NULL, 0, 0, "IPv6"},
+    {"unix://redis.sock", 0, NULL, NULL, NULL, 0, 0, "absolute path"},
+    {"unix://", 0, NULL, NULL, NULL, 0, 0, "absolute path"},
+    {"unix:///tmp/r.sock?db=1", 0, NULL, NULL, NULL, 0, 0, "'?'"},
+};
+
+Test(redis_url, table) {
+    for (size_t i = 0; i < sizeof(url_cases) / sizeof(url_cases[0]); i++) {
+        const url_case_t *c = &url_cases[i];
+        redis_url_t u;
+        char err[256] = "";
+        int rc = redis_url_parse(c->url, &u, err, sizeof(err));
+        if (c->ok) {
+            cr_expect_eq(rc, 0, "%s: %s", c->url, err);
+            if (rc != 0) continue;
+            cr_expect_str_eq(u.host, c->host, "%s: host", c->url);
+            cr_expect_str_eq(u.path, c->path, "%s: path", c->url);
+            cr_expect_str_eq(u.password, c->password, "%s: password", c->url);
+            cr_expect_eq(u.port, c->port, "%s: port", c->url);
+            cr_expect_eq(u.db, c->db, "%s: db", c->url);
+        } else {
+            cr_expect_eq(rc, -1, "%s should be rejected", c->url);
+            cr_expect(strstr(err, c->err) != NULL, "%s: errstr \"%s\" lacks \"%s\"", c->url,
+                      err, c->err);
+            cr_expect(strstr(err, "secret") == NULL);
+        }
+    }
+}
+
+Test(redis_url, too_long_socket_path) {
+    char url[400], err[256];
+    memset(url, 'a', sizeof(url));
+    memcpy(url, "unix:///", 8);
+    url[sizeof(url) - 1] = '\0';
+    redis_url_t u;
+    cr_expect_eq(redis_url_parse(url, &u, err, sizeof(err)), -1);
+    cr_expect(strstr(err, "longer") != NULL, "%s", err);
+}
+
+Test(redis_url, sink_new_rejects_bad_conf) {
+    char err[256];
+    redis_sink_conf_t conf = {"redis://h:0", "p:", 10, 100};
+    cr_expect_null(redis_sink_new(&conf, err, sizeof(err)));
+    cr_expect(strstr(err, "port") != NULL, "%s", err);
+    conf = (redis_sink_conf_t){"redis://h", "p:", 0, 100};
+    cr_expect_null(redis_sink_new(&conf, err, sizeof(err)));
+    conf = (redis_sink_conf_t){"redis://h", "p:", 10, 0};
+    cr_expect_null(redis_sink_new(&conf, err, sizeof(err)));
+    conf = (redis_sink_conf_t){"redis://h", NULL, 10, 100};
+    cr_expect_null(redis_sink_new(&conf, err, sizeof(err)));
+    redis_sink_free(NULL);
+}
+
+/* ------------------------------------------------------------------ */
+/* Fixture: one redis-server, a raw hiredis connection to check it      */
+
+static redis_proc_t *proc;
+static redisContext *raw;
+
+static void start_redis(const char *const *args) {
+    char err[256];
+    signal(SIGPIPE, SIG_IGN);
+    proc = redis_proc_start(args, err, sizeof(err));
+    cr_assert_not_null(proc, "%s", err);
+    struct timeval tv = {2, 0};
+    raw = redisConnectWithTimeout("127.0.0.1", redis_proc_port(proc), tv);
+    cr_assert(raw && !raw->err);
+}
+
+static void setup(void) { start_redis(NULL); }
+
+static void setup_aof(void) {
+    static const char *const args[] = {"--appendonly", "yes", "--appendfsync", "always", NULL};
+    start_redis(args);
+}
+
+static void teardown(void) {
+    redisFree(raw);
+    raw = NULL;
+    redis_proc_stop(proc);
+    proc = NULL;
+}
+
+static void reconnect_raw(void) {
+    redisFree(raw);
+    struct timeval tv = {2, 0};
+    raw = redisConnectWithTimeout("127.0.0.1", redis_proc_port(proc), tv);
+    cr_assert(raw && !raw->err);
+}
+
+/* A command on the raw connection; the caller frees the reply. */
+static redisReply *rcmd(int argc, const char **argv, const size_t *lens) {
+    redisReply *r = redisCommandArgv(raw, argc, argv, lens);
+    cr_assert_not_null(r, "raw command %s: %s", argv[0], raw->errstr);
+    return r;
+}
+
+static redisReply *rcmdf(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *r = redisvCommand(raw, fmt, ap);
+    va_end(ap);
+    cr_assert_not_null(r, "raw command %s: %s", fmt, raw->errstr);
+    return r;
+}
+
+static long long rint_reply(const char *fmt, const char *a, size_t alen) {
+    redisReply *r = redisCommand(raw, fmt, a, alen);
+    cr_assert(r && r->type == REDIS_REPLY_INTEGER, "%s", fmt);
+    long long v = r->integer;
+    freeReplyObject(r);
+    return v;
+}
+
+static long long dbsize(void) {
+    redisReply *r = rcmdf("DBSIZE");
+    long long v = r->integer;
+    freeReplyObject(r);
+    return v;
+}
+
+static redis_sink_t *sink_open(int timeout_ms) {
+    char err[256];
+    redis_sink_conf_t conf = {redis_proc_url(proc), PREFIX, 1000, timeout_ms};
+    redis_sink_t *s = redis_sink_new(&conf, err, sizeof(err));
+    cr_assert_not_null(s, "%s", err);
+    return s;
+}
+
+/* ------------------------------------------------------------------ */
+/* Events and windows                                                  */
+
+typedef struct evspec {
+    const char *cid;
+    size_t cid_len;        /* 0: strlen */
+    const char *eid;
+    int64_t t;
+    event_kind_t kind;
+    event_handler_t by;
+    tri_t resolved;
+    double sentiment;      /* NAN: none */
+    const char *text;      /* NULL: none */
+} evspec_t;
+
+static event_t make_event(const evspec_t *s) {
+    event_t e;
+    memset(&e, 0, sizeof(e));
+    e.customer_id = (strview_t){s->cid, s->cid_len ? s->cid_len : strlen(s->cid)};
+    e.event_id = (strview_t){s->eid, strlen(s->eid)};
+    e.occurred_at = s->t;
+    e.kind = s->kind;
+    e.channel = CHANNEL_CHAT;
+    e.handled_by = s->by;
+    e.resolved = s->resolved;
+    e.has_sentiment = !isnan(s->sentiment);
+    e.sentiment = (float)s->sentiment;
+    if (s->text) e.feedback_text = (strview_t){s->text, strlen(s->text)};
+    return e;
+}
+
+static window_t *new_window(int32_t partition) {
+    score_params_t p;
+    score_params_default(&p);
+    char err[256];
+    window_t *w = window_new(&p, partition, err, sizeof(err));
+    cr_assert_not_null(w, "%s", err);
+    return w;
+}
+
+/* Feeds events at offsets first, first+1, … Returns the next offset. */
+static int64_t feed(window_t *w, const evspec_t *evs, size_t n, int64_t first) {
+    for (size_t i = 0; i < n; i++) {
+        event_t e = make_event(&evs[i]);
+        window_add(w, &e, first + (int64_t)i);
+    }
+    return first + (int64_t)n;
+}
+
+/* A customer id with a space, quotes, UTF-8, a NUL and a high byte. */
+static const char weird_id[] = "Zoë \"the\" 'cust'\0\xff id";
+#define WEIRD_LEN (sizeof(weird_id) - 1)
+
+/* Three unhappy AI contacts for "alice" (churn_risk, needs_human), a
+ * resolved human contact for weird_id, two events for "bob". */
+static const evspec_t story[] = {
+    {"alice", 0, "e1", T0 + 1000, KIND_CONTACT, HANDLER_AI, TRI_FALSE, -0.9, "the bot is useless"},
+    {weird_id, WEIRD_LEN, "e2", T0 + 2000, KIND_CONTACT, HANDLER_HUMAN, TRI_TRUE, 0.8, NULL},
+    {"alice", 0, "e3", T0 + 3000, KIND_CONTACT, HANDLER_AI, TRI_FALSE, -0.9, NULL},
+    {"bob", 0, "e4", T0 + 4000, KIND_PURCHASE, HANDLER_NONE, TRI_NULL, NAN, NULL},
+    {"alice", 0, "e5", T0 + 5000, KIND_CONTACT, HANDLER_AI, TRI_FALSE, -0.9, "still broken"},
+    {"bob", 0, "e6", T0 + 6000, KIND_FEEDBACK, HANDLER_NONE, TRI_NULL, 0.5, "great"},
+};
+#define STORY_LEN (sizeof(story) / sizeof(story[0]))
+
+/* One partition as the consumer drives it: claimed epoch, the offset Redis
+ * holds (committed) and the next offset to consume. */
+typedef struct tpart {
+    redis_sink_t *s;
+    window_t *w;
+    int32_t partition;
+    int64_t epoch;
+    int64_t committed;
+    int64_t next;
+    bool fenced;
+} tpart_t;
+
+/* Claims into a fresh window (the old one, if any, is freed). */
+static void tp_claim(tpart_t *t, redis_sink_t *s, int32_t partition) {
+    char err[256];
+    window_free(t->w);
+    t->s = s;
+    t->partition = partition;
+    t->w = new_window(partition);
+    sink_result_t r = redis_sink_claim(s, TOPIC, partition, t->w, &t->epoch, &t->committed, err,
+                                       sizeof(err));
+    cr_assert_eq(r, SINK_OK, "claim: %s", err);
+    t->next = t->committed < 0 ? 0 : t->committed;
+}
+
+static void tp_feed(tpart_t *t, const evspec_t *evs, size_t n) {
+    t->next = feed(t->w, evs, n, t->next);
+}
+
+static sink_partition_t tp_part(tpart_t *t) {
+    return (sink_partition_t){TOPIC, t->partition, t->epoch, t->committed, t->next, t->w, false};
+}
+
+/* Flushes this partition alone; does not commit. */
+static sink_result_t tp_flush(tpart_t *t, char *err, size_t errsize) {
+    sink_partition_t part = tp_part(t);
+    sink_result_t r = redis_sink_flush(t->s, &part, 1, err, errsize);
+    t->fenced = part.fenced;
+    return r;
+}
+
+/* What the consumer does after SINK_OK. */
+static void tp_commit(tpart_t *t) {
+    window_commit(t->w);
+    t->committed = t->next;
+}
+
+static void tp_flush_ok(tpart_t *t) {
+    char err[256];
+    cr_assert_eq(tp_flush(t, err, sizeof(err)), SINK_OK, "flush: %s", err);
+    cr_assert(!t->fenced);
+}
+
+static void fmt4(char *buf, size_t size, double v) { snprintf(buf, size, "%.4f", v); }
+
+/* Checks <prefix>ci:<cid> against a view: all 13 fields, nothing else. */
+static void expect_hash_matches(const window_customer_view_t *v) {
+    char key[512];
+    memcpy(key, PREFIX "ci:", 5);
+    memcpy(key + 5, v->customer_id.ptr, v->customer_id.len);
+    const char *argv[] = {"HGETALL", key};
+    size_t lens[] = {7, 5 + v->customer_id.len};
+    redisReply *r = rcmd(2, argv, lens);
+    cr_assert_eq(r->type, REDIS_REPLY_ARRAY);
+    cr_assert_eq(r->elements, 26, "hash has %zu fields", r->elements / 2);
+    char want[13][160];
+    static const char *const names[13] = {"ci", "resolution", "sentiment", "loyalty",
+                                          "ai_share", "aht_ms", "streak", "contacts",
+                                          "resolved", "events", "at_risk", "updated_at",
+                                          "last_event_id"};
+    fmt4(want[0], 160, v->ci);
+    fmt4(want[1], 160, v->resolution);
+    fmt4(want[2], 160, v->sentiment);
+    fmt4(want[3], 160, v->loyalty);
+    fmt4(want[4], 160, v->ai_share);
+    fmt4(want[5], 160, v->aht_ms);
+    snprintf(want[6], 160, "%" PRId64, v->streak);
+    snprintf(want[7], 160, "%" PRId64, v->contacts);
+    snprintf(want[8], 160, "%" PRId64, v->resolved);
+    snprintf(want[9], 160, "%" PRId64, v->events);
+    snprintf(want[10], 160, "%d", v->at_risk);
+    snprintf(want[11], 160, "%" PRId64, v->updated_at);
+    snprintf(want[12], 160, "%.*s", (int)v->last_event_id.len, v->last_event_id.ptr);
+    for (int f = 0; f < 13; f++) {
+        bool found = false;
+        for (size_t i = 0; i < r->elements; i += 2) {
+            if (strcmp(r->element[i]->str, names[f]) != 0) continue;
+            found = true;
+            cr_expect_str_eq(r->element[i + 1]->str, want[f], "field %s", names[f]);
+        }
+        cr_expect(found, "field %s missing", names[f]);
+    }
+    freeReplyObject(r);
+
+    const char *zargv[] = {"ZSCORE", PREFIX "scores", v->customer_id.ptr};
+    size_t zlens[] = {6, strlen(PREFIX "scores"), v->customer_id.len};
+    r = rcmd(3, zargv, zlens);
+    cr_assert_eq(r->type, REDIS_REPLY_STRING, "no zset member");
+    cr_expect_float_eq(strtod(r->str, NULL), strtod(want[0], NULL), 1e-9);
+    freeReplyObject(r);
+}
+
+/* A copy of the window's alerts, as the stream must hold them. */
+typedef struct alert_row {
+    char v[11][512];
+    size_t len[11];
+} alert_row_t;
+
+static size_t copy_alerts(window_t *w, alert_row_t *rows, size_t max) {
+    size_t n;
+    const alert_t *a = window_alerts(w, &n);
+    cr_assert(n <= max);
+    for (size_t i = 0; i < n; i++, a++) {
+        alert_row_t *r = &rows[i];
+        memset(r, 0, sizeof(*r));
+        snprintf(r->v[0], 512, "%s", alert_type_names[a->type]);
+        memcpy(r->v[1], a->customer_id.ptr, a->customer_id.len);
+        r->len[1] = a->customer_id.len;
+        fmt4(r->v[2], 512, a->score);
+        if (a->has_previous) fmt4(r->v[3], 512, a->previous_score);
+        snprintf(r->v[4], 512, "%s", alert_trigger_names[a->trigger]);
+        if (a->event_id.len) memcpy(r->v[5], a->event_id.ptr, a->event_id.len);
+        r->len[5] = a->event_id.len;
+        snprintf(r->v[6], 512, "%" PRId64, a->occurred_at);
+        snprintf(r->v[7], 512, "%" PRId32, a->partition);
+        snprintf(r->v[8], 512, "%" PRId64, a->offset);
+        snprintf(r->v[9], 512, "%s", a->reason);
+        if (a->narrative.len) memcpy(r->v[10], a->narrative.ptr, a->narrative.len);
+        r->len[10] = a->narrative.len;
+        for (int k = 0; k < 11; k++)
+            if (k != 1 && k != 5 && k != 10) r->len[k] = strlen(r->v[k]);
+    }
+    return n;
+}
+
+/* The stream holds exactly these alerts, fields in SPEC §4 order. */
+static void expect_stream(const alert_row_t *rows, size_t n) {
+    static const char *const names[11] = {"type", "customer_id", "score", "previous_score",
+                                          "trigger", "event_id", "occurred_at", "partition",
+                                          "offset", "reason", "narrative"};
+    redisReply *r = rcmdf("XRANGE " PREFIX "alerts - +");
+    cr_assert_eq(r->type, REDIS_REPLY_ARRAY);
+    cr_assert_eq(r->elements, n, "stream has %zu entries, want %zu", r->elements, n);
+    for (size_t i = 0; i < n; i++) {
+        const redisReply *fields = r->element[i]->element[1];
+        cr_assert_eq(fields->elements, 22, "entry %zu has %zu values", i, fields->elements);
+        for (int k = 0; k < 11; k++) {
+            cr_expect_str_eq(fields->element[2 * k]->str, names[k], "entry %zu field %d", i, k);
+            const redisReply *val = fields->element[2 * k + 1];
+            cr_expect(val->len == rows[i].len[k] && memcmp(val->str, rows[i].v[k], val->len) == 0,
+                      "entry %zu %s: got \"%.*s\" want \"%.*s\"", i, names[k], (int)val->len,
+                      val->str, (int)rows[i].len[k], rows[i].v[k]);
+        }
+    }
+    freeReplyObject(r);
+}
+
+static void expect_hget(const char *key, const char *field, const char *want) {
+    redisReply *r = rcmdf("HGET %s %s", key, field);
+    if (!want) {
+        cr_expect_eq(r->type, REDIS_REPLY_NIL, "HGET %s %s should be nil", key, field);
+    } else {
+        cr_assert_eq(r->type, REDIS_REPLY_STRING, "HGET %s %s is nil", key, field);
+        cr_expect_str_eq(r->str, want, "HGET %s %s", key, field);
+    }
+    freeReplyObject(r);
+}
+
+static bool key_exists(const char *k, size_t klen) {
+    return rint_reply("EXISTS %b", k, klen) == 1;
+}
+
+/* ------------------------------------------------------------------ */
+/* Connection                                                          */
+
+TestSuite(redis_sink, .init = setup, .fini = teardown, .timeout = 60);
+
+Test(redis_sink, ping) {
+    redis_sink_t *s = sink_open(1000);
+    char err[256];
+    cr_expect_eq(redis_sink_ping(s, err, sizeof(err)), SINK_OK, "%s", err);
+    cr_expect_eq(redis_sink_ping(s, err, sizeof(err)), SINK_OK, "%s", err);
+    redis_sink_free(s);
+}
+
+Test(redis_sink, empty_flush_needs_no_round_trip) {
+    redis_sink_conf_t conf = {"redis://127.0.0.1:1", PREFIX, 10, 100};
+    char err[256];
+    redis_sink_t *s = redis_sink_new(&conf, err, sizeof(err));
+    cr_assert_not_null(s, "%s", err);
+    cr_expect_eq(redis_sink_flush(s, NULL, 0, err, sizeof(err)), SINK_OK);
+    cr_expect_eq(redis_sink_stats(s)->commands, 0);
+    cr_expect_eq(redis_sink_stats(s)->bytes_sent, 0);
+    /* Nothing listens on port 1: a real call is a RETRY, not a crash. */
+    cr_expect_eq(redis_sink_ping(s, err, sizeof(err)), SINK_RETRY);
+    cr_expect(strstr(err, "127.0.0.1:1") != NULL, "%s", err);
+    redis_sink_free(s);
+}
+
+/* Its own suite: the server needs a socket and a password. */
+Test(redis_auth, unix_socket_password_and_db, .fini = teardown, .timeout = 60) {
+    char err[256];
+    char sock[4200];
+    /* A relative socket path lands in the server's own directory. */
+    static const char *const args[] = {"--unixsocket", "redis.sock", "--requirepass",
+                                       "s3cr@t/x", NULL};
+    signal(SIGPIPE, SIG_IGN);
+    proc = redis_proc_start(args, err, sizeof(err));
+    cr_assert_not_null(proc, "%s", err);
+    snprintf(sock, sizeof(sock), "%s/redis.sock", redis_proc_dir(proc));
+
+    char url[4300];
+    typedef struct {
+        const char *fmt;
+        sink_result_t want;
+        const char *err;
+    } auth_case_t;
+    const auth_case_t cases[] = {
+        {"unix://%s", SINK_FAIL, "NOAUTH"},
+        {"redis://:s3cr%%40t%%2Fx@127.0.0.1:%d/3", SINK_OK, NULL},
+        {"redis://:wrong@127.0.0.1:%d", SINK_FAIL, "WRONGPASS"},
+        {"redis://:s3cr%%40t%%2Fx@127.0.0.1:%d/99", SINK_FAIL, "SELECT"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        if (i == 0)
+            snprintf(url, sizeof(url), cases[i].fmt, sock);
+        else
+            snprintf(url, sizeof(url), cases[i].fmt, redis_proc_port(proc));
+        redis_sink_conf_t conf = {url, PREFIX, 10, 1000};
+        redis_sink_t *s = redis_sink_new(&conf, err, sizeof(err));
+        cr_assert_not_null(s, "%s", err);
+        sink_result_t r = redis_sink_ping(s, err, sizeof(err));
+        cr_expect_eq(r, cases[i].want, "case %zu: %s", i, err);
+        if (cases[i].err) cr_expect(strstr(err, cases[i].err) != NULL, "case %zu: %s", i, err);
+        redis_sink_free(s);
+    }
+
+    /* With the password: a claim lands in db 3. */
+    snprintf(url, sizeof(url), "redis://:s3cr%%40t%%2Fx@127.0.0.1:%d/3", redis_proc_port(proc));
+    redis_sink_conf_t conf = {url, PREFIX, 10, 1000};
+    redis_sink_t *s = redis_sink_new(&conf, err, sizeof(err));
+    cr_assert_not_null(s, "%s", err);
+    tpart_t t = {0};
+    tp_claim(&t, s, 0);
+    cr_expect_eq(t.epoch, 1);
+    window_free(t.w);
+    redis_sink_free(s);
+
+    struct timeval tv = {2, 0};
+    raw = redisConnectUnixWithTimeout(sock, tv);
+    cr_assert(raw && !raw->err);
+    freeReplyObject(rcmdf("AUTH %s", "s3cr@t/x"));
+    expect_hget(PREFIX "_epochs", TOPIC ":0", NULL);
+    freeReplyObject(rcmdf("SELECT 3"));
+    expect_hget(PREFIX "_epochs", TOPIC ":0", "1");
+}
+
+/* ------------------------------------------------------------------ */
+/* Claim and fencing                                                   */
+
+Test(redis_sink, claim_bumps_epoch_and_fences_the_old_owner) {
+    redis_sink_t *old_owner = sink_open(1000), *new_owner = sink_open(1000);
+    tpart_t p0 = {0}, p1 = {0}, q0 = {0};
+    tp_claim(&p0, old_owner, 0);
+    cr_expect_eq(p0.epoch, 1);
+    cr_expect_eq(p0.committed, -1);
+    tp_claim(&p1, old_owner, 1);
+    cr_expect_eq(p1.epoch, 1);
+    tp_claim(&q0, new_owner, 0);
+    cr_expect_eq(q0.epoch, 2);
+    cr_expect_eq(q0.committed, -1);
+    expect_hget(PREFIX "_epochs", TOPIC ":0", "2");
+
+    tp_feed(&p0, story, STORY_LEN);
+    tp_feed(&p1, story, 2);
+    char err[256];
+    sink_partition_t parts[2] = {tp_part(&p0), tp_part(&p1)};
+    parts[1].fenced = true; /* an input value must not survive */
+    cr_expect_eq(redis_sink_flush(old_owner, parts, 2, err, sizeof(err)), SINK_FAIL);
+    cr_expect(parts[0].fenced, "partition 0 is fenced");
+    cr_expect(!parts[1].fenced, "partition 1 is still ours");
+    cr_expect(strstr(err, "FENCED " TOPIC ":0") != NULL, "%s", err);
+    /* Nothing at all was written: only the epochs hash exists. */
+    cr_expect_eq(dbsize(), 1, "keys written by a fenced flush");
+
+    /* The old owner drops partition 0 and flushes the rest. */
+    tp_flush_ok(&p1);
+    char want[32];
+    snprintf(want, sizeof(want), "%" PRId64, p1.next);
+    expect_hget(PREFIX "_offsets", TOPIC ":1", want);
+
+    /* The new owner writes partition 0. */
+    tp_feed(&q0, story, STORY_LEN);
+    tp_flush_ok(&q0);
+    snprintf(want, sizeof(want), "%" PRId64, q0.next);
+    expect_hget(PREFIX "_offsets", TOPIC ":0", want);
+    window_free(p0.w);
+    window_free(p1.w);
+    window_free(q0.w);
+    redis_sink_free(old_owner);
+    redis_sink_free(new_owner);
+}
+
+Test(redis_sink, flush_without_claim_is_fenced) {
+    redis_sink_t *s = sink_open(1000);
+    tpart_t t = {s, new_window(0), 0, 1, -1, 0, false};
+    tp_feed(&t, story, 1);
+    char err[256];
+    cr_expect_eq(tp_flush(&t, err, sizeof(err)), SINK_FAIL);
+    cr_expect(t.fenced);
+    cr_expect_eq(dbsize(), 0);
+    window_free(t.w);
+    redis_sink_free(s);
+}
+
+Test(redis_sink, flush_from_a_stale_offset_is_fenced) {
+    redis_sink_t *s = sink_open(1000);
+    tpart_t t = {0};
+    tp_claim(&t, s, 0);
+    tp_feed(&t, story, 2);
+    tp_flush_ok(&t);
+    tp_commit(&t);
+    /* Someone moved the offset behind our back (an operator, a bug). */
+    freeReplyObject(rcmdf("HSET " PREFIX "_offsets " TOPIC ":0 999"));
+    tp_feed(&t, story + 2, 2);
+    char err[256];
+    cr_expect_eq(tp_flush(&t, err, sizeof(err)), SINK_FAIL);
+    cr_expect(t.fenced);
+    cr_expect(!key_exists(PREFIX "ci:bob", strlen(PREFIX "ci:bob")), "fenced flush wrote");
+    expect_hget(PREFIX "_offsets", TOPIC ":0", "999");
+    window_free(t.w);
+    redis_sink_free(s);
+}
+
+Test(redis_sink, claim_rejects_bad_stored_state) {
+    redis_sink_t *s = sink_open(1000);
+    const char *argv[] = {"HSET", PREFIX "_state:" TOPIC ":0", weird_id, "not a blob"};
+    size_t lens[] = {4, strlen(argv[1]), WEIRD_LEN, 10};
+    freeReplyObject(rcmd(4, argv, lens));
+    window_t *w = new_window(0);
+    char err[512];
+    int64_t epoch, next;
+    cr_expect_eq(redis_sink_claim(s, TOPIC, 0, w, &epoch, &next, err, sizeof(err)), SINK_FAIL);
+    cr_expect(strstr(err, "Zo\\xc3\\xab \\x22the\\x22 'cust'\\x00\\xff id") != NULL, "%s", err);
+    window_free(w);
+
+    freeReplyObject(rcmdf("DEL " PREFIX "_state:" TOPIC ":0"));
+    freeReplyObject(rcmdf("HSET " PREFIX "_offsets " TOPIC ":0 12x"));
+    w = new_window(0);
+    cr_expect_eq(redis_sink_claim(s, TOPIC, 0, w, &epoch, &next, err, sizeof(err)), SINK_FAIL);
+    cr_expect(strstr(err, "not an integer") != NULL, "%s", err);
+    window_free(w);
+    redis_sink_free(s);
+}
+
+/* ------------------------------------------------------------------ */
+/* Layout                                                              */
+
+Test(redis_sink, flush_writes_the_spec_layout) {
+    redis_sink_t *s = sink_open(1000);
+    tpart_t t = {0};
+    tp_claim(&t, s, 3);
+    t.next = 100;
+    tp_feed(&t, story, STORY_LEN);
+
+    static alert_row_t rows[32];
+    size_t nalerts = copy_alerts(t.w, rows, 32);
+    cr_assert(nalerts >= 2, "the story raises alerts (got %zu)", nalerts);
+    bool churn = false;
+    for (size_t i = 0; i < nalerts; i++) churn |= strcmp(rows[i].v[0], "churn_risk") == 0;
+    cr_expect(churn, "alice is a churn risk");
+
+    tp_flush_ok(&t);
+    const sink_stats_t *st = redis_sink_stats(s);
+    cr_expect_eq(st->flushes, 1);
+    cr_expect_eq(st->customers_written, 3);
+    cr_expect_eq(st->alerts_written, nalerts);
+
+    const strview_t ids[3] = {{"alice", 5}, {weird_id, WEIRD_LEN}, {"bob", 3}};
+    for (int i = 0; i < 3; i++) {
+        window_customer_view_t v;
+        cr_assert(window_get(t.w, ids[i], &v));
+        expect_hash_matches(&v);
+        /* The state field holds the blob, byte for byte. */
+        const char *argv[] = {"HGET", PREFIX "_state:" TOPIC ":3", ids[i].ptr};
+        size_t lens[] = {4, strlen(argv[1]), ids[i].len};
+        redisReply *r = rcmd(3, argv, lens);
+        cr_assert_eq(r->type, REDIS_REPLY_STRING);
+        cr_expect(r->len == v.state_len && memcmp(r->str, v.state, v.state_len) == 0);
+        freeReplyObject(r);
+    }
+    cr_expect_eq(rint_reply("ZCARD %b", PREFIX "scores", strlen(PREFIX "scores")), 3);
+    /* The lowest score first: alice. */
+    redisReply *r = rcmdf("ZRANGE " PREFIX "scores 0 0");
+    cr_expect_str_eq(r->element[0]->str, "alice");
+    freeReplyObject(r);
+
+    char want[32];
+    snprintf(want, sizeof(want), "%" PRId64, (int64_t)(T0 + 6000));
+    expect_hget(PREFIX "watermarks", TOPIC ":3", want);
+    snprintf(want, sizeof(want), "%" PRId64, t.next);
+    expect_hget(PREFIX "_offsets", TOPIC ":3", want);
+    expect_stream(rows, nalerts);
+    /* Exactly the SPEC §5 keys: 3 hashes, scores, alerts, watermarks, and
+     * the internal _offsets, _epochs and _state:<topic>:3. */
+    cr_expect_eq(dbsize(), 3 + 3 + 3);
+
+    /* An unchanged watermark is not rewritten; offsets always are. */
+    tp_commit(&t);
+    freeReplyObject(rcmdf("HSET " PREFIX "watermarks " TOPIC ":3 1"));
+    t.next += 5; /* five messages that changed nothing (late, dead letters) */
+    tp_flush_ok(&t);
+    expect_hget(PREFIX "watermarks", TOPIC ":3", "1");
+    snprintf(want, sizeof(want), "%" PRId64, t.next);
+    expect_hget(PREFIX "_offsets", TOPIC ":3", want);
+    window_free(t.w);
+    redis_sink_free(s);
+}
+
+Test(redis_sink, stats_count_commands_and_bytes) {
+    redis_sink_t *s = sink_open(1000);
+    tpart_t t = {0};
+    tp_claim(&t, s, 0);
+    const sink_stats_t *st = redis_sink_stats(s);
+    /* SCRIPT LOAD x2, EVALSHA + its 3 calls, HSCAN */
+    cr_expect_eq(st->commands, 2 + 4 + 1);
+    uint64_t c0 = st->commands, b0 = st->bytes_sent;
+    cr_expect_gt(b0, 0);
+
+    /* Two customers, no alerts, new watermark: EVALSHA + HGET epoch +
+     * HGET offset + 2 HSET hashes + ZADD + HSET state + HSET watermark +
+     * HSET offset. */
+    const evspec_t evs[] = {
+        {"c1", 0, "x1", T0, KIND_PURCHASE, HANDLER_NONE, TRI_NULL, NAN, NULL},
+        {"c2", 0, "x2", T0, KIND_PURCHASE, HANDLER_NONE, TRI_NULL, NAN, NULL},
+    };
+    tp_feed(&t, evs, 2);
+    size_t nalerts;
+    window_alerts(t.w, &nalerts);
+    cr_assert_eq(nalerts, 0);
+    tp_flush_ok(&t);
+    cr_expect_eq(st->commands - c0, 9);
+    /* The request carries at least both blobs and ids, and is not huge. */
+    uint64_t sent = st->bytes_sent - b0;
+    cr_expect_gt(sent, 200);
+    cr_expect_lt(sent, 2000);
+    window_free(t.w);
+    redis_sink_free(s);
+}
+
+/* ------------------------------------------------------------------ */
+/* State round trip and eviction                                       */
+
+static void expect_same_view(window_t *a, window_t *b, strview_t id) {
+    window_customer_view_t va, vb;
+    cr_assert(window_get(a, id, &va), "customer in the original window");
+    /* Copy what a's next call would overwrite. */
+    unsigned char blob[4096];
+    cr_assert(va.state_len <= sizeof(blob));
+    memcpy(blob, va.state, va.state_len);
+    size_t blen = va.state_len;
+    cr_assert(window_get(b, id, &vb), "customer %.*s not restored", (int)id.len, id.ptr);
+    cr_expect_eq(va.ci, vb.ci);
+    cr_expect_eq(va.resolution, vb.resolution);
+    cr_expect_eq(va.sentiment, vb.sentiment);
+    cr_expect_eq(va.loyalty, vb.loyalty);
+    cr_expect_eq(va.ai_share, vb.ai_share);
+    cr_expect_eq(va.aht_ms, vb.aht_ms);
+    cr_expect_eq(va.streak, vb.streak);
+    cr_expect_eq(va.contacts, vb.contacts);
+    cr_expect_eq(va.resolved, vb.resolved);
+    cr_expect_eq(va.events, vb.events);
+    cr_expect_eq(va.at_risk, vb.at_risk);
+    cr_expect_eq(va.updated_at, vb.updated_at);
+    cr_expect(va.last_event_id.len == vb.last_event_id.len &&
+              memcmp(va.last_event_id.ptr, vb.last_event_id.ptr, vb.last_event_id.len) == 0);
+    cr_expect(blen == vb.state_len && memcmp(blob, vb.state, blen) == 0, "state blobs differ");
+}
+
+Test(redis_sink, claim_restores_what_flush_wrote) {
+    redis_sink_t *s = sink_open(1000);
+    tpart_t a = {0}, b = {0};
+    tp_claim(&a, s, 0);
+    tp_feed(&a, story, STORY_LEN);
+    /* Many more customers, so that HSCAN takes several rounds. */
+    static char ids[2500][16];
+    for (int i = 0; i < 2500; i++) {
+        snprintf(ids[i], sizeof(ids[i]), "bulk-%04d", i);
+        evspec_t e = {ids[i], 0, "b", T0 + 7000 + i, KIND_CONTACT,
+                      i % 3 ? HANDLER_AI : HANDLER_HUMAN, i % 2 ? TRI_TRUE : TRI_FALSE,
+                      (i % 7) / 7.0, NULL};
+        tp_feed(&a, &e, 1);
+    }
+    tp_flush_ok(&a);
+    tp_commit(&a);
+
+    tp_claim(&b, s, 0);
+    cr_expect_eq(b.epoch, a.epoch + 1);
+    cr_expect_eq(b.committed, a.next);
+    cr_expect_eq(window_watermark(b.w), window_watermark(a.w));
+    cr_expect_eq(window_customer_count(b.w), window_customer_count(a.w));
+    const strview_t some[] = {{"alice", 5},     {weird_id, WEIRD_LEN}, {"bob", 3},
+                              {"bulk-0000", 9}, {"bulk-1234", 9},       {"bulk-2499", 9}};
+    for (size_t i = 0; i < sizeof(some) / sizeof(some[0]); i++) expect_same_view(a.w, b.w, some[i]);
+
+    /* Both go on identically: alice's next unhappy AI contact, a day on. */
+    const evspec_t more = {"alice", 0, "e7", T0 + DAY + 10, KIND_CONTACT, HANDLER_AI, TRI_FALSE,
+                           -0.7, "again"};
+    tp_feed(&a, &more, 1);
+    tp_feed(&b, &more, 1);
+    expect_same_view(a.w, b.w, (strview_t){"alice", 5});
+    static alert_row_t ra[32], rb[32];
+    size_t na = copy_alerts(a.w, ra, 32), nb = copy_alerts(b.w, rb, 32);
+    cr_expect_eq(na, nb, "the resumed window raises the same alerts");
+    for (size_t i = 0; i < na && i < nb; i++)
+        for (int k = 0; k < 11; k++)
+            cr_expect(memcmp(ra[i].v[k], rb[i].v[k], sizeof(ra[i].v[k])) == 0,
+                      "alert %zu field %d differs", i, k);
+    window_free(a.w);
+    window_free(b.w);
+    redis_sink_free(s);
+}
+
+Test(redis_sink, evicted_customer_is_deleted) {
+    redis_sink_t *s = sink_open(1000);
+    tpart_t t = {0};
+    tp_claim(&t, s, 0);
+    const evspec_t first[] = {
+        {weird_id, WEIRD_LEN, "o1", T0, KIND_CONTACT, HANDLER_HUMAN, TRI_TRUE, NAN, NULL},
+        {"stays", 0, "o2", T0 + 20 * DAY, KIND_CONTACT, HANDLER_HUMAN, TRI_TRUE, NAN, NULL},
+    };
+    tp_feed(&t, first, 2);
+    tp_flush_ok(&t);
+    tp_commit(&t);
+    char key[64];
+    memcpy(key, PREFIX "ci:", 5);
+    memcpy(key + 5, weird_id, WEIRD_LEN);
+    cr_assert(key_exists(key, 5 + WEIRD_LEN));
+
+    /* 31 days later the first customer has no bucket left. */
+    const evspec_t later = {"stays", 0, "o3", T0 + 31 * DAY, KIND_PURCHASE, HANDLER_NONE,
+                            TRI_NULL, NAN, NULL};
+    tp_feed(&t, &later, 1);
+    window_customer_view_t v;
+    cr_assert(!window_get(t.w, (strview_t){weird_id, WEIRD_LEN}, &v), "customer evicted");
+    tp_flush_ok(&t);
+    cr_expect(!key_exists(key, 5 + WEIRD_LEN), "hash deleted");
+    const char *zargv[] = {"ZSCORE", PREFIX "scores", weird_id};
+    size_t zlens[] = {6, strlen(PREFIX "scores"), WEIRD_LEN};
+    redisReply *r = rcmd(3, zargv, zlens);
+    cr_expect_eq(r->type, REDIS_REPLY_NIL, "zset member removed");
+    freeReplyObject(r);
+    const char *hargv[] = {"HEXISTS", PREFIX "_state:" TOPIC ":0", weird_id};
+    size_t hlens[] = {7, strlen(hargv[1]), WEIRD_LEN};
+    r = rcmd(3, hargv, hlens);
+    cr_expect_eq(r->integer, 0, "state field removed");
+    freeReplyObject(r);
+    cr_expect(key_exists(PREFIX "ci:stays", strlen(PREFIX "ci:stays")));
+    cr_expect_eq(rint_reply("ZCARD %b", PREFIX "scores", strlen(PREFIX "scores")), 1);
+    window_free(t.w);
+    redis_sink_free(s);
+}
+
+/* ------------------------------------------------------------------ */
+/* Retried flushes, NOSCRIPT, outages                                  */
+
+Test(redis_sink, retried_flush_that_landed_writes_nothing_twice) {
+    redis_sink_t *s = sink_open(1000);
+    tpart_t p0 = {0}, p1 = {0}, p2 = {0};
+    tp_claim(&p0, s, 0);
+    tp_claim(&p1, s, 1);
+    tp_claim(&p2, s, 2);
+    tp_feed(&p0, story, 3);     /* alice: alerts */
+    tp_feed(&p1, story + 3, 1); /* bob: none */
+    tp_feed(&p2, story + 1, 1); /* weird_id: none */
+    static alert_row_t rows[32];
+    size_t n0 = copy_alerts(p0.w, rows, 32), none;
+    cr_assert(n0 >= 1);
+    window_alerts(p1.w, &none);
+    cr_assert_eq(none, 0);
+    window_alerts(p2.w, &none);
+    cr_assert_eq(none, 0);
+    char err[256];
+    sink_partition_t parts[3] = {tp_part(&p0), tp_part(&p1), tp_part(&p2)};
+    cr_assert_eq(redis_sink_flush(s, parts, 2, err, sizeof(err)), SINK_OK, "%s", err);
+    uint64_t customers = redis_sink_stats(s)->customers_written;
+    uint64_t alerts = redis_sink_stats(s)->alerts_written;
+
+    /* As if the reply had been lost: the same flush again, now with one
+     * more partition.  The landed ones are skipped, the new one written. */
+    cr_assert_eq(redis_sink_flush(s, parts, 3, err, sizeof(err)), SINK_OK, "%s", err);
+    cr_expect(!parts[0].fenced && !parts[1].fenced && !parts[2].fenced);
+    cr_expect_eq(redis_sink_stats(s)->customers_written - customers, 1, "only partition 2");
+    cr_expect_eq(redis_sink_stats(s)->alerts_written, alerts);
+    expect_stream(rows, n0);
+    char want[32];
+    snprintf(want, sizeof(want), "%" PRId64, p2.next);
+    expect_hget(PREFIX "_offsets", TOPIC ":2", want);
+    window_free(p0.w);
+    window_free(p1.w);
+    window_free(p2.w);
+    redis_sink_free(s);
+}
+
+Test(redis_sink, noscript_reloads_and_retries) {
+    redis_sink_t *s = sink_open(1000);
+    tpart_t t = {0};
+    tp_claim(&t, s, 0);
+    tp_feed(&t, story, STORY_LEN);
+    freeReplyObject(rcmdf("SCRIPT FLUSH"));
+    tp_flush_ok(&t);
+    cr_expect(key_exists(PREFIX "ci:alice", strlen(PREFIX "ci:alice")));
+    freeReplyObject(rcmdf("SCRIPT FLUSH"));
+    int64_t old = t.epoch;
+    tp_claim(&t, s, 0);
+    cr_expect_eq(t.epoch, old + 1);
+    window_free(t.w);
+    redis_sink_free(s);
+}
+
+Test(redis_sink, transient_error_replies_are_retry) {
+    redis_sink_t *s = sink_open(1000);
+    tpart_t t = {0};
+    tp_claim(&t, s, 0);
+    tp_feed(&t, story, STORY_LEN);
+    char err[256];
+    /* maxmemory below what is used: writes are refused with OOM. */
+    freeReplyObject(rcmdf("CONFIG SET maxmemory 1"));
+    cr_expect_eq(tp_flush(&t, err, sizeof(err)), SINK_RETRY);
+    cr_expect(strstr(err, "OOM") != NULL, "%s", err);
+    cr_expect(!key_exists(PREFIX "ci:alice", strlen(PREFIX "ci:alice")), "OOM wrote something");
+    freeReplyObject(rcmdf("CONFIG SET maxmemory 0"));
+    tp_flush_ok(&t);
+    window_free(t.w);
+    redis_sink_free(s);
+}
+
+/* Its own suite: the server writes an AOF that survives kill -9. */
+Test(redis_aof, redis_killed_then_restarted, .init = setup_aof, .fini = teardown, .timeout = 60) {
+    redis_sink_t *s = sink_open(1000);
+    tpart_t t = {0};
+    tp_claim(&t, s, 0);
+    tp_feed(&t, story, 3);
+    tp_flush_ok(&t);
+    tp_commit(&t);
+
+    cr_assert_eq(redis_proc_signal(proc, SIGKILL), 0);
+    tp_feed(&t, story + 3, STORY_LEN - 3);
+    char err[256];
+    cr_expect_eq(tp_flush(&t, err, sizeof(err)), SINK_RETRY);
+    cr_expect_eq(redis_sink_ping(s, err, sizeof(err)), SINK_RETRY);
+    cr_expect(strstr(err, "connect") != NULL, "%s", err);
+    cr_expect_eq(tp_flush(&t, err, sizeof(err)), SINK_RETRY);
+
+    cr_assert_eq(redis_proc_restart(proc, err, sizeof(err)), 0, "%s", err);
+    /* The restarted server lost the scripts (NOSCRIPT) but kept the data. */
+    tp_flush_ok(&t);
+    reconnect_raw();
+    char want[32];
+    snprintf(want, sizeof(want), "%" PRId64, t.next);
+    expect_hget(PREFIX "_offsets", TOPIC ":0", want);
+    expect_hget(PREFIX "ci:bob", "events", "2");
+    window_free(t.w);
+    redis_sink_free(s);
+}
+
+Test(redis_sink, redis_frozen_times_out_then_recovers) {
+    redis_sink_t *s = sink_open(300);
+    tpart_t t = {0};
+    tp_claim(&t, s, 0);
+    tp_feed(&t, story, STORY_LEN);
+    static alert_row_t rows[32];
+    size_t nalerts = copy_alerts(t.w, rows, 32);
+    char err[256];
+
+    cr_assert_eq(redis_proc_signal(proc, SIGSTOP), 0);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    cr_expect_eq(tp_flush(&t, err, sizeof(err)), SINK_RETRY);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double took = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    cr_expect(took >= 0.25 && took < 2.0, "timed out after %.3f s", took);
+    cr_expect(strstr(err, "300 ms") != NULL, "%s", err);
+    /* A connect to a frozen server succeeds (the kernel accepts) but the
+     * command times out too. */
+    cr_expect_eq(redis_sink_ping(s, err, sizeof(err)), SINK_RETRY);
+
+    cr_assert_eq(redis_proc_signal(proc, SIGCONT), 0);
+    /* The frozen server still ran the first request once it woke up; the
+     * retry must not write its alerts a second time. */
+    tp_flush_ok(&t);
+    expect_stream(rows, nalerts);
+    window_customer_view_t v;
+    cr_assert(window_get(t.w, (strview_t){"alice", 5}, &v));
+    expect_hash_matches(&v);
+    window_free(t.w);
+    redis_sink_free(s);
+}
