@@ -42,6 +42,10 @@
 
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
+/* A fenced partition that librdkafka still says is ours after this long is
+ * claimed again (Redis lost its data, or a rebalance we were slow to see
+ * has already given it back). */
+#define RECLAIM_AFTER_MS 3000
 
 typedef struct part {
     int32_t id;
@@ -51,6 +55,7 @@ typedef struct part {
     int64_t stored_offset;  /* the next offset Redis holds; -1 none */
     bool pending;           /* consumed since the last successful flush */
     int64_t retry_at;       /* paused for an unreachable schema source until */
+    int64_t fenced_at;      /* another owner wrote: state dropped, paused since */
 } part_t;
 
 struct consumer {
@@ -106,7 +111,7 @@ static void parts_drop_all(consumer_t *c) {
 static void parts_pause(consumer_t *c, bool pause) {
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(8);
     for (int32_t i = 0; i < c->parts_cap; i++)
-        if (c->parts[i] && (pause || !c->parts[i]->retry_at))
+        if (c->parts[i] && (pause || (!c->parts[i]->retry_at && !c->parts[i]->fenced_at)))
             rd_kafka_topic_partition_list_add(l, c->conf->topic, i);
     if (l->cnt) {
         rd_kafka_resp_err_t err = pause ? rd_kafka_pause_partitions(c->rk, l)
@@ -116,6 +121,31 @@ static void parts_pause(consumer_t *c, bool pause) {
                      "err=\"%s\"", rd_kafka_err2str(err));
     }
     rd_kafka_topic_partition_list_destroy(l);
+}
+
+static void seek_and(consumer_t *c, int32_t id, int64_t offset, int pause) {
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, c->conf->topic, id)->offset = offset;
+    if (pause > 0) rd_kafka_pause_partitions(c->rk, l);
+    rd_kafka_error_t *e = rd_kafka_seek_partitions(c->rk, l, 2000);
+    if (e) {
+        log_warn("seek failed", "partition=%" PRId32 " err=\"%s\"", id, rd_kafka_error_string(e));
+        rd_kafka_error_destroy(e);
+    }
+    if (pause < 0) rd_kafka_resume_partitions(c->rk, l);
+    rd_kafka_topic_partition_list_destroy(l);
+}
+
+/* Someone else wrote this partition: forget our state (Redis has the
+ * truth) and stop reading it until it is claimed again. */
+static void part_fence(consumer_t *c, int32_t id) {
+    part_t *p = part_get(c, id);
+    if (!p) return;
+    window_free(p->w);
+    p->w = NULL;
+    p->pending = false;
+    p->fenced_at = now_ms();
+    seek_and(c, id, p->stored_offset >= 0 ? p->stored_offset : RD_KAFKA_OFFSET_BEGINNING, 1);
 }
 
 /* Claims the partition in Redis and loads its state, retrying while Redis
@@ -234,9 +264,9 @@ static int flush(consumer_t *c) {
         for (size_t i = 0; i < n; i++) {
             if (sp[i].fenced) {
                 any = true;
-                log_warn("partition taken over by another instance, dropping it",
+                log_warn("partition written by another owner, dropping its state",
                          "partition=%" PRId32 " err=\"%s\"", sp[i].partition, err);
-                part_drop(c, sp[i].partition);
+                part_fence(c, sp[i].partition);
             } else {
                 sp[k++] = sp[i];
             }
@@ -264,7 +294,7 @@ static int flush(consumer_t *c) {
         p->pending = false;
     }
     for (int32_t i = 0; i < c->parts_cap; i++)
-        if (c->parts[i]) customers += window_customer_count(c->parts[i]->w);
+        if (c->parts[i] && c->parts[i]->w) customers += window_customer_count(c->parts[i]->w);
     atomic_store(&c->stats.customers_tracked, customers);
     atomic_fetch_add(&c->stats.flushes, 1);
     if (n) commit_to_kafka(c, sp, n);
@@ -354,8 +384,15 @@ static void handle_message(consumer_t *c, rd_kafka_message_t *m) {
         return;
     }
     part_t *p = part_get(c, m->partition);
-    if (!p || p->retry_at) return;                        /* not ours, or waiting */
+    if (!p || p->retry_at || p->fenced_at) return;        /* not ours, or waiting */
     if (p->next_offset >= 0 && m->offset < p->next_offset) return; /* seen */
+    if (c->sink_down) {
+        /* Fetched before the pause took hold: read it again after the
+         * retry, so that the retried flush covers exactly what the failed
+         * one did. */
+        seek_and(c, m->partition, m->offset, 1);
+        return;
+    }
 
     rd_kafka_timestamp_type_t tstype;
     int64_t ts = rd_kafka_message_timestamp(m, &tstype);
@@ -374,11 +411,7 @@ static void handle_message(consumer_t *c, rd_kafka_message_t *m) {
         if (dlq_send(c->dlq, m, reason, detail, err, sizeof(err)) != 0) {
             /* Could not even queue the copy: read this message again later. */
             sink_failed(c, "dead-letter", err);
-            rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
-            rd_kafka_topic_partition_list_add(l, c->conf->topic, m->partition)->offset = m->offset;
-            rd_kafka_error_t *se = rd_kafka_seek_partitions(c->rk, l, 1000);
-            if (se) rd_kafka_error_destroy(se);
-            rd_kafka_topic_partition_list_destroy(l);
+            seek_and(c, m->partition, m->offset, 1);
             return;
         }
         atomic_fetch_add(&c->stats.dead_letter, 1);
@@ -391,12 +424,7 @@ static void handle_message(consumer_t *c, rd_kafka_message_t *m) {
          * partition waits and reads the message again. */
         log_warn("schema source unreachable, pausing partition", "partition=%" PRId32
                  " err=\"%s\"", m->partition, detail);
-        rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
-        rd_kafka_topic_partition_list_add(l, c->conf->topic, m->partition)->offset = m->offset;
-        rd_kafka_pause_partitions(c->rk, l);
-        rd_kafka_error_t *se = rd_kafka_seek_partitions(c->rk, l, 1000);
-        if (se) rd_kafka_error_destroy(se);
-        rd_kafka_topic_partition_list_destroy(l);
+        seek_and(c, m->partition, m->offset, 1);
         p->retry_at = now_ms() + 1000;
         return;
     }
@@ -406,7 +434,35 @@ static void handle_message(consumer_t *c, rd_kafka_message_t *m) {
     if (!c->flush_deadline) c->flush_deadline = now_ms() + c->conf->flush_ms;
 }
 
+/* True when librdkafka still counts partition id as assigned to us. */
+static bool still_assigned(consumer_t *c, int32_t id) {
+    rd_kafka_topic_partition_list_t *l = NULL;
+    bool mine = false;
+    if (rd_kafka_assignment_lost(c->rk)) return false;
+    if (rd_kafka_assignment(c->rk, &l) == RD_KAFKA_RESP_ERR_NO_ERROR && l) {
+        mine = rd_kafka_topic_partition_list_find(l, c->conf->topic, id) != NULL;
+        rd_kafka_topic_partition_list_destroy(l);
+    }
+    return mine;
+}
+
+static void reclaim_fenced_parts(consumer_t *c, int64_t now) {
+    for (int32_t i = 0; i < c->parts_cap; i++) {
+        part_t *p = c->parts[i];
+        if (!p || !p->fenced_at || now - p->fenced_at < RECLAIM_AFTER_MS) continue;
+        if (!still_assigned(c, i)) {
+            p->fenced_at = now; /* a rebalance will take it away; look again later */
+            continue;
+        }
+        log_info("claiming fenced partition again", "partition=%" PRId32, i);
+        int64_t off = part_claim(c, i);
+        if (c->parts[i])
+            seek_and(c, i, off >= 0 ? off : RD_KAFKA_OFFSET_BEGINNING, c->sink_down ? 0 : -1);
+    }
+}
+
 static void resume_waiting_parts(consumer_t *c, int64_t now) {
+    reclaim_fenced_parts(c, now);
     for (int32_t i = 0; i < c->parts_cap; i++) {
         part_t *p = c->parts[i];
         if (!p || !p->retry_at || now < p->retry_at) continue;
@@ -422,7 +478,7 @@ static void resume_waiting_parts(consumer_t *c, int64_t now) {
 static size_t changes_pending(const consumer_t *c) {
     size_t n = 0;
     for (int32_t i = 0; i < c->parts_cap; i++)
-        if (c->parts[i]) n += window_change_count(c->parts[i]->w);
+        if (c->parts[i] && c->parts[i]->w) n += window_change_count(c->parts[i]->w);
     return n;
 }
 
