@@ -1,0 +1,192 @@
+/*
+ * test_exactly_once.c — SPEC §6 under failure.  Each scenario streams
+ * events while something goes wrong (kill -9 of the processor, members
+ * joining, crashing and leaving one group, a frozen or crashed Redis, a
+ * paused "zombie", broker errors), then checks that the final Redis equals
+ * one uninterrupted run over the same messages, alerts exactly once each
+ * (tests/support/pipeline.c renders both sides and compares them).
+ */
+#include <criterion/criterion.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "tests/support/env.h"
+
+static void msleep(int ms) {
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* A killed member leaves the group after this long, so a run takes
+ * seconds, not minutes.  (The mock cluster holds a first JoinGroup for 3 s,
+ * like group.initial.rebalance.delay.ms, and expires members blocked in it
+ * past their session timeout: below about 3.5 s nobody ever joins.) */
+static const char *const fast_group[] = {"kafka.session.timeout.ms=4000",
+                                         "kafka.heartbeat.interval.ms=500",
+                                         "redis_timeout_ms=1000", NULL};
+
+/* How many times the processors logged an assignment so far. */
+static int assignments(const env_t *e) {
+    FILE *f = fopen(e->log, "r");
+    char line[4096];
+    int n = 0;
+    while (f && fgets(line, sizeof(line), f))
+        if (strstr(line, "msg=\"partitions assigned\"")) n++;
+    if (f) fclose(f);
+    return n;
+}
+
+/* Waits until the count of assignments passes `seen`. */
+static void wait_assigned(const env_t *e, int seen) {
+    for (int i = 0; i < 300 && assignments(e) <= seen; i++) msleep(50);
+}
+
+static bool alive(pid_t pid) { return waitpid(pid, NULL, WNOHANG) == 0; }
+
+/* kill -9 at random moments, 20 times, restarting each time. */
+Test(exactly_once, crash_loop, .timeout = 300) {
+    env_t e;
+    env_start(&e, 4, NULL);
+    env_producer_t prod;
+    gen_conf_t gc = env_mix(101, 500);
+    env_produce_start(&e, &prod, &gc, 24000, 1500);
+    unsigned seed = 20261125;
+    for (int i = 0; i < 20; i++) {
+        int seen = assignments(&e);
+        pid_t pid = env_rapport(&e, fast_group);
+        wait_assigned(&e, seen);
+        msleep(100 + (int)(rand_r(&seed) % 1200));
+        cr_assert(alive(pid), "rapport exited on its own in round %d", i);
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+    }
+    env_produce_join(&prod);
+    pid_t pid = env_rapport(&e, fast_group);
+    env_assert_matches_replay(&e, 120000);
+    cr_assert_eq(proc_stop(pid, SIGTERM, 10000), 0);
+    env_stop(&e);
+}
+
+/* Three instances in one group; one is killed and one leaves mid-stream,
+ * then one joins again. */
+Test(exactly_once, group_churn, .timeout = 300) {
+    env_t e;
+    env_start(&e, 6, NULL);
+    env_producer_t prod;
+    gen_conf_t gc = env_mix(202, 600);
+    env_produce_start(&e, &prod, &gc, 20000, 2000);
+    pid_t a = env_rapport(&e, fast_group), b = env_rapport(&e, fast_group),
+          c = env_rapport(&e, fast_group);
+    msleep(3000);
+    kill(a, SIGKILL);
+    waitpid(a, NULL, 0);
+    msleep(2000);
+    cr_assert_eq(proc_stop(b, SIGTERM, 10000), 0, "a leaving member must exit 0");
+    msleep(1500);
+    pid_t d = env_rapport(&e, fast_group);
+    env_produce_join(&prod);
+    env_assert_matches_replay(&e, 120000);
+    cr_assert(alive(c) && alive(d));
+    cr_assert_eq(proc_stop(c, SIGTERM, 10000), 0);
+    cr_assert_eq(proc_stop(d, SIGTERM, 10000), 0);
+    env_stop(&e);
+}
+
+/* A member frozen past its session timeout (a "zombie") comes back and
+ * must not overwrite what the new owner wrote. */
+Test(exactly_once, zombie_is_fenced, .timeout = 300) {
+    env_t e;
+    env_start(&e, 4, NULL);
+    env_producer_t prod;
+    gen_conf_t gc = env_mix(303, 400);
+    env_produce_start(&e, &prod, &gc, 16000, 2000);
+    pid_t a = env_rapport(&e, fast_group), b = env_rapport(&e, fast_group);
+    msleep(2500);
+    kill(a, SIGSTOP);
+    msleep(5000); /* b takes a's partitions and writes them */
+    kill(a, SIGCONT);
+    env_produce_join(&prod);
+    env_assert_matches_replay(&e, 120000);
+    cr_assert(alive(b));
+    proc_stop(a, SIGTERM, 10000);
+    cr_assert_eq(proc_stop(b, SIGTERM, 10000), 0);
+    env_stop(&e);
+}
+
+/* Redis frozen (SIGSTOP) for several seconds: rapport pauses, retries,
+ * resumes, never exits, and writes each alert once even though its frozen
+ * request lands after the thaw. */
+Test(exactly_once, redis_frozen, .timeout = 300) {
+    env_t e;
+    env_start(&e, 3, NULL);
+    env_producer_t prod;
+    gen_conf_t gc = env_mix(404, 400);
+    env_produce_start(&e, &prod, &gc, 12000, 2000);
+    pid_t pid = env_rapport(&e, fast_group);
+    msleep(2000);
+    redis_proc_signal(e.redis, SIGSTOP);
+    msleep(5000);
+    cr_assert(alive(pid), "rapport must not exit while Redis is frozen");
+    redis_proc_signal(e.redis, SIGCONT);
+    env_produce_join(&prod);
+    env_assert_matches_replay(&e, 120000);
+    cr_assert(alive(pid));
+    cr_assert_eq(proc_stop(pid, SIGTERM, 10000), 0);
+    env_stop(&e);
+}
+
+/* Redis killed and restarted from its append-only file. */
+Test(exactly_once, redis_crash, .timeout = 300) {
+    static const char *const aof[] = {"--appendonly", "yes", "--appendfsync", "always", NULL};
+    char err[256];
+    env_t e;
+    env_start(&e, 3, aof);
+    env_producer_t prod;
+    gen_conf_t gc = env_mix(505, 400);
+    env_produce_start(&e, &prod, &gc, 12000, 2000);
+    pid_t pid = env_rapport(&e, fast_group);
+    for (int i = 0; i < 3; i++) {
+        msleep(1500);
+        redis_proc_signal(e.redis, SIGKILL);
+        msleep(1500);
+        cr_assert(alive(pid), "rapport must not exit while Redis is down");
+        cr_assert_eq(redis_proc_restart(e.redis, err, sizeof(err)), 0, "%s", err);
+    }
+    env_produce_join(&prod);
+    env_assert_matches_replay(&e, 120000);
+    cr_assert(alive(pid));
+    cr_assert_eq(proc_stop(pid, SIGTERM, 10000), 0);
+    env_stop(&e);
+}
+
+/* Broker errors on Fetch and OffsetCommit (librdkafka's mock injects them). */
+Test(exactly_once, broker_errors, .timeout = 300) {
+    env_t e;
+    env_start(&e, 3, NULL);
+    env_producer_t prod;
+    gen_conf_t gc = env_mix(606, 400);
+    env_produce_start(&e, &prod, &gc, 12000, 2000);
+    pid_t pid = env_rapport(&e, fast_group);
+    for (int i = 0; i < 5; i++) {
+        msleep(800);
+        rd_kafka_mock_push_request_errors(e.mk.mc, 1 /* Fetch */, 4,
+                                          RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
+                                          RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT,
+                                          RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART,
+                                          RD_KAFKA_RESP_ERR__TRANSPORT);
+        rd_kafka_mock_push_request_errors(e.mk.mc, 8 /* OffsetCommit */, 3,
+                                          RD_KAFKA_RESP_ERR_COORDINATOR_NOT_AVAILABLE,
+                                          RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT,
+                                          RD_KAFKA_RESP_ERR_NOT_COORDINATOR);
+    }
+    env_produce_join(&prod);
+    env_assert_matches_replay(&e, 120000);
+    cr_assert(alive(pid));
+    cr_assert_eq(proc_stop(pid, SIGTERM, 10000), 0);
+    env_stop(&e);
+}
