@@ -38,6 +38,7 @@
 
 #include "common/log.h"
 #include "consumer/dlq.h"
+#include "consumer/kafka_log.h"
 #include "sinks/redis.h"
 
 #define BACKOFF_MIN_MS 100
@@ -520,6 +521,7 @@ consumer_t *consumer_new(config_t *conf, char *errstr, size_t errstr_size) {
     for (size_t i = 0; i < conf->kafka_count; i++)
         if (rd_kafka_conf_set(kc, conf->kafka[i].key, conf->kafka[i].value, errstr, errstr_size))
             goto fail;
+    kafka_log_install(kc, 0);
     rd_kafka_conf_set_rebalance_cb(kc, on_rebalance);
     rd_kafka_conf_set_opaque(kc, c);
     c->rk = rd_kafka_new(RD_KAFKA_CONSUMER, kc, errstr, errstr_size);

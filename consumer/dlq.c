@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "common/log.h"
+#include "consumer/kafka_log.h"
 
 typedef struct failed {
     void *key, *value;
@@ -74,6 +75,7 @@ dlq_t *dlq_new(const config_t *conf, const char *topic, char *errstr, size_t err
         if (rd_kafka_conf_set(kc, conf->kafka[i].key, conf->kafka[i].value, errstr, errstr_size))
             goto fail;
     }
+    kafka_log_install(kc, 1);
     rd_kafka_conf_set_dr_msg_cb(kc, on_delivery);
     rd_kafka_conf_set_opaque(kc, d);
     d->rk = rd_kafka_new(RD_KAFKA_PRODUCER, kc, errstr, errstr_size);
