@@ -190,3 +190,25 @@ Test(exactly_once, broker_errors, .timeout = 300) {
     cr_assert_eq(proc_stop(pid, SIGTERM, 10000), 0);
     env_stop(&e);
 }
+
+/* The broker goes down for several seconds and comes back: rapport rides it
+ * out without exiting and loses nothing. */
+Test(exactly_once, broker_down, .timeout = 300) {
+    env_t e;
+    env_start(&e, 3, NULL);
+    env_producer_t prod;
+    gen_conf_t gc = env_mix(707, 400);
+    env_produce_start(&e, &prod, &gc, 12000, 2000);
+    pid_t pid = env_rapport(&e, fast_group);
+    wait_assigned(&e, 0);
+    msleep(1500);
+    rd_kafka_mock_broker_set_down(e.mk.mc, 1);
+    msleep(3000);
+    cr_assert(alive(pid), "rapport must not exit while the broker is down");
+    rd_kafka_mock_broker_set_up(e.mk.mc, 1);
+    env_produce_join(&prod);
+    env_assert_matches_replay(&e, 120000);
+    cr_assert(alive(pid));
+    cr_assert_eq(proc_stop(pid, SIGTERM, 10000), 0);
+    env_stop(&e);
+}
