@@ -5,6 +5,7 @@
 #   make demo            the whole pipeline on one machine, 30 s
 #   make test SANITIZE=address,undefined   the suite under ASan/UBSan
 #   make valgrind        the decoder tests under valgrind, no leak allowed
+#   make bench           the benchmark of issue 4 (a few minutes); see BENCHMARKS.md
 #
 # Project flags live in RAPPORT_CFLAGS; CFLAGS/LDFLAGS stay the user's.
 
@@ -13,7 +14,7 @@ CFLAGS  ?= -O2 -g
 LDFLAGS ?=
 WERROR  ?= $(if $(CI),-Werror,)
 
-PKGS := rdkafka avro-c hiredis jansson
+PKGS := rdkafka avro-c hiredis jansson libcurl libmicrohttpd
 DEPS_OK := $(shell pkg-config --exists $(PKGS) criterion 2>/dev/null && command -v redis-server >/dev/null && echo yes)
 
 RAPPORT_CFLAGS := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wstrict-prototypes -Wwrite-strings \
@@ -43,6 +44,9 @@ LIBA     := $(BUILD)/librapport.a
 # bin/rapport is always the default (non-sanitized) build unless SANITIZE is set,
 # in which case the sanitized binary is used by the tests it runs.
 RAPPORT_BIN := $(if $(SANITIZE),$(BUILD)/rapport,bin/rapport)
+
+# Objects and test helpers are never intermediate: keep them between runs.
+.SECONDARY:
 
 .PHONY: all deps test unit valgrind demo bench clean docs check-docs
 all: bin/rapport
@@ -106,6 +110,18 @@ check-docs: bin/rapport
 demo: deps
 	@$(MAKE) --no-print-directory bin/rapport
 	bin/rapport demo $(DEMO_ARGS)
+
+# bench/*.c: one program each, linked with the library (issue 4).
+BENCH_SRC := $(wildcard bench/*.c)
+BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
+
+$(BUILD)/bench/%: bench/%.c $(LIBA)
+	@mkdir -p $(dir $@)
+	$(CC) $(RAPPORT_CFLAGS) $(CFLAGS) $(RAPPORT_LDFLAGS) $(LDFLAGS) -o $@ $< $(LIBA) $(RAPPORT_LIBS)
+
+bench: deps
+	@$(MAKE) --no-print-directory bin/rapport $(BENCH_BIN)
+	BENCH_BIN_DIR=$(BUILD)/bench bench/run.sh $(BENCH_ARGS)
 
 clean:
 	rm -rf build bin

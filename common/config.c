@@ -271,6 +271,12 @@ int config_validate(const config_t *c, char *errstr, size_t errstr_size) {
         snprintf(errstr, errstr_size, "schema_dir: %s is not a directory", c->schema_dir);
         return -1;
     }
+    if (c->score.prior_weight <= 0) {
+        snprintf(errstr, errstr_size,
+                 "prior_weight: must be greater than 0 (a customer without signals would "
+                 "divide 0 by 0)");
+        return -1;
+    }
     if (c->score.recover_threshold < c->score.risk_threshold) {
         snprintf(errstr, errstr_size,
                  "recover_threshold: %g is below risk_threshold %g (alerts would flap)",
@@ -335,7 +341,8 @@ void config_print_markdown(FILE *out) {
             "| `kafka.<property>` | | | any librdkafka property, set on both the consumer and "
             "the dead-letter producer (e.g. `kafka.security.protocol=SASL_SSL`); checked by "
             "librdkafka at start-up |\n\n"
-            "Cross-key rules: `recover_threshold` must be at least `risk_threshold`; one of\n"
+            "Cross-key rules: `prior_weight` must be greater than 0; `recover_threshold` must\n"
+            "be at least `risk_threshold`; one of\n"
             "`schema_dir` and `schema_registry_url` must be set; `dlq_topic` must differ from\n"
             "`topic`.\n");
 }
