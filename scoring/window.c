@@ -4,34 +4,43 @@
  *
  * Design note.
  *
- *   Customers live in an open-addressing hash table (linear probing,
- *   backward-shift deletion, no tombstones in the table) keyed by the bytes
- *   of customer_id.  Each customer keeps only the buckets it has events in,
- *   as a small array sorted by bucket index: most customers have a few
- *   events per window, so a dense array of window_buckets counters would
- *   waste most of its memory.
+ *   Memory is the constraint: a partition may track millions of customers,
+ *   most with a few events in a few buckets.  So a customer is a fixed
+ *   48-byte record in a slab (chunks of 4096, no per-record malloc header)
+ *   plus one malloc'd byte string: its customer_id followed by its "body",
+ *   the varint encoding of the buckets it has events in and of the rare
+ *   fields (streak start, needs_human cooldown, narrative).  The body is
+ *   exactly what the Redis state blob carries after a small header, so
+ *   saving and restoring a customer is a copy.  An event decodes the body
+ *   into a scratch array, updates it, re-scores from it and encodes it
+ *   back: a few dozen bytes each way.
+ *
+ *   last_event_id is written to Redis and never read by the scorer, so it
+ *   is not kept: a changed customer points into a per-flush arena of event
+ *   ids, emptied by window_commit().  A view of a customer not changed by
+ *   an event since the last commit has an empty last_event_id, and the sink
+ *   leaves that hash field as it is.
+ *
+ *   The table maps customer_id to a slab id: open addressing, linear
+ *   probing, 8-byte slots (the low 32 bits of the hash, which also pick the
+ *   home slot, and the id), backward-shift deletion.
  *
  *   Expiry uses a timer wheel of window_buckets slots.  A customer sits in
- *   the slot of its oldest bucket (b mod window_buckets).  Every oldest
- *   bucket lies inside the window, so one slot holds exactly one bucket
- *   value, and when the watermark moves from bucket B to B' the customers
- *   to expire are exactly those in the slots of the buckets that left the
- *   window: no scan of the partition.  Those customers are handled in
- *   customer_id byte order, so the expiry alerts of one watermark move come
- *   out in an order that does not depend on the table layout.
+ *   the slot of its oldest bucket (b mod window_buckets), linked by slab
+ *   ids.  Every oldest bucket lies inside the window, so one slot holds one
+ *   bucket value, and when the watermark moves from bucket B to B' the
+ *   customers to expire are exactly those in the slots of the buckets that
+ *   left: no scan of the partition.  They are handled in customer_id byte
+ *   order, so expiry alerts do not depend on the table layout.
  *
  *   Re-scoring sums a customer's buckets oldest first (sums in double, each
- *   bucket's in event order).  Alert thresholds compare the score as
- *   written, %.4f (SPEC §4); the formatting runs only when the score is
- *   within 0.001 of a threshold, where it could matter.
+ *   bucket's in event order; the loyalty sum exactly, in halves).  Alert
+ *   thresholds compare the score as written, %.4f (SPEC §4); the formatting
+ *   runs only within 0.001 of a threshold, where it could matter.
  *
  *   An evicted customer becomes a tombstone until window_commit(), so that
- *   the sink learns to delete it exactly once; an event for it before the
+ *   the sink deletes its keys exactly once; an event for it before the
  *   commit brings it back as a new customer.
- *
- *   Cost per event: one hash lookup, an insertion into a few-element bucket
- *   array, and a sum over the customer's buckets.  Amortised expiry work is
- *   proportional to the customers that actually lose a bucket.
  *
  * Pure: no I/O, no clock.  One thread owns a window.
  */
@@ -66,37 +75,64 @@ void score_params_default(score_params_t *p) {
 /* ------------------------------------------------------------------ */
 /* Data                                                                */
 
+/* A bucket, decoded. */
 typedef struct bucket {
     int64_t b;                 /* bucket index floor(t / bucket_ms) */
-    uint32_t contacts, resolved, ai_contacts, events;
+    uint32_t events, contacts, resolved, ai_contacts;
     uint32_t sent_n, loy_n, aht_n;
     int32_t loy_half;          /* loyalty sum times two: every signal is a multiple of 0.5 */
     double sent_sum;
     double aht_sum;
 } bucket_t;
 
-typedef struct customer {
-    struct customer *wheel_prev, *wheel_next; /* slot of its oldest bucket */
-    bucket_t *buckets;         /* sorted by b, ascending; NULL when none */
-    uint32_t nbuckets, cap;
+/* A customer's body, decoded.  Strings point into the customer's data or
+ * into the event being applied. */
+typedef struct body {
+    int64_t last_fail_at;      /* when streak > 0 */
+    int64_t last_nh_at;        /* when F_HAS_NH */
+    int64_t narrative_bucket;  /* when F_NARR */
+    const char *narrative;
+    uint32_t narrative_len;
+    uint32_t nbuckets;
+    bucket_t *bk;              /* the window's scratch array */
+} body_t;
+
+enum {
+    F_AT_RISK = 1,
+    F_HAS_SCORE = 2,
+    F_HAS_NH = 4,
+    F_NARR = 8,     /* the four above are stored in the state blob */
+    F_DIRTY = 16,
+    F_TOMB = 32,
+    F_USED = 64
+};
+#define F_STORED (F_AT_RISK | F_HAS_SCORE | F_HAS_NH | F_NARR)
+
+typedef struct cust {
+    uint32_t wheel_prev, wheel_next; /* slab ids in the wheel slot of its oldest bucket */
+    uint32_t eid;              /* 1 + offset of last_event_id in the id arena; 0: none */
     uint32_t streak;
-    int64_t last_fail_at;      /* valid when streak > 0 */
-    int64_t last_nh_at;        /* valid when has_nh */
+    double last_ci;            /* valid with F_HAS_SCORE */
     int64_t updated_at;
-    double last_ci;            /* valid when has_score */
-    char *last_event_id;       /* malloc'd, last_event_id_len bytes */
-    char *narrative;           /* malloc'd, cut to ALERT_NARRATIVE_MAX; NULL when none */
-    int64_t narrative_bucket;
-    uint16_t last_event_id_len, narrative_len;
+    unsigned char *data;       /* customer_id bytes, then the body encoding */
+    uint32_t data_len;
     uint16_t cid_len;
-    unsigned at_risk : 1, has_score : 1, has_nh : 1, dirty : 1, tomb : 1;
-    char cid[];                /* customer_id bytes, not NUL-terminated */
-} customer_t;
+    uint8_t flags;
+    uint8_t eid_len;
+} cust_t;
+
+#define SLAB_SHIFT 12
+#define SLAB_SIZE (1u << SLAB_SHIFT)
 
 typedef struct slot {
-    uint64_t hash;
-    customer_t *c;             /* NULL: empty */
+    uint32_t tag;              /* low 32 bits of the hash; picks the home slot too */
+    uint32_t id;               /* 0: empty */
 } slot_t;
+
+typedef struct bytes {
+    char *p;
+    size_t len, cap;
+} bytes_t;
 
 struct window {
     score_params_t p;
@@ -104,21 +140,27 @@ struct window {
     int64_t watermark;         /* -1: none yet */
     bool watermark_dirty;
 
+    cust_t **slab;             /* chunks of SLAB_SIZE records; id 1 is slab[0][0] */
+    uint32_t nchunks, next_id, free_head;
+    size_t live, tombs;
+
     slot_t *table;
-    size_t table_mask;         /* capacity - 1, capacity a power of two */
-    size_t table_used;         /* customers in the table, tombstones included */
-    size_t tombs;
+    size_t table_mask;         /* capacity - 1, a power of two */
+    size_t table_used;
 
-    customer_t **wheel;        /* window_buckets list heads */
+    uint32_t *wheel;           /* window_buckets list heads (slab ids) */
 
-    customer_t **dirty;        /* changed since the last commit */
+    uint32_t *dirty;           /* changed since the last commit */
     size_t ndirty, dirty_cap;
 
     alert_t *alerts;
     size_t nalerts, alerts_cap;
+    bytes_t alert_text;        /* the alerts' strings */
+    bytes_t event_ids;         /* last_event_id of changed customers */
 
-    unsigned char *blob;       /* scratch for the state of one customer */
-    size_t blob_cap;
+    bucket_t *bk;              /* scratch: one customer's buckets */
+    uint32_t bk_cap;
+    bytes_t enc;               /* scratch: an encoded body or blob */
 };
 
 static void *xrealloc(void *p, size_t n) {
@@ -128,6 +170,18 @@ static void *xrealloc(void *p, size_t n) {
         abort();
     }
     return q;
+}
+
+/* Makes room for n more bytes; returns the old base (for rebasing). */
+static char *bytes_need(bytes_t *b, size_t n) {
+    char *old = b->p;
+    if (b->len + n > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap < b->len + n) cap *= 2;
+        b->p = xrealloc(b->p, cap);
+        b->cap = cap;
+    }
+    return old;
 }
 
 static int64_t bucket_of(const window_t *w, int64_t t) { return t / w->p.bucket_ms; }
@@ -142,8 +196,198 @@ static size_t wheel_slot(const window_t *w, int64_t b) {
     return (size_t)(((b % n) + n) % n);
 }
 
+static cust_t *cust_at(const window_t *w, uint32_t id) {
+    return &w->slab[(id - 1) >> SLAB_SHIFT][(id - 1) & (SLAB_SIZE - 1)];
+}
+
 /* ------------------------------------------------------------------ */
-/* Hash table                                                          */
+/* Body encoding                                                       */
+/*
+ * All integers LEB128 varints (signed ones zigzagged), doubles 8 bytes
+ * little-endian:
+ *   [last_fail_at if streak > 0] [last_nh_at if F_HAS_NH]
+ *   [narrative_bucket, narrative (len, bytes) if F_NARR]
+ *   nbuckets, then per bucket: b (first absolute, then the gap to the
+ *   previous), events, contacts, resolved, ai_contacts, sent_n, loy_n,
+ *   aht_n, loy_half, [sent_sum if sent_n], [aht_sum if aht_n].
+ */
+
+static void put_u64(bytes_t *o, uint64_t v) {
+    bytes_need(o, 10);
+    while (v >= 0x80) {
+        o->p[o->len++] = (char)(v | 0x80);
+        v >>= 7;
+    }
+    o->p[o->len++] = (char)v;
+}
+
+static void put_i64(bytes_t *o, int64_t v) { put_u64(o, ((uint64_t)v << 1) ^ (uint64_t)(v >> 63)); }
+
+static void put_f64(bytes_t *o, double d) {
+    uint64_t u;
+    memcpy(&u, &d, 8);
+    bytes_need(o, 8);
+    for (int i = 0; i < 8; i++) o->p[o->len++] = (char)(u >> (8 * i));
+}
+
+static void put_raw(bytes_t *o, const void *s, size_t n) {
+    bytes_need(o, n);
+    if (n) memcpy(o->p + o->len, s, n);
+    o->len += n;
+}
+
+static void body_encode(bytes_t *o, uint32_t streak, uint8_t flags, const body_t *y) {
+    if (streak) put_i64(o, y->last_fail_at);
+    if (flags & F_HAS_NH) put_i64(o, y->last_nh_at);
+    if (flags & F_NARR) {
+        put_i64(o, y->narrative_bucket);
+        put_u64(o, y->narrative_len);
+        put_raw(o, y->narrative, y->narrative_len);
+    }
+    put_u64(o, y->nbuckets);
+    int64_t prev = 0;
+    for (uint32_t i = 0; i < y->nbuckets; i++) {
+        const bucket_t *k = &y->bk[i];
+        if (i == 0)
+            put_i64(o, k->b);
+        else
+            put_u64(o, (uint64_t)(k->b - prev));
+        prev = k->b;
+        put_u64(o, k->events);
+        put_u64(o, k->contacts);
+        put_u64(o, k->resolved);
+        put_u64(o, k->ai_contacts);
+        put_u64(o, k->sent_n);
+        put_u64(o, k->loy_n);
+        put_u64(o, k->aht_n);
+        put_i64(o, k->loy_half);
+        if (k->sent_n) put_f64(o, k->sent_sum);
+        if (k->aht_n) put_f64(o, k->aht_sum);
+    }
+}
+
+typedef struct rd {
+    const unsigned char *p, *end;
+    bool bad;
+} rd_t;
+
+static uint64_t get_u64(rd_t *r) {
+    uint64_t v = 0;
+    for (int shift = 0; shift < 64 && r->p < r->end; shift += 7) {
+        unsigned char byte = *r->p++;
+        v |= (uint64_t)(byte & 0x7f) << shift;
+        if (!(byte & 0x80)) return v;
+    }
+    r->bad = true;
+    return 0;
+}
+
+static int64_t get_i64(rd_t *r) {
+    uint64_t u = get_u64(r);
+    return (int64_t)(u >> 1) ^ -(int64_t)(u & 1);
+}
+
+static uint32_t get_u32(rd_t *r) {
+    uint64_t v = get_u64(r);
+    if (v > UINT32_MAX) r->bad = true;
+    return (uint32_t)v;
+}
+
+static double get_f64(rd_t *r) {
+    if (r->end - r->p < 8) {
+        r->bad = true;
+        return 0;
+    }
+    uint64_t u = 0;
+    for (int i = 0; i < 8; i++) u |= (uint64_t)r->p[i] << (8 * i);
+    r->p += 8;
+    double d;
+    memcpy(&d, &u, 8);
+    return d;
+}
+
+static void bk_reserve(window_t *w, uint32_t n) {
+    if (n <= w->bk_cap) return;
+    uint32_t cap = w->bk_cap ? w->bk_cap : 8;
+    while (cap < n) cap *= 2;
+    w->bk = xrealloc(w->bk, cap * sizeof(bucket_t));
+    w->bk_cap = cap;
+}
+
+/* Decodes a body into y (buckets into w->bk).  Bounds-checked, because
+ * state blobs come from Redis.  Returns 0, or -1 on a malformed body. */
+static int body_decode(window_t *w, const unsigned char *p, size_t len, uint32_t streak,
+                       uint8_t flags, body_t *y) {
+    rd_t r = {p, p + len, false};
+    memset(y, 0, sizeof(*y));
+    if (streak) y->last_fail_at = get_i64(&r);
+    if (flags & F_HAS_NH) y->last_nh_at = get_i64(&r);
+    if (flags & F_NARR) {
+        y->narrative_bucket = get_i64(&r);
+        uint64_t n = get_u64(&r);
+        if (r.bad || n == 0 || n > ALERT_NARRATIVE_MAX || n > (uint64_t)(r.end - r.p)) return -1;
+        y->narrative = (const char *)r.p;
+        y->narrative_len = (uint32_t)n;
+        r.p += n;
+    }
+    uint64_t nb = get_u64(&r);
+    if (r.bad || nb > (uint64_t)w->p.window_buckets) return -1;
+    bk_reserve(w, (uint32_t)nb + 1);
+    y->bk = w->bk;
+    y->nbuckets = (uint32_t)nb;
+    int64_t prev = 0;
+    for (uint32_t i = 0; i < nb && !r.bad; i++) {
+        bucket_t *k = &y->bk[i];
+        if (i == 0) {
+            k->b = get_i64(&r);
+        } else {
+            uint64_t gap = get_u64(&r);
+            if (gap == 0 || gap > (uint64_t)INT64_MAX - (uint64_t)(prev < 0 ? 0 : prev)) r.bad = true;
+            k->b = prev + (int64_t)gap;
+        }
+        prev = k->b;
+        k->events = get_u32(&r);
+        k->contacts = get_u32(&r);
+        k->resolved = get_u32(&r);
+        k->ai_contacts = get_u32(&r);
+        k->sent_n = get_u32(&r);
+        k->loy_n = get_u32(&r);
+        k->aht_n = get_u32(&r);
+        int64_t lh = get_i64(&r);
+        if (lh < INT32_MIN || lh > INT32_MAX) r.bad = true;
+        k->loy_half = (int32_t)lh;
+        k->sent_sum = k->sent_n ? get_f64(&r) : 0;
+        k->aht_sum = k->aht_n ? get_f64(&r) : 0;
+    }
+    return (r.bad || r.p != r.end) ? -1 : 0;
+}
+
+/* The customer's body, decoded (trusted: we encoded it). */
+static void cust_body(window_t *w, const cust_t *c, body_t *y) {
+    if (c->data_len == c->cid_len) { /* new: nothing yet */
+        memset(y, 0, sizeof(*y));
+        y->bk = w->bk;
+        return;
+    }
+    int rc = body_decode(w, c->data + c->cid_len, c->data_len - c->cid_len, c->streak, c->flags, y);
+    assert(rc == 0);
+    (void)rc;
+}
+
+/* Stores y as the customer's body. */
+static void cust_store(window_t *w, cust_t *c, const body_t *y) {
+    w->enc.len = 0;
+    body_encode(&w->enc, c->streak, c->flags, y);
+    uint32_t len = c->cid_len + (uint32_t)w->enc.len;
+    if (len != c->data_len) {
+        c->data = xrealloc(c->data, len);
+        c->data_len = len;
+    }
+    memcpy(c->data + c->cid_len, w->enc.p, w->enc.len);
+}
+
+/* ------------------------------------------------------------------ */
+/* Table                                                               */
 
 static uint64_t hash_bytes(const char *s, size_t n) {
     /* FNV-1a, then a final avalanche so that linear probing spreads well. */
@@ -158,24 +402,27 @@ static uint64_t hash_bytes(const char *s, size_t n) {
     return h;
 }
 
-static slot_t *table_find(const window_t *w, const char *cid, size_t len, uint64_t h) {
-    for (size_t i = h & w->table_mask;; i = (i + 1) & w->table_mask) {
+static slot_t *table_find(const window_t *w, const char *cid, size_t len, uint32_t tag) {
+    for (size_t i = tag & w->table_mask;; i = (i + 1) & w->table_mask) {
         slot_t *s = &w->table[i];
-        if (!s->c) return s;
-        if (s->hash == h && s->c->cid_len == len && memcmp(s->c->cid, cid, len) == 0) return s;
+        if (!s->id) return s;
+        if (s->tag == tag) {
+            const cust_t *c = cust_at(w, s->id);
+            if (c->cid_len == len && memcmp(c->data, cid, len) == 0) return s;
+        }
     }
 }
 
 static void table_grow(window_t *w) {
     size_t oldcap = w->table_mask + 1, newcap = oldcap * 2;
     slot_t *old = w->table;
-    w->table = xrealloc(NULL, newcap * sizeof(slot_t));
-    memset(w->table, 0, newcap * sizeof(slot_t));
+    w->table = calloc(newcap, sizeof(slot_t));
+    if (!w->table) abort();
     w->table_mask = newcap - 1;
     for (size_t i = 0; i < oldcap; i++) {
-        if (!old[i].c) continue;
-        size_t j = old[i].hash & w->table_mask;
-        while (w->table[j].c) j = (j + 1) & w->table_mask;
+        if (!old[i].id) continue;
+        size_t j = old[i].tag & w->table_mask;
+        while (w->table[j].id) j = (j + 1) & w->table_mask;
         w->table[j] = old[i];
     }
     free(old);
@@ -185,15 +432,15 @@ static void table_grow(window_t *w) {
 static void table_remove(window_t *w, slot_t *s) {
     size_t i = (size_t)(s - w->table);
     for (;;) {
-        w->table[i].c = NULL;
+        w->table[i].id = 0;
         size_t j = i;
         for (;;) {
             j = (j + 1) & w->table_mask;
-            if (!w->table[j].c) {
+            if (!w->table[j].id) {
                 w->table_used--;
                 return;
             }
-            size_t home = w->table[j].hash & w->table_mask;
+            size_t home = w->table[j].tag & w->table_mask;
             /* Move j back to i unless its home lies cyclically in (i, j]. */
             bool stays = (i <= j) ? (i < home && home <= j) : (i < home || home <= j);
             if (!stays) break;
@@ -204,118 +451,144 @@ static void table_remove(window_t *w, slot_t *s) {
 }
 
 /* ------------------------------------------------------------------ */
-/* Wheel                                                               */
+/* Slab                                                                */
 
-static void wheel_unlink(window_t *w, customer_t *c) {
-    if (!c->nbuckets) return;
-    if (c->wheel_prev)
-        c->wheel_prev->wheel_next = c->wheel_next;
-    else
-        w->wheel[wheel_slot(w, c->buckets[0].b)] = c->wheel_next;
-    if (c->wheel_next) c->wheel_next->wheel_prev = c->wheel_prev;
-    c->wheel_prev = c->wheel_next = NULL;
+static uint32_t slab_alloc(window_t *w) {
+    uint32_t id;
+    if (w->free_head) {
+        id = w->free_head;
+        w->free_head = cust_at(w, id)->wheel_next;
+    } else {
+        id = ++w->next_id;
+        if (((id - 1) >> SLAB_SHIFT) >= w->nchunks) {
+            w->slab = xrealloc(w->slab, (w->nchunks + 1) * sizeof(cust_t *));
+            w->slab[w->nchunks] = calloc(SLAB_SIZE, sizeof(cust_t));
+            if (!w->slab[w->nchunks]) abort();
+            w->nchunks++;
+        }
+    }
+    memset(cust_at(w, id), 0, sizeof(cust_t));
+    return id;
 }
 
-static void wheel_link(window_t *w, customer_t *c) {
-    if (!c->nbuckets) return;
-    customer_t **head = &w->wheel[wheel_slot(w, c->buckets[0].b)];
-    c->wheel_prev = NULL;
+static void slab_free(window_t *w, uint32_t id) {
+    cust_t *c = cust_at(w, id);
+    free(c->data);
+    memset(c, 0, sizeof(*c));
+    c->wheel_next = w->free_head;
+    w->free_head = id;
+}
+
+/* ------------------------------------------------------------------ */
+/* Wheel                                                               */
+
+static void wheel_unlink(window_t *w, uint32_t id, int64_t oldest) {
+    cust_t *c = cust_at(w, id);
+    if (c->wheel_prev)
+        cust_at(w, c->wheel_prev)->wheel_next = c->wheel_next;
+    else
+        w->wheel[wheel_slot(w, oldest)] = c->wheel_next;
+    if (c->wheel_next) cust_at(w, c->wheel_next)->wheel_prev = c->wheel_prev;
+    c->wheel_prev = c->wheel_next = 0;
+}
+
+static void wheel_link(window_t *w, uint32_t id, int64_t oldest) {
+    cust_t *c = cust_at(w, id);
+    uint32_t *head = &w->wheel[wheel_slot(w, oldest)];
+    c->wheel_prev = 0;
     c->wheel_next = *head;
-    if (*head) (*head)->wheel_prev = c;
-    *head = c;
+    if (*head) cust_at(w, *head)->wheel_prev = id;
+    *head = id;
 }
 
 /* ------------------------------------------------------------------ */
 /* Customers                                                           */
 
-static void customer_reset(customer_t *c) {
-    free(c->buckets);
-    free(c->last_event_id);
-    free(c->narrative);
-    uint16_t len = c->cid_len;
-    /* Not sizeof(*c): cid[] may begin inside the struct's tail padding. */
-    memset(c, 0, offsetof(customer_t, cid));
-    c->cid_len = len;
-}
-
-static void customer_free(customer_t *c) {
-    if (!c) return;
-    free(c->buckets);
-    free(c->last_event_id);
-    free(c->narrative);
-    free(c);
-}
-
-static void mark_dirty(window_t *w, customer_t *c) {
-    if (c->dirty) return;
+static void mark_dirty(window_t *w, uint32_t id) {
+    cust_t *c = cust_at(w, id);
+    if (c->flags & F_DIRTY) return;
     if (w->ndirty == w->dirty_cap) {
         w->dirty_cap = w->dirty_cap ? w->dirty_cap * 2 : 64;
         w->dirty = xrealloc(w->dirty, w->dirty_cap * sizeof(*w->dirty));
     }
-    w->dirty[w->ndirty++] = c;
-    c->dirty = 1;
+    w->dirty[w->ndirty++] = id;
+    c->flags |= F_DIRTY;
 }
 
-/* Finds the customer, creating it (or reviving its tombstone) when absent. */
-static customer_t *customer_get(window_t *w, strview_t id, bool *created) {
-    uint64_t h = hash_bytes(id.ptr, id.len);
-    slot_t *s = table_find(w, id.ptr, id.len, h);
+/* Forgets everything but the id bytes and the dirty/used marks. */
+static void cust_clear(cust_t *c) {
+    c->streak = 0;
+    c->last_ci = 0;
+    c->updated_at = 0;
+    c->eid = 0;
+    c->eid_len = 0;
+    c->flags &= F_DIRTY | F_USED;
+    if (c->data_len != c->cid_len) {
+        c->data = xrealloc(c->data, c->cid_len);
+        c->data_len = c->cid_len;
+    }
+}
+
+/* Finds the customer, creating it (or reviving its tombstone) when absent.
+ * *created tells which. */
+static uint32_t cust_get(window_t *w, strview_t id, bool *created) {
+    uint32_t tag = (uint32_t)hash_bytes(id.ptr, id.len);
+    slot_t *s = table_find(w, id.ptr, id.len, tag);
     *created = false;
-    if (s->c) {
-        if (s->c->tomb) {
-            s->c->tomb = 0;
+    if (s->id) {
+        cust_t *c = cust_at(w, s->id);
+        if (c->flags & F_TOMB) {
+            c->flags &= (uint8_t)~F_TOMB;
             w->tombs--;
+            w->live++;
             *created = true;
         }
-        return s->c;
+        return s->id;
     }
     assert(id.len <= EVENT_CUSTOMER_ID_MAX);
-    customer_t *c = xrealloc(NULL, offsetof(customer_t, cid) + id.len);
-    memset(c, 0, offsetof(customer_t, cid));
-    memcpy(c->cid, id.ptr, id.len);
-    c->cid_len = (uint16_t)id.len;
-    s->hash = h;
-    s->c = c;
+    uint32_t cid = slab_alloc(w);
+    cust_t *c = cust_at(w, cid);
+    c->data = xrealloc(NULL, id.len);
+    memcpy(c->data, id.ptr, id.len);
+    c->data_len = c->cid_len = (uint16_t)id.len;
+    c->flags = F_USED;
+    s->tag = tag;
+    s->id = cid;
     w->table_used++;
+    w->live++;
     if (w->table_used * 4 > (w->table_mask + 1) * 3) table_grow(w);
     *created = true;
-    return c;
+    return cid;
 }
 
-static customer_t *customer_lookup(const window_t *w, strview_t id) {
-    slot_t *s = table_find(w, id.ptr, id.len, hash_bytes(id.ptr, id.len));
-    return (s->c && !s->c->tomb) ? s->c : NULL;
+static uint32_t cust_lookup(const window_t *w, strview_t id) {
+    slot_t *s = table_find(w, id.ptr, id.len, (uint32_t)hash_bytes(id.ptr, id.len));
+    return (s->id && !(cust_at(w, s->id)->flags & F_TOMB)) ? s->id : 0;
 }
 
 /* Evicts: the customer's state is forgotten; it stays as a tombstone until
- * the commit so that the sink deletes its keys. */
-static void customer_evict(window_t *w, customer_t *c) {
-    wheel_unlink(w, c);
-    bool dirty = c->dirty;
-    customer_reset(c);
-    c->dirty = dirty;
-    c->tomb = 1;
+ * the commit so that the sink deletes its keys.  Not in the wheel. */
+static void cust_evict(window_t *w, uint32_t id) {
+    cust_t *c = cust_at(w, id);
+    cust_clear(c);
+    c->flags |= F_TOMB;
     w->tombs++;
-    mark_dirty(w, c);
+    w->live--;
+    mark_dirty(w, id);
 }
 
-/* Returns the customer's bucket b, inserting it in order when absent. */
-static bucket_t *customer_bucket(window_t *w, customer_t *c, int64_t b) {
-    uint32_t i = c->nbuckets;
-    while (i > 0 && c->buckets[i - 1].b > b) i--;
-    if (i > 0 && c->buckets[i - 1].b == b) return &c->buckets[i - 1];
-    bool new_oldest = (i == 0);
-    if (new_oldest) wheel_unlink(w, c);
-    if (c->nbuckets == c->cap) {
-        c->cap = c->cap ? c->cap * 2 : 2;
-        c->buckets = xrealloc(c->buckets, c->cap * sizeof(bucket_t));
-    }
-    memmove(&c->buckets[i + 1], &c->buckets[i], (c->nbuckets - i) * sizeof(bucket_t));
-    c->nbuckets++;
-    memset(&c->buckets[i], 0, sizeof(bucket_t));
-    c->buckets[i].b = b;
-    if (new_oldest) wheel_link(w, c);
-    return &c->buckets[i];
+/* Returns y's bucket b, inserting it in order when absent. */
+static bucket_t *body_bucket(window_t *w, body_t *y, int64_t b) {
+    uint32_t i = y->nbuckets;
+    while (i > 0 && y->bk[i - 1].b > b) i--;
+    if (i > 0 && y->bk[i - 1].b == b) return &y->bk[i - 1];
+    bk_reserve(w, y->nbuckets + 1);
+    y->bk = w->bk;
+    memmove(&y->bk[i + 1], &y->bk[i], (y->nbuckets - i) * sizeof(bucket_t));
+    y->nbuckets++;
+    memset(&y->bk[i], 0, sizeof(bucket_t));
+    y->bk[i].b = b;
+    return &y->bk[i];
 }
 
 /* ------------------------------------------------------------------ */
@@ -326,12 +599,12 @@ typedef struct scores {
     int64_t contacts, resolved, events;
 } scores_t;
 
-static void customer_score(const window_t *w, const customer_t *c, scores_t *s) {
+static void body_score(const window_t *w, uint32_t streak, const body_t *y, scores_t *s) {
     const score_params_t *p = &w->p;
     double ssum = 0, aht_sum = 0;
     int64_t contacts = 0, resolved = 0, ai = 0, events = 0, sn = 0, ln = 0, aht_n = 0, lhalf = 0;
-    for (uint32_t i = 0; i < c->nbuckets; i++) {
-        const bucket_t *b = &c->buckets[i];
+    for (uint32_t i = 0; i < y->nbuckets; i++) {
+        const bucket_t *b = &y->bk[i];
         contacts += b->contacts;
         resolved += b->resolved;
         ai += b->ai_contacts;
@@ -347,7 +620,7 @@ static void customer_score(const window_t *w, const customer_t *c, scores_t *s) 
     s->resolution = ((double)resolved + 0.5 * k) / ((double)contacts + k);
     s->sentiment = (ssum / ((double)sn + k) + 1.0) / 2.0;
     s->loyalty = (((double)lhalf / 2.0) / ((double)ln + k) + 1.0) / 2.0;
-    uint32_t st = c->streak < (uint32_t)p->streak_cap ? c->streak : (uint32_t)p->streak_cap;
+    uint32_t st = streak < (uint32_t)p->streak_cap ? streak : (uint32_t)p->streak_cap;
     double penalty = p->streak_penalty * (double)st;
     double ci = 100.0 * (p->w_resolution * s->resolution + p->w_sentiment * s->sentiment +
                          p->w_loyalty * s->loyalty) - penalty;
@@ -376,58 +649,71 @@ static bool below(double ci, double threshold) {
 /* Alerts (SPEC §4)                                                    */
 
 static alert_t *alert_push(window_t *w, alert_type_t type, alert_trigger_t trigger,
-                           const customer_t *c, double ci, bool has_prev, double prev,
-                           strview_t event_id, int64_t occurred_at, int64_t offset) {
+                           const cust_t *c, const body_t *y, double ci, bool has_prev,
+                           double prev, strview_t event_id, int64_t occurred_at, int64_t offset) {
     if (w->nalerts == w->alerts_cap) {
         w->alerts_cap = w->alerts_cap ? w->alerts_cap * 2 : 16;
         w->alerts = xrealloc(w->alerts, w->alerts_cap * sizeof(alert_t));
     }
     /* The narrative: the latest non-empty feedback_text, unless its bucket
      * has left the window. */
-    strview_t narr = {NULL, 0};
-    if (c->narrative &&
-        c->narrative_bucket >= window_start(w, bucket_of(w, w->watermark))) {
-        narr.ptr = c->narrative;
-        narr.len = c->narrative_len;
+    size_t narr_len = 0;
+    if ((c->flags & F_NARR) &&
+        y->narrative_bucket >= window_start(w, bucket_of(w, w->watermark)))
+        narr_len = y->narrative_len;
+    /* The alert's strings live in one arena; when it moves, the earlier
+     * alerts' views move with it. */
+    size_t total = c->cid_len + event_id.len + narr_len;
+    char *old = bytes_need(&w->alert_text, total);
+    if (old && old != w->alert_text.p) {
+        for (size_t i = 0; i < w->nalerts; i++) {
+            alert_t *a = &w->alerts[i];
+            a->customer_id.ptr = w->alert_text.p + (a->customer_id.ptr - old);
+            a->event_id.ptr = w->alert_text.p + (a->event_id.ptr - old);
+            a->narrative.ptr = w->alert_text.p + (a->narrative.ptr - old);
+        }
     }
-    /* One allocation owns the alert's strings. */
-    char *mem = xrealloc(NULL, c->cid_len + event_id.len + narr.len);
-    memcpy(mem, c->cid, c->cid_len);
-    if (event_id.len) memcpy(mem + c->cid_len, event_id.ptr, event_id.len);
-    if (narr.len) memcpy(mem + c->cid_len + event_id.len, narr.ptr, narr.len);
+    char *base = w->alert_text.p + w->alert_text.len;
+    memcpy(base, c->data, c->cid_len);
+    if (event_id.len) memcpy(base + c->cid_len, event_id.ptr, event_id.len);
+    if (narr_len) memcpy(base + c->cid_len + event_id.len, y->narrative, narr_len);
+    w->alert_text.len += total;
 
     alert_t *a = &w->alerts[w->nalerts++];
     memset(a, 0, sizeof(*a));
     a->type = type;
     a->trigger = trigger;
-    a->customer_id = (strview_t){mem, c->cid_len};
+    a->customer_id = (strview_t){base, c->cid_len};
+    a->event_id = (strview_t){base + c->cid_len, event_id.len};
+    a->narrative = (strview_t){base + c->cid_len + event_id.len, narr_len};
     a->score = ci;
     a->has_previous = has_prev;
     a->previous_score = prev;
-    a->event_id = (strview_t){mem + c->cid_len, event_id.len};
     a->occurred_at = occurred_at;
     a->partition = w->partition;
     a->offset = offset;
-    a->narrative = (strview_t){mem + c->cid_len + event_id.len, narr.len};
     return a;
 }
 
-/* Re-scores c and raises churn_risk / recovered, and for an event trigger
- * needs_human (SPEC §4).  e is NULL for expiry. */
-static void customer_rescore(window_t *w, customer_t *c, const event_t *e, int64_t offset) {
+/* Re-scores customer id (whose body is y) and raises churn_risk /
+ * recovered, and for an event trigger needs_human (SPEC §4).  e is NULL
+ * for expiry.  May change the customer's needs_human fields in y and its
+ * flags; the caller stores the body afterwards. */
+static void cust_rescore(window_t *w, uint32_t id, body_t *y, const event_t *e, int64_t offset) {
     const score_params_t *p = &w->p;
+    cust_t *c = cust_at(w, id);
     scores_t s;
-    customer_score(w, c, &s);
-    bool has_prev = c->has_score;
+    body_score(w, c->streak, y, &s);
+    bool has_prev = (c->flags & F_HAS_SCORE) != 0;
     double prev = c->last_ci;
     alert_trigger_t trig = e ? TRIGGER_EVENT : TRIGGER_EXPIRY;
     strview_t eid = e ? e->event_id : (strview_t){NULL, 0};
     int64_t at = e ? e->occurred_at : w->watermark;
     alert_t *a;
 
-    if (!c->at_risk && below(s.ci, p->risk_threshold)) {
-        c->at_risk = 1;
-        a = alert_push(w, ALERT_CHURN_RISK, trig, c, s.ci, has_prev, prev, eid, at, offset);
+    if (!(c->flags & F_AT_RISK) && below(s.ci, p->risk_threshold)) {
+        c->flags |= F_AT_RISK;
+        a = alert_push(w, ALERT_CHURN_RISK, trig, c, y, s.ci, has_prev, prev, eid, at, offset);
         if (e)
             snprintf(a->reason, sizeof(a->reason),
                      "connection index fell to %.2f, below %g%s", s.ci, p->risk_threshold,
@@ -437,18 +723,19 @@ static void customer_rescore(window_t *w, customer_t *c, const event_t *e, int64
                      "connection index fell to %.2f, below %g, as older events left the window",
                      s.ci, p->risk_threshold);
     }
-    if (c->at_risk && !below(s.ci, p->recover_threshold)) {
-        c->at_risk = 0;
-        a = alert_push(w, ALERT_RECOVERED, trig, c, s.ci, has_prev, prev, eid, at, offset);
+    if ((c->flags & F_AT_RISK) && !below(s.ci, p->recover_threshold)) {
+        c->flags &= (uint8_t)~F_AT_RISK;
+        a = alert_push(w, ALERT_RECOVERED, trig, c, y, s.ci, has_prev, prev, eid, at, offset);
         snprintf(a->reason, sizeof(a->reason), "connection index back to %.2f, at or above %g%s",
                  s.ci, p->recover_threshold, e ? "" : " as older events left the window");
     }
     if (e && e->kind == KIND_CONTACT && e->handled_by == HANDLER_AI) {
         bool by_streak = e->resolved == TRI_FALSE && c->streak >= (uint32_t)p->needs_human_streak;
         bool by_sent = e->has_sentiment && (double)e->sentiment <= p->needs_human_sentiment;
-        bool cooling = c->has_nh && c->last_nh_at > e->occurred_at - p->needs_human_cooldown_ms;
+        bool has_nh = (c->flags & F_HAS_NH) != 0;
+        bool cooling = has_nh && y->last_nh_at > e->occurred_at - p->needs_human_cooldown_ms;
         if ((by_streak || by_sent) && !cooling) {
-            a = alert_push(w, ALERT_NEEDS_HUMAN, trig, c, s.ci, has_prev, prev, eid, at, offset);
+            a = alert_push(w, ALERT_NEEDS_HUMAN, trig, c, y, s.ci, has_prev, prev, eid, at, offset);
             char sent[48] = "";
             if (e->has_sentiment)
                 snprintf(sent, sizeof(sent), "%ssentiment %.2f", by_streak ? "; " : "",
@@ -459,23 +746,24 @@ static void customer_rescore(window_t *w, customer_t *c, const event_t *e, int64
             else
                 snprintf(a->reason, sizeof(a->reason), "AI contact with %s, at or below %g", sent,
                          p->needs_human_sentiment);
-            if (!c->has_nh || c->last_nh_at < e->occurred_at) c->last_nh_at = e->occurred_at;
-            c->has_nh = 1;
+            if (!has_nh || y->last_nh_at < e->occurred_at) y->last_nh_at = e->occurred_at;
+            c->flags |= F_HAS_NH;
         }
     }
     c->last_ci = s.ci;
-    c->has_score = 1;
+    c->flags |= F_HAS_SCORE;
     c->updated_at = w->watermark;
-    mark_dirty(w, c);
+    mark_dirty(w, id);
 }
 
 /* ------------------------------------------------------------------ */
 /* Expiry (SPEC §2.1 step 2)                                           */
 
-static int cmp_customer_id(const void *a, const void *b) {
-    const customer_t *x = *(customer_t *const *)a, *y = *(customer_t *const *)b;
+static int cmp_cust_id(const void *a, const void *b, void *arg) {
+    const window_t *w = arg;
+    const cust_t *x = cust_at(w, *(const uint32_t *)a), *y = cust_at(w, *(const uint32_t *)b);
     size_t n = x->cid_len < y->cid_len ? x->cid_len : y->cid_len;
-    int r = memcmp(x->cid, y->cid, n);
+    int r = memcmp(x->data, y->data, n);
     return r ? r : (x->cid_len > y->cid_len) - (x->cid_len < y->cid_len);
 }
 
@@ -486,38 +774,42 @@ static void window_expire(window_t *w, int64_t old_b, int64_t new_b, int64_t off
     int64_t end = new_start;
     if (end - old_start > w->p.window_buckets) end = old_start + w->p.window_buckets;
 
-    customer_t **list = NULL;
+    uint32_t *list = NULL;
     size_t n = 0, cap = 0;
     for (int64_t b = old_start; b < end; b++) {
-        customer_t **head = &w->wheel[wheel_slot(w, b)];
-        for (customer_t *c = *head, *next; c; c = next) {
+        uint32_t *head = &w->wheel[wheel_slot(w, b)];
+        for (uint32_t id = *head, next; id; id = next) {
+            cust_t *c = cust_at(w, id);
             next = c->wheel_next;
-            c->wheel_prev = c->wheel_next = NULL;
+            c->wheel_prev = c->wheel_next = 0;
             if (n == cap) {
                 cap = cap ? cap * 2 : 64;
                 list = xrealloc(list, cap * sizeof(*list));
             }
-            list[n++] = c;
+            list[n++] = id;
         }
-        *head = NULL;
+        *head = 0;
     }
-    if (n > 1) qsort(list, n, sizeof(*list), cmp_customer_id);
+    if (n > 1) qsort_r(list, n, sizeof(*list), cmp_cust_id, w);
 
     for (size_t i = 0; i < n; i++) {
-        customer_t *c = list[i];
+        uint32_t id = list[i];
+        cust_t *c = cust_at(w, id);
+        body_t y;
+        cust_body(w, c, &y);
         uint32_t drop = 0;
-        while (drop < c->nbuckets && c->buckets[drop].b < new_start) drop++;
+        while (drop < y.nbuckets && y.bk[drop].b < new_start) drop++;
         assert(drop > 0);
-        if (drop == c->nbuckets) {
-            c->nbuckets = 0; /* already out of the wheel */
-            customer_evict(w, c);
+        if (drop == y.nbuckets) {
+            cust_evict(w, id);
             continue;
         }
-        memmove(c->buckets, c->buckets + drop, (c->nbuckets - drop) * sizeof(bucket_t));
-        c->nbuckets -= drop;
-        if (c->streak && bucket_of(w, c->last_fail_at) < new_start) c->streak = 0;
-        wheel_link(w, c);
-        customer_rescore(w, c, NULL, offset);
+        memmove(y.bk, y.bk + drop, (y.nbuckets - drop) * sizeof(bucket_t));
+        y.nbuckets -= drop;
+        if (c->streak && bucket_of(w, y.last_fail_at) < new_start) c->streak = 0;
+        cust_rescore(w, id, &y, NULL, offset);
+        cust_store(w, c, &y);
+        wheel_link(w, id, y.bk[0].b);
     }
     free(list);
 }
@@ -538,7 +830,7 @@ window_t *window_new(const score_params_t *params, int32_t partition, char *errs
     w->watermark = -1;
     w->table_mask = 1023;
     w->table = calloc(w->table_mask + 1, sizeof(slot_t));
-    w->wheel = calloc((size_t)params->window_buckets, sizeof(customer_t *));
+    w->wheel = calloc((size_t)params->window_buckets, sizeof(uint32_t));
     if (!w->table || !w->wheel) goto fail;
     return w;
 fail:
@@ -547,21 +839,21 @@ fail:
     return NULL;
 }
 
-static void alerts_clear(window_t *w) {
-    for (size_t i = 0; i < w->nalerts; i++) free((void *)w->alerts[i].customer_id.ptr);
-    w->nalerts = 0;
-}
-
 void window_free(window_t *w) {
     if (!w) return;
-    if (w->table)
-        for (size_t i = 0; i <= w->table_mask; i++) customer_free(w->table[i].c);
+    for (uint32_t k = 0; k < w->nchunks; k++) {
+        for (uint32_t i = 0; i < SLAB_SIZE; i++) free(w->slab[k][i].data);
+        free(w->slab[k]);
+    }
+    free(w->slab);
     free(w->table);
     free(w->wheel);
     free(w->dirty);
-    alerts_clear(w);
     free(w->alerts);
-    free(w->blob);
+    free(w->alert_text.p);
+    free(w->event_ids.p);
+    free(w->bk);
+    free(w->enc.p);
     free(w);
 }
 
@@ -588,8 +880,13 @@ window_result_t window_add(window_t *w, const event_t *e, int64_t offset) {
 
     /* 3. Add the event to its customer's bucket; update the streak. */
     bool created;
-    customer_t *c = customer_get(w, e->customer_id, &created);
-    bucket_t *bk = customer_bucket(w, c, b);
+    uint32_t id = cust_get(w, e->customer_id, &created);
+    (void)created;
+    cust_t *c = cust_at(w, id);
+    body_t y;
+    cust_body(w, c, &y);
+    int64_t old_oldest = y.nbuckets ? y.bk[0].b : INT64_MIN;
+    bucket_t *bk = body_bucket(w, &y, b);
     bk->events++;
     if (e->kind == KIND_CONTACT) {
         bk->contacts++;
@@ -600,7 +897,7 @@ window_result_t window_add(window_t *w, const event_t *e, int64_t offset) {
             bk->aht_n++;
         }
         if (e->handled_by == HANDLER_AI && e->resolved == TRI_FALSE) {
-            if (c->streak == 0 || c->last_fail_at < t) c->last_fail_at = t;
+            if (c->streak == 0 || y.last_fail_at < t) y.last_fail_at = t;
             c->streak++;
         } else if (e->resolved == TRI_TRUE || e->handled_by == HANDLER_HUMAN ||
                    e->handled_by == HANDLER_HYBRID) {
@@ -630,27 +927,32 @@ window_result_t window_add(window_t *w, const event_t *e, int64_t offset) {
             /* Back up to a character boundary: never end inside a sequence. */
             while (n > 0 && ((unsigned char)e->feedback_text.ptr[n] & 0xC0) == 0x80) n--;
         }
-        c->narrative = xrealloc(c->narrative, n);
-        memcpy(c->narrative, e->feedback_text.ptr, n);
-        c->narrative_len = (uint16_t)n;
-        c->narrative_bucket = b;
+        y.narrative = e->feedback_text.ptr;
+        y.narrative_len = (uint32_t)n;
+        y.narrative_bucket = b;
+        c->flags |= F_NARR;
     }
-    if (c->last_event_id_len != e->event_id.len || !c->last_event_id) {
-        c->last_event_id = xrealloc(c->last_event_id, e->event_id.len);
-        c->last_event_id_len = (uint16_t)e->event_id.len;
-    }
-    memcpy(c->last_event_id, e->event_id.ptr, e->event_id.len);
-    (void)created;
+    /* last_event_id goes to Redis only: keep it until the commit. */
+    bytes_need(&w->event_ids, e->event_id.len);
+    c->eid = (uint32_t)w->event_ids.len + 1;
+    c->eid_len = (uint8_t)e->event_id.len;
+    memcpy(w->event_ids.p + w->event_ids.len, e->event_id.ptr, e->event_id.len);
+    w->event_ids.len += e->event_id.len;
 
-    /* 4. Re-score and evaluate alerts. */
-    customer_rescore(w, c, e, offset);
+    /* 4. Re-score and evaluate alerts; store the body. */
+    cust_rescore(w, id, &y, e, offset);
+    cust_store(w, c, &y);
+    if (y.bk[0].b != old_oldest) {
+        if (old_oldest != INT64_MIN) wheel_unlink(w, id, old_oldest);
+        wheel_link(w, id, y.bk[0].b);
+    }
     return WINDOW_SCORED;
 }
 
 int64_t window_watermark(const window_t *w) { return w->watermark; }
 void window_set_watermark(window_t *w, int64_t t) { w->watermark = t; }
 bool window_watermark_dirty(const window_t *w) { return w->watermark_dirty; }
-size_t window_customer_count(const window_t *w) { return w->table_used - w->tombs; }
+size_t window_customer_count(const window_t *w) { return w->live; }
 size_t window_change_count(const window_t *w) { return w->ndirty; }
 
 const alert_t *window_alerts(const window_t *w, size_t *count) {
@@ -661,150 +963,25 @@ const alert_t *window_alerts(const window_t *w, size_t *count) {
 /* ------------------------------------------------------------------ */
 /* State blob                                                          */
 /*
- * Version 1, all integers as LEB128 varints (signed ones zigzagged),
- * doubles as 8 little-endian bytes:
- *   u8 version=1, u8 flags (1 at_risk, 2 has_score, 4 has_nh, 8 narrative)
- *   streak, [last_fail_at if streak], [last_ci if has_score],
- *   [last_nh_at if has_nh], updated_at, last_event_id (len, bytes),
- *   [narrative_bucket, narrative (len, bytes) if narrative],
- *   nbuckets, then per bucket: b (first absolute, then delta), contacts,
- *   resolved, ai_contacts, events, sent_n, loy_n, aht_n, loy_half,
- *   [sent_sum if sent_n], [aht_sum if aht_n].
+ * Version 2: u8 version, u8 flags (1 at_risk, 2 has_score, 4 has_nh,
+ * 8 narrative), streak, [last_ci if has_score], updated_at, then the body
+ * (see "Body encoding" above).  last_event_id is not part of it: the
+ * customer's hash holds it.
  */
 
-#define STATE_VERSION 1
+#define STATE_VERSION 2
 
-typedef struct wbuf {
-    unsigned char *p;
-    size_t len, cap;
-    unsigned char **owner;
-    size_t *owner_cap;
-} wbuf_t;
-
-static void wb_need(wbuf_t *b, size_t n) {
-    if (b->len + n <= b->cap) return;
-    size_t cap = b->cap ? b->cap : 256;
-    while (cap < b->len + n) cap *= 2;
-    b->p = xrealloc(b->p, cap);
-    b->cap = cap;
-    *b->owner = b->p;
-    *b->owner_cap = cap;
-}
-
-static void wb_u64(wbuf_t *b, uint64_t v) {
-    wb_need(b, 10);
-    while (v >= 0x80) {
-        b->p[b->len++] = (unsigned char)(v | 0x80);
-        v >>= 7;
-    }
-    b->p[b->len++] = (unsigned char)v;
-}
-
-static void wb_i64(wbuf_t *b, int64_t v) { wb_u64(b, ((uint64_t)v << 1) ^ (uint64_t)(v >> 63)); }
-
-static void wb_f64(wbuf_t *b, double d) {
-    uint64_t u;
-    memcpy(&u, &d, 8);
-    wb_need(b, 8);
-    for (int i = 0; i < 8; i++) b->p[b->len++] = (unsigned char)(u >> (8 * i));
-}
-
-static void wb_bytes(wbuf_t *b, const char *s, size_t n) {
-    wb_u64(b, n);
-    wb_need(b, n);
-    if (n) memcpy(b->p + b->len, s, n);
-    b->len += n;
-}
-
-static size_t customer_encode(window_t *w, const customer_t *c) {
-    wbuf_t b = {w->blob, 0, w->blob_cap, &w->blob, &w->blob_cap};
-    wb_need(&b, 2);
-    b.p[b.len++] = STATE_VERSION;
-    b.p[b.len++] = (unsigned char)((c->at_risk ? 1 : 0) | (c->has_score ? 2 : 0) |
-                                   (c->has_nh ? 4 : 0) | (c->narrative ? 8 : 0));
-    wb_u64(&b, c->streak);
-    if (c->streak) wb_i64(&b, c->last_fail_at);
-    if (c->has_score) wb_f64(&b, c->last_ci);
-    if (c->has_nh) wb_i64(&b, c->last_nh_at);
-    wb_i64(&b, c->updated_at);
-    wb_bytes(&b, c->last_event_id, c->last_event_id_len);
-    if (c->narrative) {
-        wb_i64(&b, c->narrative_bucket);
-        wb_bytes(&b, c->narrative, c->narrative_len);
-    }
-    wb_u64(&b, c->nbuckets);
-    int64_t prev = 0;
-    for (uint32_t i = 0; i < c->nbuckets; i++) {
-        const bucket_t *k = &c->buckets[i];
-        wb_i64(&b, k->b - prev);
-        prev = k->b;
-        wb_u64(&b, k->contacts);
-        wb_u64(&b, k->resolved);
-        wb_u64(&b, k->ai_contacts);
-        wb_u64(&b, k->events);
-        wb_u64(&b, k->sent_n);
-        wb_u64(&b, k->loy_n);
-        wb_u64(&b, k->aht_n);
-        wb_i64(&b, k->loy_half);
-        if (k->sent_n) wb_f64(&b, k->sent_sum);
-        if (k->aht_n) wb_f64(&b, k->aht_sum);
-    }
-    return b.len;
-}
-
-typedef struct rbuf {
-    const unsigned char *p, *end;
-    bool bad;
-} rbuf_t;
-
-static uint64_t rb_u64(rbuf_t *r) {
-    uint64_t v = 0;
-    for (int shift = 0; shift < 64; shift += 7) {
-        if (r->p >= r->end) break;
-        unsigned char byte = *r->p++;
-        v |= (uint64_t)(byte & 0x7f) << shift;
-        if (!(byte & 0x80)) return v;
-    }
-    r->bad = true;
-    return 0;
-}
-
-static int64_t rb_i64(rbuf_t *r) {
-    uint64_t u = rb_u64(r);
-    return (int64_t)(u >> 1) ^ -(int64_t)(u & 1);
-}
-
-static uint32_t rb_u32(rbuf_t *r) {
-    uint64_t v = rb_u64(r);
-    if (v > UINT32_MAX) r->bad = true;
-    return (uint32_t)v;
-}
-
-static double rb_f64(rbuf_t *r) {
-    if (r->end - r->p < 8) {
-        r->bad = true;
-        return 0;
-    }
-    uint64_t u = 0;
-    for (int i = 0; i < 8; i++) u |= (uint64_t)r->p[i] << (8 * i);
-    r->p += 8;
-    double d;
-    memcpy(&d, &u, 8);
-    return d;
-}
-
-/* A malloc'd copy of a length-prefixed string of at most max bytes. */
-static char *rb_bytes(rbuf_t *r, size_t max, uint16_t *len) {
-    uint64_t n = rb_u64(r);
-    if (r->bad || n > max || n > (uint64_t)(r->end - r->p)) {
-        r->bad = true;
-        return NULL;
-    }
-    char *s = xrealloc(NULL, (size_t)n);
-    if (n) memcpy(s, r->p, (size_t)n);
-    r->p += n;
-    *len = (uint16_t)n;
-    return s;
+static size_t cust_blob(window_t *w, const cust_t *c) {
+    bytes_t *o = &w->enc;
+    o->len = 0;
+    bytes_need(o, 2);
+    o->p[o->len++] = STATE_VERSION;
+    o->p[o->len++] = (char)(c->flags & F_STORED);
+    put_u64(o, c->streak);
+    if (c->flags & F_HAS_SCORE) put_f64(o, c->last_ci);
+    put_i64(o, c->updated_at);
+    put_raw(o, c->data + c->cid_len, c->data_len - c->cid_len);
+    return o->len;
 }
 
 int window_load_customer(window_t *w, strview_t customer_id, const unsigned char *state,
@@ -813,79 +990,63 @@ int window_load_customer(window_t *w, strview_t customer_id, const unsigned char
         snprintf(errstr, errstr_size, "customer id of %zu bytes", customer_id.len);
         return -1;
     }
-    rbuf_t r = {state, state + state_len, false};
-    if (state_len < 2 || state[0] != STATE_VERSION) {
+    if (state_len < 2 || state[0] != STATE_VERSION || (state[1] & ~F_STORED)) {
         snprintf(errstr, errstr_size, "state version %d is not %d", state_len ? state[0] : -1,
                  STATE_VERSION);
         return -1;
     }
-    unsigned flags = state[1];
-    r.p += 2;
-    bool created;
-    customer_t *c = customer_get(w, customer_id, &created);
-    if (!created) {
+    if (cust_lookup(w, customer_id)) {
         snprintf(errstr, errstr_size, "customer loaded twice");
         return -1;
     }
-    c->at_risk = (flags & 1) != 0;
-    c->has_score = (flags & 2) != 0;
-    c->has_nh = (flags & 4) != 0;
-    c->streak = rb_u32(&r);
-    if (c->streak) c->last_fail_at = rb_i64(&r);
-    if (c->has_score) c->last_ci = rb_f64(&r);
-    if (c->has_nh) c->last_nh_at = rb_i64(&r);
-    c->updated_at = rb_i64(&r);
-    c->last_event_id = rb_bytes(&r, EVENT_EVENT_ID_MAX, &c->last_event_id_len);
-    if (flags & 8) {
-        c->narrative_bucket = rb_i64(&r);
-        c->narrative = rb_bytes(&r, ALERT_NARRATIVE_MAX, &c->narrative_len);
-    }
-    uint64_t nb = rb_u64(&r);
-    if (nb == 0 || nb > (uint64_t)w->p.window_buckets) r.bad = true;
-    if (!r.bad) {
-        c->buckets = xrealloc(NULL, (size_t)nb * sizeof(bucket_t));
-        c->cap = (uint32_t)nb;
-        int64_t prev = 0;
-        for (uint64_t i = 0; i < nb && !r.bad; i++) {
-            bucket_t *k = &c->buckets[i];
-            memset(k, 0, sizeof(*k));
-            k->b = prev + rb_i64(&r);
-            if (i > 0 && k->b <= prev) r.bad = true;
-            prev = k->b;
-            k->contacts = rb_u32(&r);
-            k->resolved = rb_u32(&r);
-            k->ai_contacts = rb_u32(&r);
-            k->events = rb_u32(&r);
-            k->sent_n = rb_u32(&r);
-            k->loy_n = rb_u32(&r);
-            k->aht_n = rb_u32(&r);
-            k->loy_half = (int32_t)rb_i64(&r);
-            if (k->sent_n) k->sent_sum = rb_f64(&r);
-            if (k->aht_n) k->aht_sum = rb_f64(&r);
-            c->nbuckets = (uint32_t)i + 1;
-        }
-    }
-    if (!r.bad && r.p != r.end) r.bad = true;
-    if (r.bad) {
-        /* Forget the half-loaded customer. */
-        slot_t *s = table_find(w, customer_id.ptr, customer_id.len,
-                               hash_bytes(customer_id.ptr, customer_id.len));
-        customer_free(s->c);
-        table_remove(w, s);
+    uint8_t flags = state[1];
+    rd_t r = {state + 2, state + state_len, false};
+    uint32_t streak = get_u32(&r);
+    double last_ci = (flags & F_HAS_SCORE) ? get_f64(&r) : 0;
+    int64_t updated_at = get_i64(&r);
+    body_t y;
+    if (r.bad || body_decode(w, r.p, (size_t)(r.end - r.p), streak, flags, &y) != 0 ||
+        y.nbuckets == 0) {
         snprintf(errstr, errstr_size, "state blob of %zu bytes does not parse", state_len);
         return -1;
     }
-    wheel_link(w, c);
+    if (y.bk[0].b < 0 ||
+        (w->watermark >= 0 && (y.bk[0].b < window_start(w, bucket_of(w, w->watermark)) ||
+                               y.bk[y.nbuckets - 1].b > bucket_of(w, w->watermark)))) {
+        snprintf(errstr, errstr_size,
+                 "state does not fit the window at the stored watermark "
+                 "(were bucket_ms or window_buckets changed?)");
+        return -1;
+    }
+    for (uint32_t i = 0; i < y.nbuckets; i++) {
+        const bucket_t *k = &y.bk[i];
+        if (k->events == 0 || k->contacts > k->events || k->resolved > k->contacts ||
+            k->ai_contacts > k->contacts) {
+            snprintf(errstr, errstr_size, "state blob has inconsistent counters");
+            return -1;
+        }
+    }
+    bool created;
+    uint32_t id = cust_get(w, customer_id, &created);
+    cust_t *c = cust_at(w, id);
+    c->flags = (uint8_t)(F_USED | flags);
+    c->streak = streak;
+    c->last_ci = last_ci;
+    c->updated_at = updated_at;
+    cust_store(w, c, &y); /* re-encoded: canonical, whatever the blob's varints */
+    wheel_link(w, id, y.bk[0].b);
     return 0;
 }
 
 /* ------------------------------------------------------------------ */
 /* Views and commit                                                    */
 
-static void customer_view(window_t *w, const customer_t *c, window_customer_view_t *v) {
+static void cust_view(window_t *w, const cust_t *c, window_customer_view_t *v) {
+    body_t y;
     scores_t s;
-    customer_score(w, c, &s);
-    v->customer_id = (strview_t){c->cid, c->cid_len};
+    cust_body(w, c, &y);
+    body_score(w, c->streak, &y, &s);
+    v->customer_id = (strview_t){(const char *)c->data, c->cid_len};
     v->ci = c->last_ci;
     v->resolution = s.resolution;
     v->sentiment = s.sentiment;
@@ -896,47 +1057,54 @@ static void customer_view(window_t *w, const customer_t *c, window_customer_view
     v->contacts = s.contacts;
     v->resolved = s.resolved;
     v->events = s.events;
-    v->at_risk = c->at_risk;
+    v->at_risk = (c->flags & F_AT_RISK) != 0;
     v->updated_at = c->updated_at;
-    v->last_event_id = (strview_t){c->last_event_id, c->last_event_id_len};
-    v->state_len = customer_encode(w, c);
-    v->state = w->blob;
+    v->last_event_id = c->eid ? (strview_t){w->event_ids.p + c->eid - 1, c->eid_len}
+                              : (strview_t){NULL, 0};
+    v->state_len = cust_blob(w, c);
+    v->state = (const unsigned char *)w->enc.p;
 }
 
 void window_foreach_change(window_t *w, window_upsert_cb upsert, window_delete_cb del,
                            void *opaque) {
     window_customer_view_t v;
     for (size_t i = 0; i < w->ndirty; i++) {
-        customer_t *c = w->dirty[i];
-        if (c->tomb) {
-            if (del) del(opaque, (strview_t){c->cid, c->cid_len});
+        cust_t *c = cust_at(w, w->dirty[i]);
+        if (c->flags & F_TOMB) {
+            if (del) del(opaque, (strview_t){(const char *)c->data, c->cid_len});
         } else if (upsert) {
-            customer_view(w, c, &v);
+            cust_view(w, c, &v);
             upsert(opaque, &v);
         }
     }
 }
 
 bool window_get(window_t *w, strview_t customer_id, window_customer_view_t *out) {
-    customer_t *c = customer_lookup(w, customer_id);
-    if (!c) return false;
-    customer_view(w, c, out);
+    uint32_t id = cust_lookup(w, customer_id);
+    if (!id) return false;
+    cust_view(w, cust_at(w, id), out);
     return true;
 }
 
 void window_commit(window_t *w) {
     for (size_t i = 0; i < w->ndirty; i++) {
-        customer_t *c = w->dirty[i];
-        c->dirty = 0;
-        if (c->tomb) {
-            slot_t *s = table_find(w, c->cid, c->cid_len, hash_bytes(c->cid, c->cid_len));
-            assert(s->c == c);
+        uint32_t id = w->dirty[i];
+        cust_t *c = cust_at(w, id);
+        c->flags &= (uint8_t)~F_DIRTY;
+        c->eid = 0;
+        c->eid_len = 0;
+        if (c->flags & F_TOMB) {
+            slot_t *s = table_find(w, (const char *)c->data, c->cid_len,
+                                   (uint32_t)hash_bytes((const char *)c->data, c->cid_len));
+            assert(s->id == id);
             table_remove(w, s);
             w->tombs--;
-            customer_free(c);
+            slab_free(w, id);
         }
     }
     w->ndirty = 0;
-    alerts_clear(w);
+    w->nalerts = 0;
+    w->alert_text.len = 0;
+    w->event_ids.len = 0;
     w->watermark_dirty = false;
 }
