@@ -8,5 +8,6 @@
 
 int cmd_run(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
+int cmd_top(int argc, char **argv);
 
 #endif

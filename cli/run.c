@@ -1,6 +1,7 @@
 /*
  * run.c — `rapport run`: reads the configuration (file, then flags), sets
- * up signals, and runs the consumer until SIGTERM or SIGINT.
+ * up signals, starts the metrics and health endpoints (their own HTTP
+ * thread) and runs the consumer on this thread until SIGTERM or SIGINT.
  */
 #include <getopt.h>
 #include <signal.h>
@@ -9,7 +10,9 @@
 
 #include "cli/commands.h"
 #include "common/config.h"
+#include "common/http.h"
 #include "common/log.h"
+#include "common/metrics.h"
 #include "common/version.h"
 #include "consumer/consumer.h"
 
@@ -59,6 +62,9 @@ int cmd_run(int argc, char **argv) {
     }
     config_t *conf = config_new();
     if (!conf) return 1;
+    metrics_t *metrics = NULL;
+    consumer_t *c = NULL;
+    http_server_t *http = NULL;
     int rc = 2;
     if (file && config_load_file(conf, file, err, sizeof(err)) != 0) goto bad;
     optind = 1;
@@ -99,15 +105,36 @@ int cmd_run(int argc, char **argv) {
     sigaction(SIGINT, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    consumer_t *c = consumer_new(conf, err, sizeof(err));
+    /* /healthz fails when the main loop has not come round for longer
+     * than any wait it does on purpose: a Redis call can take two
+     * timeouts (connect, then the command). */
+    metrics = metrics_new(RAPPORT_VERSION, 10000 + 2 * conf->redis_timeout_ms);
+    if (!metrics) {
+        snprintf(err, sizeof(err), "out of memory");
+        goto bad;
+    }
+    c = consumer_new(conf, metrics, err, sizeof(err));
     if (!c) goto bad;
+    if (*conf->metrics_listen) {
+        char herr[512];
+        http = metrics_serve(metrics, conf->metrics_listen, herr, sizeof(herr));
+        if (!http) {
+            snprintf(err, sizeof(err), "metrics_listen: %s", herr);
+            goto bad;
+        }
+        log_info("serving /metrics, /healthz and /readyz", "addr=%s",
+                 http_server_address(http));
+    }
     log_info("rapport starting", "version=%s", RAPPORT_VERSION);
     rc = consumer_run(c, &stop_requested) == 0 ? 0 : 1;
-    consumer_free(c);
-    config_free(conf);
-    return rc;
+    goto out;
 bad:
     fprintf(stderr, "rapport run: %s\n", err);
+    rc = 2;
+out:
+    http_server_stop(http); /* before what its thread reads goes away */
+    consumer_free(c);
+    metrics_free(metrics);
     config_free(conf);
-    return 2;
+    return rc;
 }

@@ -22,13 +22,19 @@
  * stays), the flush is retried with exponential backoff, and consumption
  * resumes after the first successful flush.  Memory stays bounded by what
  * was consumed before the pause.
+ *
+ * Observability: this thread records counters, flush times, Redis
+ * reachability, per-partition watermark and lag, and a heartbeat into the
+ * metrics_t that the HTTP thread serves (common/metrics.h).  Once a second
+ * it republishes the partitions, summarises dead letters in the log, and,
+ * when nothing else has talked to Redis for that long, PINGs it, so that
+ * /readyz notices a Redis that went away while no events came.
  */
 #include "consumer/consumer.h"
 
 #include <errno.h>
 #include <inttypes.h>
 #include <librdkafka/rdkafka.h>
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,6 +45,7 @@
 #include "common/log.h"
 #include "consumer/dlq.h"
 #include "consumer/kafka_log.h"
+#include "consumer/registry.h"
 #include "sinks/redis.h"
 
 #define BACKOFF_MIN_MS 100
@@ -47,6 +54,10 @@
  * claimed again (Redis lost its data, or a rebalance we were slow to see
  * has already given it back). */
 #define RECLAIM_AFTER_MS 3000
+/* Housekeeping period: metrics published, Redis probed when idle. */
+#define TICK_MS 1000
+/* While dead letters keep coming, one log line of counts this often. */
+#define BURST_REPORT_MS 10000
 
 typedef struct part {
     int32_t id;
@@ -59,10 +70,21 @@ typedef struct part {
     int64_t fenced_at;      /* another owner wrote: state dropped, paused since */
 } part_t;
 
+/* Dead letters are logged as bursts, not one line per message: the first
+ * of a burst with its details, then every BURST_REPORT_MS the counts per
+ * reason while more come, and one line when a period passes without any. */
+typedef struct dlq_burst {
+    bool active;
+    int64_t started, reported;           /* monotonic ms */
+    uint64_t total;                      /* dead letters in this burst */
+    uint64_t since[DLQ_REASON_COUNT];    /* since the last line, by reason */
+} dlq_burst_t;
+
 struct consumer {
     config_t *conf;
     rd_kafka_t *rk;
     dlq_t *dlq;
+    registry_t *registry;   /* NULL without schema_registry_url; used by dec */
     decoder_t *dec;
     redis_sink_t *sink;
     part_t **parts;         /* indexed by partition id; NULL: not ours */
@@ -72,13 +94,23 @@ struct consumer {
     int64_t retry_at;       /* next flush attempt while sink_down */
     int backoff_ms;
     volatile sig_atomic_t *stop;
-    consumer_stats_t stats;
+    metrics_t *metrics;     /* borrowed: read by the HTTP thread */
+    bool redis_up;          /* the last Redis round trip succeeded (logged on change) */
+    int64_t redis_at;       /* monotonic ms of the last Redis round trip */
+    int64_t tick_at;        /* next housekeeping */
+    dlq_burst_t burst;
 };
 
 static int64_t now_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 static void sleep_ms(int ms) {
@@ -100,11 +132,53 @@ static void part_drop(consumer_t *c, int32_t id) {
     window_free(p->w);
     free(p);
     c->parts[id] = NULL;
-    atomic_fetch_sub(&c->stats.partitions_assigned, 1);
 }
 
 static void parts_drop_all(consumer_t *c) {
     for (int32_t i = 0; i < c->parts_cap; i++) part_drop(c, i);
+}
+
+/* Records whether Redis answered (rapport_redis_up, /readyz) and logs
+ * only the changes. */
+static void redis_state(consumer_t *c, bool up, const char *err) {
+    char q[600];
+    c->redis_at = now_ms();
+    metrics_redis(c->metrics, up, err);
+    if (up == c->redis_up) return;
+    c->redis_up = up;
+    if (up)
+        log_info("redis reachable again", NULL);
+    else
+        log_warn("redis unreachable", "err=%s", log_quote(err ? err : "", q, sizeof(q)));
+}
+
+/* Publishes each assigned partition's watermark and lag, and the number
+ * of customers tracked.  The high watermark comes from librdkafka's cache,
+ * which every fetch response updates: no request to the broker. */
+static void publish_partitions(consumer_t *c) {
+    metrics_partition_t *mp = calloc((size_t)c->parts_cap + 1, sizeof(*mp));
+    if (!mp) abort();
+    size_t n = 0;
+    uint64_t customers = 0;
+    for (int32_t i = 0; i < c->parts_cap; i++) {
+        const part_t *p = c->parts[i];
+        if (!p) continue;
+        /* Where reading goes on: after what was processed, or for a fenced
+         * partition from what Redis holds; -1: from the earliest. */
+        int64_t pos = p->fenced_at ? p->stored_offset : p->next_offset;
+        int64_t lo = -1, hi = -1, lag = -1;
+        if (rd_kafka_get_watermark_offsets(c->rk, c->conf->topic, i, &lo, &hi) ==
+                RD_KAFKA_RESP_ERR_NO_ERROR && hi >= 0) {
+            if (pos < 0) pos = lo;
+            if (pos >= 0) lag = hi > pos ? hi - pos : 0;
+        }
+        mp[n++] = (metrics_partition_t){.partition = i,
+                                        .watermark_ms = p->w ? window_watermark(p->w) : -1,
+                                        .lag = lag};
+        if (p->w) customers += window_customer_count(p->w);
+    }
+    metrics_partitions(c->metrics, mp, n, customers);
+    free(mp);
 }
 
 /* Pause or resume every partition we hold (except those waiting on the
@@ -165,6 +239,7 @@ static int64_t part_claim(consumer_t *c, int32_t id) {
     }
     part_drop(c, id);
     while (!*c->stop) {
+        metrics_heartbeat(c->metrics, now_ms());
         part_t *p = calloc(1, sizeof(*p));
         if (!p) abort();
         p->id = id;
@@ -178,7 +253,7 @@ static int64_t part_claim(consumer_t *c, int32_t id) {
             p->next_offset = offset;
             p->stored_offset = offset;
             c->parts[id] = p;
-            atomic_fetch_add(&c->stats.partitions_assigned, 1);
+            redis_state(c, true, NULL);
             log_info("partition claimed", "topic=%s partition=%" PRId32 " epoch=%" PRId64
                      " offset=%" PRId64 " customers=%zu watermark=%" PRId64,
                      c->conf->topic, id, epoch, offset, window_customer_count(p->w),
@@ -191,7 +266,7 @@ static int64_t part_claim(consumer_t *c, int32_t id) {
             log_warn("cannot load partition state from Redis, retrying",
                      "partition=%" PRId32 " err=\"%s\"", id, err);
         logged = true;
-        atomic_store(&c->stats.redis_up, 0);
+        redis_state(c, false, err);
         sleep_ms(backoff);
         backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
     }
@@ -220,7 +295,7 @@ static void sink_failed(consumer_t *c, const char *what, const char *err) {
     } else {
         c->backoff_ms = c->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : c->backoff_ms * 2;
     }
-    if (strcmp(what, "redis") == 0) atomic_store(&c->stats.redis_up, 0);
+    if (strcmp(what, "redis") == 0) redis_state(c, false, err);
     c->retry_at = now_ms() + c->backoff_ms;
 }
 
@@ -255,7 +330,9 @@ static int flush(consumer_t *c) {
     int64_t t0 = now_ms();
     sink_result_t r;
     for (;;) {
+        double started = now_s();
         r = redis_sink_flush(c->sink, sp, n, err, sizeof(err));
+        metrics_flush_observe(c->metrics, now_s() - started);
         if (r != SINK_FAIL) break;
         /* Fenced: another instance owns these partitions now.  Forget them
          * (their unwritten work is the new owner's to redo) and write the
@@ -284,24 +361,19 @@ static int flush(consumer_t *c) {
         sink_failed(c, "redis", err);
         return -1;
     }
-    uint64_t customers = 0;
     for (size_t i = 0; i < n; i++) {
         part_t *p = part_get(c, sp[i].partition);
         size_t na;
         const alert_t *a = window_alerts(p->w, &na);
-        for (size_t k = 0; k < na; k++) atomic_fetch_add(&c->stats.alerts_by_type[a[k].type], 1);
+        for (size_t k = 0; k < na; k++) metrics_alert(c->metrics, a[k].type);
         window_commit(p->w);
         p->stored_offset = p->next_offset;
         p->pending = false;
     }
-    for (int32_t i = 0; i < c->parts_cap; i++)
-        if (c->parts[i] && c->parts[i]->w) customers += window_customer_count(c->parts[i]->w);
-    atomic_store(&c->stats.customers_tracked, customers);
-    atomic_fetch_add(&c->stats.flushes, 1);
     if (n) commit_to_kafka(c, sp, n);
     free(sp);
     log_debug("flushed", "partitions=%zu ms=%" PRId64, n, now_ms() - t0);
-    atomic_store(&c->stats.redis_up, 1);
+    redis_state(c, true, NULL);
     if (c->sink_down) {
         log_info("writes succeed again, resuming partitions", NULL);
         c->sink_down = false;
@@ -314,6 +386,7 @@ static int flush(consumer_t *c) {
 /* Flushes, retrying until done or the deadline (monotonic ms) passes. */
 static int flush_until(consumer_t *c, int64_t deadline) {
     for (;;) {
+        metrics_heartbeat(c->metrics, now_ms());
         if (flush(c) == 0) return 0;
         int64_t now = now_ms();
         if (now >= deadline) return -1;
@@ -349,6 +422,7 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
             log_error("assign failed", "err=\"%s\"", rd_kafka_err2str(aerr));
         }
         if (c->sink_down) parts_pause(c, true);
+        publish_partitions(c);
         log_info("partitions assigned", "count=%d protocol=%s", list->cnt, coop ? "cooperative" : "eager");
         return;
     }
@@ -366,12 +440,68 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
             rd_kafka_assign(rk, NULL);
         }
         c->sink_down = false;
+        publish_partitions(c);
         log_info("partitions revoked", "count=%d", list->cnt);
         return;
     }
     log_error("rebalance error", "err=\"%s\"", rd_kafka_err2str(err));
     parts_drop_all(c);
     rd_kafka_assign(rk, NULL);
+    publish_partitions(c);
+}
+
+/* ------------------------------------------------------------------ */
+/* Dead-letter bursts and housekeeping                                 */
+
+static void burst_note(consumer_t *c, const rd_kafka_message_t *m, dlq_reason_t reason,
+                       const char *detail) {
+    dlq_burst_t *b = &c->burst;
+    char q[600];
+    if (b->active) {
+        b->since[reason]++;
+        b->total++;
+        return;
+    }
+    *b = (dlq_burst_t){.active = true, .started = now_ms(), .reported = now_ms(), .total = 1};
+    log_warn("dead-lettering messages", "dlq_topic=%s reason=%s partition=%" PRId32
+             " offset=%" PRId64 " detail=%s", config_dlq_topic(c->conf), dlq_reason_names[reason],
+             m->partition, m->offset, log_quote(detail, q, sizeof(q)));
+}
+
+static void burst_tick(consumer_t *c, int64_t now) {
+    dlq_burst_t *b = &c->burst;
+    if (!b->active || now - b->reported < BURST_REPORT_MS) return;
+    char counts[512] = "";
+    size_t off = 0;
+    uint64_t n = 0;
+    for (int r = DLQ_NONE + 1; r < DLQ_REASON_COUNT; r++) {
+        if (!b->since[r] || off >= sizeof(counts)) continue;
+        n += b->since[r];
+        off += (size_t)snprintf(counts + off, sizeof(counts) - off, " %s=%" PRIu64,
+                                dlq_reason_names[r], b->since[r]);
+    }
+    int64_t period = now - b->reported;
+    memset(b->since, 0, sizeof(b->since));
+    b->reported = now;
+    if (n) {
+        log_warn("more messages dead-lettered", "seconds=%" PRId64 " count=%" PRIu64 "%s",
+                 period / 1000, n, counts);
+    } else {
+        log_info("dead letters stopped", "total=%" PRIu64 " seconds=%" PRId64, b->total,
+                 (now - b->started) / 1000);
+        b->active = false;
+    }
+}
+
+/* Once a second, on the main thread. */
+static void tick(consumer_t *c, int64_t now) {
+    publish_partitions(c);
+    burst_tick(c, now);
+    if (!c->sink_down && now - c->redis_at >= TICK_MS) {
+        char err[512] = "";
+        bool up = redis_sink_ping(c->sink, err, sizeof(err)) == SINK_OK;
+        redis_state(c, up, err);
+    }
 }
 
 /* ------------------------------------------------------------------ */
@@ -403,10 +533,7 @@ static void handle_message(consumer_t *c, rd_kafka_message_t *m) {
     dlq_reason_t reason = DLQ_NONE;
     switch (decoder_decode(c->dec, &v, &e, &reason, detail, sizeof(detail))) {
     case DECODE_OK:
-        if (window_add(p->w, &e, m->offset) == WINDOW_LATE)
-            atomic_fetch_add(&c->stats.late, 1);
-        else
-            atomic_fetch_add(&c->stats.scored, 1);
+        metrics_event(c->metrics, window_add(p->w, &e, m->offset) == WINDOW_LATE);
         break;
     case DECODE_DEAD:
         if (dlq_send(c->dlq, m, reason, detail, err, sizeof(err)) != 0) {
@@ -415,15 +542,16 @@ static void handle_message(consumer_t *c, rd_kafka_message_t *m) {
             seek_and(c, m->partition, m->offset, 1);
             return;
         }
-        atomic_fetch_add(&c->stats.dead_letter, 1);
-        atomic_fetch_add(&c->stats.dead_by_reason[reason], 1);
+        metrics_dead_letter(c->metrics, reason);
+        burst_note(c, m, reason, detail);
         log_debug("dead letter", "partition=%" PRId32 " offset=%" PRId64 " reason=%s",
                   m->partition, m->offset, dlq_reason_names[reason]);
         break;
     case DECODE_RETRY: {
         /* The schema source cannot answer: nothing is dead-lettered; this
          * partition waits and reads the message again. */
-        log_warn("schema source unreachable, pausing partition", "partition=%" PRId32
+        /* The registry logs its own state changes once; this is per retry. */
+        log_debug("schema source unreachable, pausing partition", "partition=%" PRId32
                  " err=\"%s\"", m->partition, detail);
         seek_and(c, m->partition, m->offset, 1);
         p->retry_at = now_ms() + 1000;
@@ -486,7 +614,7 @@ static size_t changes_pending(const consumer_t *c) {
 /* ------------------------------------------------------------------ */
 /* Life cycle                                                          */
 
-consumer_t *consumer_new(config_t *conf, char *errstr, size_t errstr_size) {
+consumer_t *consumer_new(config_t *conf, metrics_t *metrics, char *errstr, size_t errstr_size) {
     consumer_t *c = calloc(1, sizeof(*c));
     rd_kafka_conf_t *kc = NULL;
     if (!c) {
@@ -494,7 +622,19 @@ consumer_t *consumer_new(config_t *conf, char *errstr, size_t errstr_size) {
         return NULL;
     }
     c->conf = conf;
+    c->metrics = metrics;
+    c->redis_up = true; /* so that a first failure is logged */
+    if (*conf->schema_registry_url) {
+        if (registry_url_check(conf->schema_registry_url, errstr, errstr_size) != 0) goto fail;
+        c->registry = registry_new(conf->schema_registry_url, conf->schema_registry_user,
+                                   conf->schema_registry_password, REGISTRY_TIMEOUT_MS, errstr,
+                                   errstr_size);
+        if (!c->registry) goto fail;
+    }
+    /* The directory first, then the registry (DESIGN.md §2). */
     decoder_conf_t dconf = {.schema_dir = *conf->schema_dir ? conf->schema_dir : NULL,
+                            .fetch = c->registry ? registry_fetch : NULL,
+                            .fetch_opaque = c->registry,
                             .max_message_bytes = (size_t)conf->max_message_bytes,
                             .max_future_skew_ms = conf->max_future_skew_ms};
     c->dec = decoder_new(&dconf, errstr, errstr_size);
@@ -545,15 +685,18 @@ int consumer_run(consumer_t *c, volatile sig_atomic_t *stop) {
         log_error("subscribe failed", "topic=%s err=\"%s\"", c->conf->topic, rd_kafka_err2str(err));
         return -1;
     }
-    char perr[256];
-    atomic_store(&c->stats.redis_up, redis_sink_ping(c->sink, perr, sizeof(perr)) == SINK_OK);
-    if (!atomic_load(&c->stats.redis_up))
-        log_warn("redis unreachable at start, will retry", "err=\"%s\"", perr);
+    char perr[512];
+    redis_state(c, redis_sink_ping(c->sink, perr, sizeof(perr)) == SINK_OK, perr);
     log_info("consuming", "topic=%s group=%s brokers=%s", c->conf->topic, c->conf->group,
              c->conf->brokers);
 
     while (!*stop) {
         int64_t now = now_ms();
+        metrics_heartbeat(c->metrics, now);
+        if (now >= c->tick_at) {
+            tick(c, now);
+            c->tick_at = now + TICK_MS;
+        }
         int timeout = 100;
         if (c->sink_down) {
             if (now >= c->retry_at) flush(c);
@@ -575,6 +718,7 @@ int consumer_run(consumer_t *c, volatile sig_atomic_t *stop) {
             flush(c);
     }
 
+    metrics_stopping(c->metrics);
     log_info("stopping: writing the batch in hand", NULL);
     int rc = 0;
     if (flush_until(c, now_ms() + c->conf->shutdown_timeout_ms) != 0) {
@@ -586,8 +730,6 @@ int consumer_run(consumer_t *c, volatile sig_atomic_t *stop) {
     return rc;
 }
 
-const consumer_stats_t *consumer_stats(const consumer_t *c) { return &c->stats; }
-
 void consumer_free(consumer_t *c) {
     if (!c) return;
     if (c->rk) rd_kafka_destroy(c->rk);
@@ -596,5 +738,6 @@ void consumer_free(consumer_t *c) {
     dlq_free(c->dlq);
     redis_sink_free(c->sink);
     decoder_free(c->dec);
+    registry_free(c->registry);
     free(c);
 }

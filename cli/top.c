@@ -1,0 +1,600 @@
+/*
+ * top.c — `rapport top`: a live terminal view of what rapport has written
+ * to Redis, for an operator.  It reads Redis only (any rapport instance's
+ * output, wherever it runs) and writes nothing:
+ *
+ *   - per partition: the watermark (event time), the next offset, and two
+ *     rates measured between frames: messages per second (the movement of
+ *     <prefix>_offsets: every message rapport has written to Redis,
+ *     whether scored, late or dead-lettered) and event time per second
+ *     (the movement of the watermark: how fast the scores' clock runs);
+ *   - the lowest connection indexes (ZRANGE <prefix>scores) with their
+ *     hash fields (at_risk, streak, contacts, ai_share);
+ *   - the newest alerts (XREVRANGE <prefix>alerts) with reason and
+ *     narrative.
+ *
+ * Refreshed every second; `q` or Ctrl-C quits.  On a terminal it puts the
+ * keyboard in non-canonical mode (termios) and draws on the alternate
+ * screen, and restores both on the way out.  --once prints one frame and
+ * exits (for scripts and tests; rates need two frames and show "-").
+ *
+ * One thread; a signal handler only sets a flag.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <hiredis/hiredis.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <termios.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli/commands.h"
+#include "sinks/redis.h"
+
+#define TOP_TIMEOUT_MS 2000
+#define TOP_MAX_PARTITIONS 4096
+
+static volatile sig_atomic_t top_stop;
+
+static void on_signal(int sig) {
+    (void)sig;
+    top_stop = 1;
+}
+
+typedef struct top_opts {
+    const char *url;
+    const char *prefix;
+    bool once;
+    int scores;             /* rows of lowest scores */
+    int alerts;             /* newest alerts shown */
+} top_opts_t;
+
+/* One partition as Redis shows it, at one moment. */
+typedef struct part_sample {
+    char field[256];        /* <topic>:<partition> */
+    int64_t watermark;      /* -1: none yet */
+    int64_t offset;         /* next offset in <prefix>_offsets; -1: none */
+} part_sample_t;
+
+typedef struct sample {
+    part_sample_t *p;
+    size_t n;
+    double at;              /* monotonic seconds */
+} sample_t;
+
+static double mono_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* ---- Text ------------------------------------------------------------- */
+
+/* Writes s (n bytes) to f in at most `cols` columns: control bytes (a
+ * customer id or a narrative could hold terminal escapes) become '?', and
+ * a cut falls on a UTF-8 character boundary, marked with "…".  Counts one
+ * column per character. */
+static void put_text(FILE *f, const char *s, size_t n, int cols) {
+    int used = 0;
+    if (cols <= 0) return;
+    for (size_t i = 0; i < n;) {
+        unsigned char ch = (unsigned char)s[i];
+        size_t len = ch < 0x80 ? 1 : (ch >> 5) == 6 ? 2 : (ch >> 4) == 14 ? 3 : (ch >> 3) == 30 ? 4 : 1;
+        if (i + len > n) len = n - i;
+        if (used == cols - 1 && i + len < n) {
+            fputs("…", f);
+            return;
+        }
+        if (used >= cols) return;
+        if (ch < 0x20 || ch == 0x7f || (ch >= 0x80 && len == 1))
+            fputc('?', f);
+        else
+            fwrite(s + i, 1, len, f);
+        used++;
+        i += len;
+    }
+}
+
+/* Like put_text, padded with spaces to exactly `cols` columns. */
+static void put_cell(FILE *f, const char *s, int cols) {
+    size_t n = strlen(s);
+    size_t chars = 0;
+    for (size_t i = 0; i < n; i++) chars += ((unsigned char)s[i] & 0xC0) != 0x80;
+    put_text(f, s, n, cols);
+    for (int i = (int)chars; i < cols; i++) fputc(' ', f);
+}
+
+/* "2026-02-05 02:41:06" (UTC) for ms since the epoch; "-" when < 0. */
+static const char *fmt_time(int64_t ms, char *buf, size_t size) {
+    if (ms < 0) return "-";
+    time_t t = (time_t)(ms / 1000);
+    struct tm tm;
+    if (!gmtime_r(&t, &tm) || !strftime(buf, size, "%Y-%m-%d %H:%M:%S", &tm)) return "?";
+    return buf;
+}
+
+/* "3600x" style speed of event time against the wall clock. */
+static const char *fmt_speed(double x, char *buf, size_t size) {
+    if (x < 0) return "-";
+    if (x >= 100)
+        snprintf(buf, size, "%.0fx", x);
+    else
+        snprintf(buf, size, "%.2fx", x);
+    return buf;
+}
+
+/* ---- Redis ------------------------------------------------------------ */
+
+static redisContext *top_connect(const redis_url_t *u, char *errstr, size_t errstr_size) {
+    struct timeval tv = {TOP_TIMEOUT_MS / 1000, (TOP_TIMEOUT_MS % 1000) * 1000};
+    redisContext *c = u->path[0] ? redisConnectUnixWithTimeout(u->path, tv)
+                                 : redisConnectWithTimeout(u->host, u->port, tv);
+    if (!c || c->err) {
+        snprintf(errstr, errstr_size, "cannot connect: %s", c ? c->errstr : "out of memory");
+        goto fail;
+    }
+    redisSetTimeout(c, tv);
+    redisReply *r = NULL;
+    if (u->password[0]) {
+        r = redisCommand(c, "AUTH %s", u->password);
+        if (!r || r->type == REDIS_REPLY_ERROR) goto reply_fail;
+        freeReplyObject(r);
+    }
+    if (u->db) {
+        r = redisCommand(c, "SELECT %d", u->db);
+        if (!r || r->type == REDIS_REPLY_ERROR) goto reply_fail;
+        freeReplyObject(r);
+    }
+    return c;
+reply_fail:
+    snprintf(errstr, errstr_size, "%s", r ? r->str : c->errstr);
+    freeReplyObject(r);
+fail:
+    if (c) redisFree(c);
+    return NULL;
+}
+
+/* Sends a command; NULL with errstr on an I/O error or an error reply. */
+static redisReply *top_command(redisContext *c, char *errstr, size_t errstr_size,
+                               const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *r = redisvCommand(c, fmt, ap);
+    va_end(ap);
+    if (!r) {
+        snprintf(errstr, errstr_size, "%s", c->errstr);
+        return NULL;
+    }
+    if (r->type == REDIS_REPLY_ERROR) {
+        snprintf(errstr, errstr_size, "%s", r->str);
+        freeReplyObject(r);
+        return NULL;
+    }
+    return r;
+}
+
+static int64_t reply_i64(const redisReply *r) {
+    if (r && r->type == REDIS_REPLY_INTEGER) return r->integer;
+    if (r && r->type == REDIS_REPLY_STRING) return strtoll(r->str, NULL, 10);
+    return -1;
+}
+
+static int cmp_part(const void *a, const void *b) {
+    const part_sample_t *x = a, *y = b;
+    /* topic first, then the partition number as a number */
+    const char *cx = strrchr(x->field, ':'), *cy = strrchr(y->field, ':');
+    size_t tx = cx ? (size_t)(cx - x->field) : strlen(x->field);
+    size_t ty = cy ? (size_t)(cy - y->field) : strlen(y->field);
+    int r = strncmp(x->field, y->field, tx < ty ? tx : ty);
+    if (r || tx != ty) return r ? r : (tx < ty ? -1 : 1);
+    long px = cx ? strtol(cx + 1, NULL, 10) : 0, py = cy ? strtol(cy + 1, NULL, 10) : 0;
+    return (px > py) - (px < py);
+}
+
+static part_sample_t *sample_find(sample_t *s, const char *field) {
+    for (size_t i = 0; i < s->n; i++)
+        if (!strcmp(s->p[i].field, field)) return &s->p[i];
+    return NULL;
+}
+
+/* Reads <prefix>watermarks and <prefix>_offsets into s (replacing it). */
+static int sample_read(redisContext *c, const char *prefix, sample_t *s, char *errstr,
+                       size_t errstr_size) {
+    redisReply *w = top_command(c, errstr, errstr_size, "HGETALL %swatermarks", prefix);
+    if (!w) return -1;
+    redisReply *o = top_command(c, errstr, errstr_size, "HGETALL %s_offsets", prefix);
+    if (!o) {
+        freeReplyObject(w);
+        return -1;
+    }
+    s->n = 0;
+    s->at = mono_s();
+    const redisReply *lists[2] = {w, o};
+    for (int k = 0; k < 2; k++) {
+        for (size_t i = 0; i + 1 < lists[k]->elements && s->n < TOP_MAX_PARTITIONS; i += 2) {
+            const char *field = lists[k]->element[i]->str;
+            if (!field) continue;
+            part_sample_t *p = sample_find(s, field);
+            if (!p) {
+                p = &s->p[s->n++];
+                snprintf(p->field, sizeof(p->field), "%s", field);
+                p->watermark = p->offset = -1;
+            }
+            int64_t v = reply_i64(lists[k]->element[i + 1]);
+            if (k == 0)
+                p->watermark = v;
+            else
+                p->offset = v;
+        }
+    }
+    qsort(s->p, s->n, sizeof(*s->p), cmp_part);
+    freeReplyObject(w);
+    freeReplyObject(o);
+    return 0;
+}
+
+/* ---- Frame ------------------------------------------------------------ */
+
+static void draw_partitions(FILE *f, const sample_t *cur, sample_t *prev) {
+    char t[32], b1[32], b2[32];
+    fprintf(f, "%-22s %-20s %12s %10s %12s\n", "partition", "watermark (UTC)", "next offset",
+            "msgs/s", "event time/s");
+    if (cur->n == 0) fprintf(f, "  (no partition written yet)\n");
+    double dt = prev->n ? cur->at - prev->at : 0;
+    for (size_t i = 0; i < cur->n; i++) {
+        const part_sample_t *p = &cur->p[i];
+        const part_sample_t *q = dt > 0.2 ? sample_find(prev, p->field) : NULL;
+        double rate = -1, speed = -1;
+        if (q && q->offset >= 0 && p->offset >= q->offset) rate = (double)(p->offset - q->offset) / dt;
+        if (q && q->watermark >= 0 && p->watermark >= q->watermark)
+            speed = (double)(p->watermark - q->watermark) / 1000.0 / dt;
+        put_cell(f, p->field, 22);
+        fprintf(f, " %-20s %12" PRId64 " ", fmt_time(p->watermark, t, sizeof(t)), p->offset);
+        if (rate >= 0)
+            snprintf(b1, sizeof(b1), "%.1f", rate);
+        else
+            snprintf(b1, sizeof(b1), "-");
+        fprintf(f, "%10s %12s\n", b1, fmt_speed(speed, b2, sizeof(b2)));
+    }
+}
+
+static const char *hash_str(const redisReply *r, size_t i) {
+    if (!r || r->type != REDIS_REPLY_ARRAY || i >= r->elements || !r->element[i]->str) return "-";
+    return r->element[i]->str;
+}
+
+static int draw_lowest(FILE *f, redisContext *c, const top_opts_t *o, char *errstr,
+                       size_t errstr_size) {
+    redisReply *z = top_command(c, errstr, errstr_size, "ZRANGE %sscores 0 %d WITHSCORES",
+                                o->prefix, o->scores - 1);
+    if (!z) return -1;
+    fprintf(f, "lowest connection index\n");
+    fprintf(f, "  %-24s %8s %-7s %6s %8s %8s  %-19s\n", "customer", "ci", "at risk", "streak",
+            "contacts", "ai share", "updated (UTC)");
+    size_t n = z->elements / 2;
+    for (size_t i = 0; i < n; i++) /* pipelined: one round trip for every row */
+        redisAppendCommand(c, "HMGET %sci:%b at_risk streak contacts ai_share updated_at",
+                           o->prefix, z->element[2 * i]->str, (size_t)z->element[2 * i]->len);
+    int rc = 0;
+    for (size_t i = 0; i < n; i++) {
+        redisReply *h = NULL;
+        if (redisGetReply(c, (void **)&h) != REDIS_OK) {
+            snprintf(errstr, errstr_size, "%s", c->errstr);
+            rc = -1;
+            break;
+        }
+        char t[32];
+        const redisReply *id = z->element[2 * i];
+        const char *updated = hash_str(h, 4);
+        fputs("  ", f);
+        put_cell(f, id->str, 24);
+        fprintf(f, " %8.2f %-7s %6s %8s %8s  %-19s\n", strtod(z->element[2 * i + 1]->str, NULL),
+                strcmp(hash_str(h, 0), "1") == 0 ? "YES" : "no", hash_str(h, 1), hash_str(h, 2),
+                hash_str(h, 3),
+                fmt_time(strcmp(updated, "-") ? strtoll(updated, NULL, 10) : -1, t, sizeof(t)));
+        freeReplyObject(h);
+    }
+    if (n == 0) fprintf(f, "  (no scores yet)\n");
+    freeReplyObject(z);
+    return rc;
+}
+
+static const char *entry_field(const redisReply *e, const char *name, size_t *len) {
+    const redisReply *kv = e->element[1];
+    for (size_t i = 0; kv && i + 1 < kv->elements; i += 2) {
+        if (kv->element[i]->str && !strcmp(kv->element[i]->str, name)) {
+            *len = kv->element[i + 1]->len;
+            return kv->element[i + 1]->str;
+        }
+    }
+    *len = 0;
+    return "";
+}
+
+static int draw_alerts(FILE *f, redisContext *c, const top_opts_t *o, int cols, char *errstr,
+                       size_t errstr_size) {
+    redisReply *x = top_command(c, errstr, errstr_size, "XREVRANGE %salerts + - COUNT %d",
+                                o->prefix, o->alerts);
+    if (!x) return -1;
+    fprintf(f, "newest alerts (event time, UTC)\n");
+    for (size_t i = 0; i < x->elements; i++) {
+        const redisReply *e = x->element[i];
+        if (e->type != REDIS_REPLY_ARRAY || e->elements < 2) continue;
+        size_t n;
+        char t[32], head[160];
+        const char *type = entry_field(e, "type", &n);
+        const char *cid = entry_field(e, "customer_id", &n);
+        size_t cid_len = n;
+        const char *score = entry_field(e, "score", &n);
+        const char *prev = entry_field(e, "previous_score", &n);
+        const char *reason = entry_field(e, "reason", &n);
+        size_t reason_len = n;
+        const char *narr = entry_field(e, "narrative", &n);
+        size_t narr_len = n;
+        const char *at = entry_field(e, "occurred_at", &n);
+        snprintf(head, sizeof(head), "  %s  %-11s ", fmt_time(strtoll(at, NULL, 10), t, sizeof(t)),
+                 type);
+        fputs(head, f);
+        put_text(f, cid, cid_len, 24);
+        if (*prev)
+            fprintf(f, "  ci %s (was %s)\n", score, prev);
+        else
+            fprintf(f, "  ci %s (new)\n", score);
+        fputs("      ", f);
+        put_text(f, reason, reason_len, cols - 6);
+        fputc('\n', f);
+        if (narr_len) {
+            fputs("      \"", f);
+            put_text(f, narr, narr_len, cols - 8);
+            fputs("\"\n", f);
+        }
+    }
+    if (x->elements == 0) fprintf(f, "  (no alerts yet)\n");
+    freeReplyObject(x);
+    return 0;
+}
+
+/* Draws one frame into f.  Returns 0, or -1 with errstr when Redis fails. */
+static int draw_frame(FILE *f, redisContext *c, const top_opts_t *o, sample_t *prev,
+                      sample_t *cur, int cols, char *errstr, size_t errstr_size) {
+    if (sample_read(c, o->prefix, cur, errstr, errstr_size) != 0) return -1;
+    redisReply *zc = top_command(c, errstr, errstr_size, "ZCARD %sscores", o->prefix);
+    if (!zc) return -1;
+    redisReply *xl = top_command(c, errstr, errstr_size, "XLEN %salerts", o->prefix);
+    if (!xl) {
+        freeReplyObject(zc);
+        return -1;
+    }
+    char now[32];
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    fprintf(f, "rapport top  %s  prefix %s  %s UTC%s\n", o->url, o->prefix,
+            fmt_time((int64_t)ts.tv_sec * 1000, now, sizeof(now)), o->once ? "" : "   (q quits)");
+    fprintf(f, "customers scored %lld   alerts in stream %lld\n\n", zc->integer, xl->integer);
+    freeReplyObject(zc);
+    freeReplyObject(xl);
+    draw_partitions(f, cur, prev);
+    fputc('\n', f);
+    if (draw_lowest(f, c, o, errstr, errstr_size) != 0) return -1;
+    fputc('\n', f);
+    return draw_alerts(f, c, o, cols, errstr, errstr_size);
+}
+
+/* ---- Terminal --------------------------------------------------------- */
+
+typedef struct term {
+    bool tty_out;           /* stdout is a terminal: redraw in place */
+    bool raw;               /* stdin's termios changed; `saved` restores it */
+    struct termios saved;
+} term_t;
+
+static void term_open(term_t *t) {
+    t->tty_out = isatty(STDOUT_FILENO);
+    if (isatty(STDIN_FILENO) && tcgetattr(STDIN_FILENO, &t->saved) == 0) {
+        struct termios r = t->saved;
+        r.c_lflag &= (tcflag_t) ~(ICANON | ECHO); /* keys one by one, not echoed; ISIG kept */
+        r.c_cc[VMIN] = 0;
+        r.c_cc[VTIME] = 0;
+        t->raw = tcsetattr(STDIN_FILENO, TCSANOW, &r) == 0;
+    }
+    if (t->tty_out) fputs("\033[?1049h\033[?25l", stdout); /* alternate screen, no cursor */
+    fflush(stdout);
+}
+
+static void term_close(term_t *t) {
+    if (t->tty_out) fputs("\033[?25h\033[?1049l", stdout);
+    fflush(stdout);
+    if (t->raw) tcsetattr(STDIN_FILENO, TCSANOW, &t->saved);
+    t->raw = false;
+}
+
+static void term_size(const term_t *t, int *cols, int *rows) {
+    struct winsize ws;
+    *cols = 120;
+    *rows = 0; /* no limit */
+    if (t->tty_out && ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 20) {
+        *cols = ws.ws_col;
+        *rows = ws.ws_row;
+    }
+}
+
+/* Shows a frame: on a terminal, in place and cut to the screen's height;
+ * elsewhere, appended. */
+static void term_show(const term_t *t, const char *text, int rows) {
+    if (!t->tty_out) {
+        fputs(text, stdout);
+        fflush(stdout);
+        return;
+    }
+    fputs("\033[H", stdout);
+    int line = 0;
+    for (const char *p = text; *p && (rows == 0 || line < rows - 1); line++) {
+        const char *nl = strchr(p, '\n');
+        size_t n = nl ? (size_t)(nl - p) : strlen(p);
+        fwrite(p, 1, n, stdout);
+        fputs("\033[K\n", stdout);
+        p += n + (nl ? 1 : 0);
+    }
+    fputs("\033[J", stdout);
+    fflush(stdout);
+}
+
+/* Waits up to ms for a key; true when it asks to quit. */
+static bool term_wait_quit(const term_t *t, int ms) {
+    struct pollfd pfd = {.fd = STDIN_FILENO, .events = POLLIN};
+    if (!t->raw) {
+        poll(NULL, 0, ms);
+        return false;
+    }
+    if (poll(&pfd, 1, ms) <= 0) return false;
+    char buf[32];
+    ssize_t n = read(STDIN_FILENO, buf, sizeof(buf));
+    for (ssize_t i = 0; i < n; i++)
+        if (buf[i] == 'q' || buf[i] == 'Q' || buf[i] == 3) return true;
+    return false;
+}
+
+/* ---- Command ---------------------------------------------------------- */
+
+static void top_usage(FILE *out) {
+    fprintf(out,
+            "usage: rapport top [-r REDIS_URL] [--prefix PREFIX] [--scores N] [--alerts N] "
+            "[--once]\n\n"
+            "A live view of what rapport writes to Redis, refreshed every second; q or\n"
+            "Ctrl-C quits.  Reads Redis only.\n\n"
+            "  -r REDIS_URL    redis://[:password@]host[:port][/db] or unix:///path.sock\n"
+            "                  (default redis://127.0.0.1:6379)\n"
+            "  --prefix P      key prefix (default rapport:)\n"
+            "  --scores N      lowest scores shown (default 10)\n"
+            "  --alerts N      newest alerts shown (default 6)\n"
+            "  --once          print one frame and exit (rates need two frames: shown as -)\n\n"
+            "msgs/s: messages per second written to Redis per partition (scored, late\n"
+            "and dead-lettered), from <prefix>_offsets.  event time/s: how many seconds\n"
+            "of event time the partition's watermark advanced per second.\n");
+}
+
+static int parse_count(const char *s, int *out) {
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (*s == '\0' || *end || v < 1 || v > 1000) return -1;
+    *out = (int)v;
+    return 0;
+}
+
+int cmd_top(int argc, char **argv) {
+    static const struct option longopts[] = {
+        {"prefix", required_argument, NULL, 'p'}, {"scores", required_argument, NULL, 's'},
+        {"alerts", required_argument, NULL, 'a'}, {"once", no_argument, NULL, 'o'},
+        {"help", no_argument, NULL, 'h'},         {0, 0, 0, 0}};
+    top_opts_t o = {.url = "redis://127.0.0.1:6379", .prefix = "rapport:", .scores = 10,
+                    .alerts = 6};
+    int opt;
+    optind = 1;
+    while ((opt = getopt_long(argc, argv, "r:h", longopts, NULL)) != -1) {
+        switch (opt) {
+        case 'r': o.url = optarg; break;
+        case 'p': o.prefix = optarg; break;
+        case 'o': o.once = true; break;
+        case 's':
+        case 'a':
+            if (parse_count(optarg, opt == 's' ? &o.scores : &o.alerts) != 0) {
+                fprintf(stderr, "rapport top: --%s: \"%s\" is not a number in 1..1000\n",
+                        opt == 's' ? "scores" : "alerts", optarg);
+                return 2;
+            }
+            break;
+        case 'h': top_usage(stdout); return 0;
+        default: top_usage(stderr); return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "rapport top: unexpected argument \"%s\"\n", argv[optind]);
+        return 2;
+    }
+    char err[512];
+    redis_url_t url;
+    if (redis_url_parse(o.url, &url, err, sizeof(err)) != 0) {
+        fprintf(stderr, "rapport top: %s\n", err);
+        return 2;
+    }
+
+    sample_t a = {0}, b = {0};
+    a.p = calloc(TOP_MAX_PARTITIONS, sizeof(*a.p));
+    b.p = calloc(TOP_MAX_PARTITIONS, sizeof(*b.p));
+    char *text = NULL;
+    size_t text_len = 0;
+    redisContext *c = NULL;
+    int rc = 0;
+    if (!a.p || !b.p) {
+        fprintf(stderr, "rapport top: out of memory\n");
+        rc = 1;
+        goto out;
+    }
+    if (o.once) {
+        FILE *f = open_memstream(&text, &text_len);
+        c = f ? top_connect(&url, err, sizeof(err)) : NULL;
+        int ok = c && draw_frame(f, c, &o, &b, &a, 120, err, sizeof(err)) == 0;
+        if (f) fclose(f);
+        if (!ok) {
+            fprintf(stderr, "rapport top: redis %s: %s\n", o.url, f ? err : "out of memory");
+            rc = 1;
+            goto out;
+        }
+        fputs(text, stdout);
+        goto out;
+    }
+
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    term_t term = {0};
+    term_open(&term);
+    sample_t *cur = &a, *prev = &b;
+    while (!top_stop) {
+        int cols, rows;
+        term_size(&term, &cols, &rows);
+        FILE *f = open_memstream(&text, &text_len);
+        if (!f) break;
+        if (!c) c = top_connect(&url, err, sizeof(err));
+        if (!c || draw_frame(f, c, &o, prev, cur, cols, err, sizeof(err)) != 0) {
+            fclose(f);
+            free(text);
+            f = open_memstream(&text, &text_len);
+            if (!f) break;
+            fprintf(f, "rapport top  %s\n\nredis: %s\nretrying every second (q quits)\n", o.url,
+                    err);
+            if (c) redisFree(c);
+            c = NULL;
+            prev->n = 0;
+        } else {
+            sample_t *t = prev; /* this frame's sample is the next one's previous */
+            prev = cur;
+            cur = t;
+        }
+        fclose(f);
+        if (!term.tty_out) fputs("\n", stdout);
+        term_show(&term, text, rows);
+        free(text);
+        text = NULL;
+        if (term_wait_quit(&term, 1000)) break;
+    }
+    term_close(&term);
+out:
+    free(text);
+    if (c) redisFree(c);
+    free(a.p);
+    free(b.p);
+    return rc;
+}
