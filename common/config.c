@@ -265,6 +265,16 @@ int config_validate(const config_t *c, char *errstr, size_t errstr_size) {
         snprintf(errstr, errstr_size, "schema_dir: set schema_dir or schema_registry_url");
         return -1;
     }
+    if ((*c->schema_registry_user || *c->schema_registry_password) &&
+        !*c->schema_registry_url) {
+        snprintf(errstr, errstr_size, "%s: set without schema_registry_url",
+                 *c->schema_registry_user ? "schema_registry_user" : "schema_registry_password");
+        return -1;
+    }
+    if (*c->schema_registry_password && !*c->schema_registry_user) {
+        snprintf(errstr, errstr_size, "schema_registry_password: set without schema_registry_user");
+        return -1;
+    }
     struct stat st;
     if (*c->schema_dir && !*c->schema_registry_url &&
         (stat(c->schema_dir, &st) != 0 || !S_ISDIR(st.st_mode))) {
@@ -343,6 +353,9 @@ void config_print_markdown(FILE *out) {
             "librdkafka at start-up |\n\n"
             "Cross-key rules: `prior_weight` must be greater than 0; `recover_threshold` must\n"
             "be at least `risk_threshold`; one of\n"
-            "`schema_dir` and `schema_registry_url` must be set; `dlq_topic` must differ from\n"
-            "`topic`.\n");
+            "`schema_dir` and `schema_registry_url` must be set (a `schema_dir` that does not\n"
+            "exist is an error unless a registry is set); `schema_registry_user` and\n"
+            "`schema_registry_password` need `schema_registry_url`, and a password needs a\n"
+            "user; `dlq_topic` must differ from `topic`; `metrics_listen` must be a free\n"
+            "`[host]:port`.\n");
 }
