@@ -48,7 +48,7 @@ RAPPORT_BIN := $(if $(SANITIZE),$(BUILD)/rapport,bin/rapport)
 # Objects and test helpers are never intermediate: keep them between runs.
 .SECONDARY:
 
-.PHONY: all deps test unit valgrind demo bench clean docs check-docs
+.PHONY: all deps test unit valgrind demo bench clean docs check-docs check-deploy
 all: bin/rapport
 
 deps:
@@ -85,12 +85,14 @@ test: deps
 ifeq ($(SANITIZE),)
 	@$(MAKE) --no-print-directory valgrind
 	@$(MAKE) --no-print-directory check-docs
+	@$(MAKE) --no-print-directory check-deploy
 endif
 
 unit: $(RAPPORT_BIN) $(TESTS)
 	@set -e; fail=0; for t in $(TESTS); do \
 	    echo "== $$t"; \
-	    RAPPORT_BIN=$(RAPPORT_BIN) $$t --jobs 2 || fail=1; \
+	    RAPPORT_BIN=$(RAPPORT_BIN) LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp \
+	        $$t --jobs 2 || fail=1; \
 	done; \
 	if [ $$fail -ne 0 ]; then echo "unit tests: FAILED"; exit 1; fi; echo "unit tests: all passed"
 
@@ -106,6 +108,10 @@ docs: bin/rapport
 check-docs: bin/rapport
 	@bin/rapport config-doc | diff -u docs/CONFIG.md - \
 	    || { echo "docs/CONFIG.md is stale: run 'make docs'"; exit 1; }
+
+# What can be checked of deploy/ without a Docker engine or a cluster.
+check-deploy:
+	@deploy/check.sh
 
 demo: deps
 	@$(MAKE) --no-print-directory bin/rapport
