@@ -12,7 +12,7 @@
 #include "common/config.h"
 #include "common/http.h"
 #include "common/log.h"
-#include "common/metrics.h"
+#include "consumer/metrics.h"
 #include "common/version.h"
 #include "consumer/consumer.h"
 

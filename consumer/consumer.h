@@ -17,7 +17,7 @@
 #include <stdint.h>
 
 #include "common/config.h"
-#include "common/metrics.h"
+#include "consumer/metrics.h"
 
 typedef struct consumer consumer_t;
 

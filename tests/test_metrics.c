@@ -27,7 +27,7 @@
 #include <unistd.h>
 
 #include "common/http.h"
-#include "common/metrics.h"
+#include "consumer/metrics.h"
 #include "consumer/decode.h"
 #include "tests/support/env.h"
 

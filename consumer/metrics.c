@@ -3,7 +3,7 @@
  * snapshot (under `lock`) and the three HTTP handlers, which run on the
  * HTTP thread.
  */
-#include "common/metrics.h"
+#include "consumer/metrics.h"
 
 #include <inttypes.h>
 #include <pthread.h>
