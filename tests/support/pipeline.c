@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -85,6 +86,9 @@ pid_t proc_start(const char *logpath, const char *const *args) {
     if (!bin || !*bin) bin = "bin/rapport";
     pid_t pid = fork();
     if (pid != 0) return pid;
+    /* A failed assertion ends the test without its cleanup: the child must
+     * not outlive it. */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
     int fd = open(logpath, O_WRONLY | O_CREAT | O_APPEND, 0644);
     if (fd >= 0) {
         dup2(fd, 1);
