@@ -1059,8 +1059,10 @@ static void cust_view(window_t *w, const cust_t *c, window_customer_view_t *v) {
     v->events = s.events;
     v->at_risk = (c->flags & F_AT_RISK) != 0;
     v->updated_at = c->updated_at;
+    /* Empty, not NULL, when no event changed it since the commit: callers
+     * may pass it to memcmp/memcpy. */
     v->last_event_id = c->eid ? (strview_t){w->event_ids.p + c->eid - 1, c->eid_len}
-                              : (strview_t){NULL, 0};
+                              : (strview_t){"", 0};
     v->state_len = cust_blob(w, c);
     v->state = (const unsigned char *)w->enc.p;
 }
