@@ -1,0 +1,497 @@
+/*
+ * micro.c — in-process microbenchmarks of rapport's stages, on the
+ * generator's events (the messages `rapport gen` sends).
+ *
+ *   decode   decoder_decode() over --events pre-generated messages (seed 1,
+ *            --customers customers, writer schema v1 as in the end-to-end
+ *            run; then a v1/v2/v3 mix): ns per event.
+ *   score    window_add() over the same decoded events in one window, with
+ *            the change list handed over and committed every --flush-every
+ *            events as the consumer does after a flush (window_foreach_change
+ *            with callbacks that do nothing, then window_commit), timed
+ *            apart: ns per event each.
+ *   score1m  one window filled with --track customers (seed 1, a few events
+ *            each), then window_add() over the next --track-events events
+ *            with that many customers tracked: ns per event; and the
+ *            scorer's heap (glibc mallinfo2 in use) per tracked customer.
+ *   sink     (with --redis URL) the first --sink-events of the same events
+ *            through a window into redis_sink_flush() every --flush-every
+ *            events, one partition:
+ *            wall ns per event of the flushes, and from redis_sink_stats()
+ *            Redis commands and request bytes per event.
+ *
+ * decode, score and score1m are timed in thread CPU time, sink in wall
+ * time.  Each timed pass runs --repeat times; min, median and max are
+ * printed.
+ * Every line of output is "name key=value...".  One thread.
+ */
+#include <getopt.h>
+#include <inttypes.h>
+#include <malloc.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "consumer/decode.h"
+#include "gen/encode.h"
+#include "gen/story.h"
+#include "scoring/window.h"
+#include "sinks/redis.h"
+
+#define MAX_REPEAT 16
+#define ARENA_BLOCK (16u << 20)
+
+/* The stages are timed in this thread's CPU time, so that time the
+ * scheduler gives to other processes on a shared machine is not counted
+ * (cache and memory-bandwidth interference still is). */
+static int64_t cpu_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Wall time, for what waits on Redis. */
+static int64_t now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Bytes that stay put: a list of big blocks, freed together. */
+typedef struct arena {
+    struct block {
+        struct block *next;
+        size_t used;
+        unsigned char data[];
+    } *head;
+} arena_t;
+
+static void *arena_copy(arena_t *a, const void *src, size_t n) {
+    if (!a->head || a->head->used + n > ARENA_BLOCK) {
+        struct block *b = malloc(sizeof *b + (n > ARENA_BLOCK ? n : ARENA_BLOCK));
+        if (!b)
+            return NULL;
+        b->next = a->head;
+        b->used = 0;
+        a->head = b;
+    }
+    void *p = a->head->data + a->head->used;
+    memcpy(p, src, n);
+    a->head->used += n;
+    return p;
+}
+
+static void arena_free(arena_t *a) {
+    while (a->head) {
+        struct block *b = a->head;
+        a->head = b->next;
+        free(b);
+    }
+}
+
+/* n messages of a generator, copied into an arena. */
+typedef struct msgs {
+    kafka_msg_view_t *v;
+    size_t n;
+    arena_t arena;
+} msgs_t;
+
+static void msgs_free(msgs_t *m) {
+    free(m->v);
+    arena_free(&m->arena);
+    *m = (msgs_t){0};
+}
+
+static int msgs_make(gen_t *g, size_t n, msgs_t *m) {
+    *m = (msgs_t){0};
+    m->v = calloc(n, sizeof *m->v);
+    if (!m->v)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        gen_msg_t gm;
+        if (gen_next(g, &gm) != 0)
+            return -1;
+        kafka_msg_view_t *v = &m->v[i];
+        v->key = gm.key ? arena_copy(&m->arena, gm.key, gm.key_len) : NULL;
+        v->key_len = gm.key_len;
+        v->value = gm.value ? arena_copy(&m->arena, gm.value, gm.value_len) : NULL;
+        v->value_len = gm.value_len;
+        v->timestamp = gm.timestamp_ms;
+        if ((gm.key && !v->key) || (gm.value && !v->value))
+            return -1;
+        m->n = i + 1;
+    }
+    return 0;
+}
+
+static gen_t *gen_make(uint64_t seed, uint32_t customers, unsigned schemas) {
+    gen_conf_t gc;
+    char errstr[256];
+    gen_conf_default(&gc);
+    gc.seed = seed;
+    gc.customers = customers;
+    gc.schemas = schemas;
+    gen_t *g = gen_new(&gc, errstr, sizeof errstr);
+    if (!g)
+        fprintf(stderr, "micro: gen: %s\n", errstr);
+    return g;
+}
+
+static int cmp_i64(const void *a, const void *b) {
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* Prints "<name> ns_per_event_min=… median=… max=…" from r per-pass
+ * totals over n events each. */
+static void report(const char *name, int64_t *t, int r, size_t n) {
+    qsort(t, (size_t)r, sizeof *t, cmp_i64);
+    printf("%s ns_per_event_min=%.1f median=%.1f max=%.1f events=%zu repeat=%d\n", name,
+           (double)t[0] / (double)n, (double)t[r / 2] / (double)n,
+           (double)t[r - 1] / (double)n, n, r);
+    fflush(stdout);
+}
+
+/* Decodes every message into ev (may be NULL); returns the DECODE_OK count. */
+static size_t decode_all(decoder_t *d, const msgs_t *m, event_t *ev, int64_t *ns) {
+    char detail[256];
+    dlq_reason_t reason;
+    event_t tmp;
+    size_t ok = 0;
+    int64_t t0 = cpu_ns();
+    for (size_t i = 0; i < m->n; i++)
+        ok += decoder_decode(d, &m->v[i], ev ? &ev[i] : &tmp, &reason, detail, sizeof detail) ==
+              DECODE_OK;
+    *ns = cpu_ns() - t0;
+    return ok;
+}
+
+static void noop_upsert(void *opaque, const window_customer_view_t *v) {
+    (void)v;
+    (*(size_t *)opaque)++;
+}
+
+static void noop_delete(void *opaque, strview_t id) {
+    (void)id;
+    (*(size_t *)opaque)++;
+}
+
+/* window_add over ev[0..n), committing every flush_every events; adds the
+ * time spent in window_add and in the commits to *add_ns and *commit_ns. */
+static void score_run(window_t *w, const event_t *ev, size_t n, int64_t first_offset,
+                      size_t flush_every, int64_t *add_ns, int64_t *commit_ns) {
+    size_t changes = 0;
+    for (size_t i = 0; i < n;) {
+        size_t end = i + flush_every < n ? i + flush_every : n;
+        int64_t t0 = cpu_ns();
+        for (; i < end; i++)
+            window_add(w, &ev[i], first_offset + (int64_t)i);
+        int64_t t1 = cpu_ns();
+        window_foreach_change(w, noop_upsert, noop_delete, &changes);
+        window_commit(w);
+        *add_ns += t1 - t0;
+        *commit_ns += cpu_ns() - t1;
+    }
+}
+
+typedef struct opts {
+    const char *schema_dir;
+    const char *redis_url;
+    size_t events;
+    size_t track_events;
+    size_t sink_events;
+    uint32_t customers;
+    uint32_t track;
+    size_t flush_every;
+    int repeat;
+    bool decode, score, score1m, sink;
+} opts_t;
+
+static int bench_decode_and_score(const opts_t *o, decoder_t *d) {
+    int64_t t[MAX_REPEAT], t2[MAX_REPEAT];
+    int rc = -1;
+    msgs_t m = {0}, mix = {0};
+    event_t *ev = calloc(o->events, sizeof *ev);
+    gen_t *g = gen_make(1, o->customers, 1u << ENCODE_V1);
+    gen_t *gm = gen_make(1, o->customers, (1u << ENCODE_V1) | (1u << ENCODE_V2) | (1u << ENCODE_V3));
+    if (!ev || !g || !gm || msgs_make(g, o->events, &m) != 0 ||
+        msgs_make(gm, o->events / 4 ? o->events / 4 : 1, &mix) != 0) {
+        fprintf(stderr, "micro: cannot make the messages\n");
+        goto out;
+    }
+    size_t bytes = 0;
+    for (size_t i = 0; i < m.n; i++)
+        bytes += m.v[i].value_len + m.v[i].key_len;
+    printf("messages events=%zu customers=%" PRIu32 " mean_bytes=%.1f\n", m.n, o->customers,
+           (double)bytes / (double)m.n);
+
+    /* Decode (also fills ev for the scorer).  Pass -1 warms up: it
+     * faults in ev's pages and loads the schema. */
+    for (int r = -1; r < o->repeat; r++) {
+        size_t ok = decode_all(d, &m, ev, &t[r < 0 ? 0 : r]);
+        if (ok != m.n) {
+            fprintf(stderr, "micro: %zu of %zu messages did not decode\n", m.n - ok, m.n);
+            goto out;
+        }
+    }
+    if (o->decode) {
+        report("decode_v1", t, o->repeat, m.n);
+        for (int r = -1; r < o->repeat; r++)
+            if (decode_all(d, &mix, NULL, &t[r < 0 ? 0 : r]) != mix.n) {
+                fprintf(stderr, "micro: the v1/v2/v3 mix did not decode\n");
+                goto out;
+            }
+        report("decode_mix", t, o->repeat, mix.n);
+    }
+
+    if (o->score) {
+        score_params_t sp;
+        char errstr[256];
+        score_params_default(&sp);
+        size_t customers = 0;
+        for (int r = 0; r < o->repeat; r++) {
+            window_t *w = window_new(&sp, 0, errstr, sizeof errstr);
+            if (!w) {
+                fprintf(stderr, "micro: %s\n", errstr);
+                goto out;
+            }
+            t[r] = t2[r] = 0;
+            score_run(w, ev, m.n, 0, o->flush_every, &t[r], &t2[r]);
+            customers = window_customer_count(w);
+            window_free(w);
+        }
+        printf("score_customers tracked_at_end=%zu\n", customers);
+        report("score_add", t, o->repeat, m.n);
+        report("score_commit", t2, o->repeat, m.n);
+    }
+    rc = 0;
+out:
+    gen_free(g);
+    gen_free(gm);
+    msgs_free(&m);
+    msgs_free(&mix);
+    free(ev);
+    return rc;
+}
+
+static int bench_score1m(const opts_t *o, decoder_t *d) {
+    int64_t t[MAX_REPEAT], t2[MAX_REPEAT];
+    int rc = -1;
+    char errstr[256], detail[256];
+    dlq_reason_t reason;
+    score_params_t sp;
+    score_params_default(&sp);
+    msgs_t m = {0};
+    event_t *ev = calloc(o->track_events, sizeof *ev);
+    gen_t *g = gen_make(1, o->track, 1u << ENCODE_V1);
+    struct mallinfo2 mi0 = mallinfo2();
+    window_t *w = window_new(&sp, 0, errstr, sizeof errstr);
+    if (!ev || !g || !w) {
+        fprintf(stderr, "micro: score1m: cannot start\n");
+        goto out;
+    }
+    /* Fill until (almost) every customer is tracked. */
+    int64_t offset = 0, t0 = now_ns();
+    size_t changes = 0, limit = (size_t)o->track * 6;
+    while (window_customer_count(w) < (size_t)o->track * 99 / 100 && (size_t)offset < limit) {
+        gen_msg_t gm;
+        event_t e;
+        if (gen_next(g, &gm) != 0)
+            goto out;
+        kafka_msg_view_t v = {gm.key, gm.key_len, gm.value, gm.value_len, gm.timestamp_ms};
+        if (decoder_decode(d, &v, &e, &reason, detail, sizeof detail) != DECODE_OK)
+            goto out;
+        window_add(w, &e, offset++);
+        if (offset % (int64_t)o->flush_every == 0) {
+            window_foreach_change(w, noop_upsert, noop_delete, &changes);
+            window_commit(w);
+        }
+    }
+    window_foreach_change(w, noop_upsert, noop_delete, &changes);
+    window_commit(w);
+    struct mallinfo2 mi1 = mallinfo2();
+    size_t tracked = window_customer_count(w);
+    printf("score1m_fill events=%" PRId64 " tracked=%zu seconds=%.1f heap_bytes_per_customer=%.1f\n",
+           offset, tracked, (double)(now_ns() - t0) / 1e9,
+           tracked ? (double)(mi1.uordblks - mi0.uordblks) / (double)tracked : 0.0);
+    fflush(stdout);
+
+    for (int r = 0; r < o->repeat; r++) {
+        if (msgs_make(g, o->track_events, &m) != 0)
+            goto out;
+        for (size_t i = 0; i < m.n; i++)
+            if (decoder_decode(d, &m.v[i], &ev[i], &reason, detail, sizeof detail) != DECODE_OK)
+                goto out;
+        t[r] = t2[r] = 0;
+        score_run(w, ev, m.n, offset, o->flush_every, &t[r], &t2[r]);
+        offset += (int64_t)m.n;
+        msgs_free(&m);
+    }
+    printf("score1m_customers tracked_at_end=%zu\n", window_customer_count(w));
+    report("score1m_add", t, o->repeat, o->track_events);
+    report("score1m_commit", t2, o->repeat, o->track_events);
+    rc = 0;
+out:
+    if (rc != 0)
+        fprintf(stderr, "micro: score1m failed\n");
+    msgs_free(&m);
+    window_free(w);
+    gen_free(g);
+    free(ev);
+    return rc;
+}
+
+static int bench_sink(const opts_t *o, decoder_t *d) {
+    int rc = -1;
+    char errstr[512];
+    score_params_t sp;
+    score_params_default(&sp);
+    msgs_t m = {0};
+    event_t *ev = calloc(o->sink_events, sizeof *ev);
+    gen_t *g = gen_make(1, o->customers, 1u << ENCODE_V1);
+    redis_sink_conf_t sc = {.url = o->redis_url, .prefix = "micro:", .alerts_maxlen = 1000000,
+                            .timeout_ms = 30000};
+    redis_sink_t *s = redis_sink_new(&sc, errstr, sizeof errstr);
+    window_t *w = window_new(&sp, 0, errstr, sizeof errstr);
+    if (!ev || !g || !s || !w || msgs_make(g, o->sink_events, &m) != 0) {
+        fprintf(stderr, "micro: sink: %s\n", errstr);
+        goto out;
+    }
+    if (decode_all(d, &m, ev, &(int64_t){0}) != m.n)
+        goto out;
+    int64_t epoch, next;
+    if (redis_sink_claim(s, "micro", 0, w, &epoch, &next, errstr, sizeof errstr) != SINK_OK) {
+        fprintf(stderr, "micro: sink: claim: %s\n", errstr);
+        goto out;
+    }
+    sink_partition_t part = {.topic = "micro", .partition = 0, .epoch = epoch,
+                             .prev_offset = next, .w = w};
+    int64_t flush_ns = 0;
+    size_t base = next >= 0 ? (size_t)next : 0;
+    for (size_t i = 0; i < m.n;) {
+        size_t end = i + o->flush_every < m.n ? i + o->flush_every : m.n;
+        for (; i < end; i++)
+            window_add(w, &ev[i], (int64_t)(base + i));
+        part.next_offset = (int64_t)(base + i);
+        int64_t t0 = now_ns();
+        if (redis_sink_flush(s, &part, 1, errstr, sizeof errstr) != SINK_OK) {
+            fprintf(stderr, "micro: sink: flush: %s\n", errstr);
+            goto out;
+        }
+        flush_ns += now_ns() - t0;
+        window_commit(w);
+        part.prev_offset = part.next_offset;
+    }
+    const sink_stats_t *st = redis_sink_stats(s);
+    printf("sink events=%zu flush_every=%zu flushes=%" PRIu64 " ns_per_event=%.1f"
+           " commands_per_event=%.4f bytes_per_event=%.1f customers_written_per_event=%.4f"
+           " alerts_per_event=%.4f\n",
+           m.n, o->flush_every, st->flushes, (double)flush_ns / (double)m.n,
+           (double)st->commands / (double)m.n, (double)st->bytes_sent / (double)m.n,
+           (double)st->customers_written / (double)m.n, (double)st->alerts_written / (double)m.n);
+    rc = 0;
+out:
+    window_free(w);
+    redis_sink_free(s);
+    msgs_free(&m);
+    gen_free(g);
+    free(ev);
+    return rc;
+}
+
+static void usage(FILE *f) {
+    fputs("usage: micro --schema-dir DIR [--events N] [--customers N] [--track N]\n"
+          "             [--track-events N] [--sink-events N] [--flush-every N]\n"
+          "             [--repeat R] [--redis URL]\n"
+          "             [--only decode,score,score1m,sink]\n"
+          "\n"
+          "Defaults: --events 1000000 --customers 100000 --track 1000000\n"
+          "--track-events 300000 --sink-events 200000 --flush-every 10000\n"
+          "--repeat 3; sink runs only with --redis.\n",
+          f);
+}
+
+/* "decode,score,score1m,sink", any non-empty subset. */
+static int parse_only(const char *s, opts_t *o) {
+    o->decode = o->score = o->score1m = o->sink = false;
+    while (*s) {
+        size_t n = strcspn(s, ",");
+        if (n == 6 && strncmp(s, "decode", n) == 0) o->decode = true;
+        else if (n == 5 && strncmp(s, "score", n) == 0) o->score = true;
+        else if (n == 7 && strncmp(s, "score1m", n) == 0) o->score1m = true;
+        else if (n == 4 && strncmp(s, "sink", n) == 0) o->sink = true;
+        else return -1;
+        s += n + (s[n] == ',');
+    }
+    return o->decode || o->score || o->score1m || o->sink ? 0 : -1;
+}
+
+int main(int argc, char **argv) {
+    static const struct option longopts[] = {
+        {"schema-dir", required_argument, NULL, 'd'}, {"events", required_argument, NULL, 'n'},
+        {"customers", required_argument, NULL, 'c'},  {"track", required_argument, NULL, 'k'},
+        {"flush-every", required_argument, NULL, 'f'}, {"repeat", required_argument, NULL, 'r'},
+        {"redis", required_argument, NULL, 'R'},      {"only", required_argument, NULL, 'o'},
+        {"track-events", required_argument, NULL, 'K'},
+        {"sink-events", required_argument, NULL, 'E'},
+        {"help", no_argument, NULL, 'h'},             {NULL, 0, NULL, 0}};
+    opts_t o = {.events = 1000000, .track_events = 300000,
+                .sink_events = 200000, .customers = 100000, .track = 1000000,
+                .flush_every = 10000, .repeat = 3,
+                .decode = true, .score = true, .score1m = true, .sink = true};
+    int c;
+    while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'd': o.schema_dir = optarg; break;
+        case 'n': o.events = strtoull(optarg, NULL, 10); break;
+        case 'c': o.customers = (uint32_t)strtoul(optarg, NULL, 10); break;
+        case 'k': o.track = (uint32_t)strtoul(optarg, NULL, 10); break;
+        case 'K': o.track_events = strtoull(optarg, NULL, 10); break;
+        case 'E': o.sink_events = strtoull(optarg, NULL, 10); break;
+        case 'f': o.flush_every = strtoull(optarg, NULL, 10); break;
+        case 'r': o.repeat = atoi(optarg); break;
+        case 'R': o.redis_url = optarg; break;
+        case 'o':
+            if (parse_only(optarg, &o) != 0) {
+                usage(stderr);
+                return 2;
+            }
+            break;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (!o.schema_dir || optind < argc || o.events < 1 || o.customers < 1 || o.track < 1 ||
+        o.track_events < 1 || o.sink_events < 1 ||
+        o.flush_every < 1 || o.repeat < 1 || o.repeat > MAX_REPEAT) {
+        usage(stderr);
+        return 2;
+    }
+    if (!o.redis_url)
+        o.sink = false;
+
+    char errstr[512];
+    /* The writer schemas, as `rapport gen --schema-dir` writes them. */
+    if (encode_write_schemas(o.schema_dir, errstr, sizeof errstr) != 0) {
+        fprintf(stderr, "micro: --schema-dir: %s\n", errstr);
+        return 1;
+    }
+    decoder_conf_t dc = {.schema_dir = o.schema_dir, .max_message_bytes = 65536,
+                         .max_future_skew_ms = 300000};
+    decoder_t *d = decoder_new(&dc, errstr, sizeof errstr);
+    if (!d) {
+        fprintf(stderr, "micro: decoder: %s\n", errstr);
+        return 1;
+    }
+    int rc = 0;
+    if ((o.decode || o.score) && bench_decode_and_score(&o, d) != 0)
+        rc = 1;
+    if (rc == 0 && o.score1m && bench_score1m(&o, d) != 0)
+        rc = 1;
+    if (rc == 0 && o.sink && bench_sink(&o, d) != 0)
+        rc = 1;
+    decoder_free(d);
+    return rc;
+}
