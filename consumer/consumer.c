@@ -655,7 +655,10 @@ consumer_t *consumer_new(config_t *conf, metrics_t *metrics, char *errstr, size_
                                  {"enable.auto.commit", "false"},
                                  {"enable.auto.offset.store", "false"},
                                  {"auto.offset.reset", "earliest"},
-                                 {"enable.partition.eof", "false"}};
+                                 {"enable.partition.eof", "false"},
+                                 /* 16 MB of prefetch is plenty to keep the loop fed;
+                                  * librdkafka's 64 MB default mostly costs memory. */
+                                 {"queued.max.messages.kbytes", "16384"}};
     for (size_t i = 0; i < sizeof(defaults) / sizeof(defaults[0]); i++)
         if (rd_kafka_conf_set(kc, defaults[i][0], defaults[i][1], errstr, errstr_size)) goto fail;
     for (size_t i = 0; i < conf->kafka_count; i++)

@@ -33,6 +33,7 @@
 
 #include <hiredis/hiredis.h>
 
+#include "common/numfmt.h"
 #include "sinks/redis_scripts.h"
 
 #define HSCAN_COUNT "1000"
@@ -243,8 +244,11 @@ static void resp_release(resp_t *r) {
 }
 
 static void resp_bulk(resp_t *r, const void *p, size_t n) {
-    char hdr[32];
-    int h = snprintf(hdr, sizeof(hdr), "$%zu\r\n", n);
+    char hdr[NUMFMT_MAX + 4];
+    hdr[0] = '$';
+    size_t h = 1 + fmt_i64(hdr + 1, (int64_t)n);
+    hdr[h++] = '\r';
+    hdr[h++] = '\n';
     resp_need(r, (size_t)h + n + 2);
     if (r->oom) return;
     memcpy(r->buf + r->len, hdr, (size_t)h);
@@ -258,15 +262,15 @@ static void resp_bulk(resp_t *r, const void *p, size_t n) {
 
 static void resp_str(resp_t *r, const char *s) { resp_bulk(r, s, strlen(s)); }
 
-__attribute__((format(printf, 2, 3)))
-static void resp_fmt(resp_t *r, const char *fmt, ...) {
-    char tmp[64];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
-    va_end(ap);
-    if (n < 0 || (size_t)n >= sizeof(tmp)) n = 0; /* numbers only: cannot happen */
-    resp_bulk(r, tmp, (size_t)n);
+/* The hot path's numbers, without printf (common/numfmt.c). */
+static void resp_f4(resp_t *r, double v) {
+    char tmp[NUMFMT_MAX];
+    resp_bulk(r, tmp, fmt_f4(tmp, v));
+}
+
+static void resp_i64(resp_t *r, int64_t v) {
+    char tmp[NUMFMT_MAX];
+    resp_bulk(r, tmp, fmt_i64(tmp, v));
 }
 
 /* Appends src's bulk strings to dst. */
@@ -654,18 +658,18 @@ static void on_upsert(void *opaque, const window_customer_view_t *v) {
     flush_ctx_t *f = opaque;
     resp_t *r = f->req;
     resp_bulk(r, v->customer_id.ptr, v->customer_id.len);
-    resp_fmt(r, "%.4f", v->ci);
-    resp_fmt(r, "%.4f", v->resolution);
-    resp_fmt(r, "%.4f", v->sentiment);
-    resp_fmt(r, "%.4f", v->loyalty);
-    resp_fmt(r, "%.4f", v->ai_share);
-    resp_fmt(r, "%.4f", v->aht_ms);
-    resp_fmt(r, "%" PRId64, v->streak);
-    resp_fmt(r, "%" PRId64, v->contacts);
-    resp_fmt(r, "%" PRId64, v->resolved);
-    resp_fmt(r, "%" PRId64, v->events);
-    resp_fmt(r, "%d", v->at_risk ? 1 : 0);
-    resp_fmt(r, "%" PRId64, v->updated_at);
+    resp_f4(r, v->ci);
+    resp_f4(r, v->resolution);
+    resp_f4(r, v->sentiment);
+    resp_f4(r, v->loyalty);
+    resp_f4(r, v->ai_share);
+    resp_f4(r, v->aht_ms);
+    resp_i64(r, v->streak);
+    resp_i64(r, v->contacts);
+    resp_i64(r, v->resolved);
+    resp_i64(r, v->events);
+    resp_i64(r, v->at_risk ? 1 : 0);
+    resp_i64(r, v->updated_at);
     resp_bulk(r, v->last_event_id.ptr, v->last_event_id.len);
     resp_bulk(r, v->state, v->state_len);
     f->nup++;
@@ -685,8 +689,8 @@ static int flush_build(redis_sink_t *s, sink_partition_t *parts, size_t n, size_
     resp_reset(req, FLUSH_HEAD_ROOM);
     resp_reset(&s->heads, 0);
     resp_str(req, s->prefix);
-    resp_fmt(req, "%" PRId64, s->alerts_maxlen);
-    resp_fmt(req, "%zu", n);
+    resp_i64(req, s->alerts_maxlen);
+    resp_i64(req, (int64_t)n);
     for (size_t i = 0; i < n; i++) {
         sink_partition_t *sp = &parts[i];
         resp_reset(&s->dels, 0);
@@ -698,16 +702,16 @@ static int flush_build(redis_sink_t *s, sink_partition_t *parts, size_t n, size_
         for (size_t k = 0; k < nalerts; k++, a++) {
             resp_str(req, alert_type_names[a->type]);
             resp_bulk(req, a->customer_id.ptr, a->customer_id.len);
-            resp_fmt(req, "%.4f", a->score);
+            resp_f4(req, a->score);
             if (a->has_previous)
-                resp_fmt(req, "%.4f", a->previous_score);
+                resp_f4(req, a->previous_score);
             else
                 resp_bulk(req, "", 0);
             resp_str(req, alert_trigger_names[a->trigger]);
             resp_bulk(req, a->event_id.ptr, a->event_id.len);
-            resp_fmt(req, "%" PRId64, a->occurred_at);
-            resp_fmt(req, "%" PRId32, a->partition);
-            resp_fmt(req, "%" PRId64, a->offset);
+            resp_i64(req, a->occurred_at);
+            resp_i64(req, a->partition);
+            resp_i64(req, a->offset);
             resp_str(req, a->reason);
             resp_bulk(req, a->narrative.ptr, a->narrative.len);
         }
@@ -716,16 +720,16 @@ static int flush_build(redis_sink_t *s, sink_partition_t *parts, size_t n, size_
         char field[300];
         snprintf(field, sizeof(field), "%s:%" PRId32, sp->topic, sp->partition);
         resp_str(h, field);
-        resp_fmt(h, "%" PRId64, sp->epoch);
-        resp_fmt(h, "%" PRId64, sp->prev_offset < 0 ? (int64_t)-1 : sp->prev_offset);
-        resp_fmt(h, "%" PRId64, sp->next_offset);
+        resp_i64(h, sp->epoch);
+        resp_i64(h, sp->prev_offset < 0 ? (int64_t)-1 : sp->prev_offset);
+        resp_i64(h, sp->next_offset);
         if (window_watermark_dirty(sp->w))
-            resp_fmt(h, "%" PRId64, window_watermark(sp->w));
+            resp_i64(h, window_watermark(sp->w));
         else
             resp_bulk(h, "", 0);
-        resp_fmt(h, "%zu", f.nup);
-        resp_fmt(h, "%zu", f.ndel);
-        resp_fmt(h, "%zu", nalerts);
+        resp_i64(h, (int64_t)f.nup);
+        resp_i64(h, (int64_t)f.ndel);
+        resp_i64(h, (int64_t)nalerts);
     }
     resp_append(req, &s->heads);
     if (req->oom) return -1;
