@@ -383,17 +383,29 @@ static int flush(consumer_t *c) {
     return 0;
 }
 
-/* Flushes, retrying until done or the deadline (monotonic ms) passes. */
+/* Flushes, retrying until done or the deadline (monotonic ms) passes.
+ * Each attempt's Redis timeout is clamped to the time left, so a hung Redis
+ * cannot hold the caller past the deadline (SIGTERM must end within 10 s). */
 static int flush_until(consumer_t *c, int64_t deadline) {
+    int rc = -1;
     for (;;) {
-        metrics_heartbeat(c->metrics, now_ms());
-        if (flush(c) == 0) return 0;
         int64_t now = now_ms();
-        if (now >= deadline) return -1;
+        metrics_heartbeat(c->metrics, now);
+        int64_t left = deadline - now;
+        if (left > c->conf->redis_timeout_ms) left = c->conf->redis_timeout_ms;
+        redis_sink_set_timeout(c->sink, left < 50 ? 50 : (int)left);
+        if (flush(c) == 0) {
+            rc = 0;
+            break;
+        }
+        now = now_ms();
+        if (now >= deadline) break;
         int64_t wait = c->retry_at - now;
         if (wait > deadline - now) wait = deadline - now;
         if (wait > 0) sleep_ms((int)wait);
     }
+    redis_sink_set_timeout(c->sink, (int)c->conf->redis_timeout_ms);
+    return rc;
 }
 
 /* ------------------------------------------------------------------ */
@@ -429,8 +441,10 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
         /* Write what we have before the partitions go; if Redis cannot take
          * it in time, the new owner redoes that work from Redis's offset. */
-        int64_t budget = *c->stop ? 1000 : c->conf->shutdown_timeout_ms;
-        if (flush_until(c, now_ms() + budget) != 0)
+        /* When stopping, the shutdown flush has just run: if it failed,
+         * do not spend the rest of the 10 s on another attempt. */
+        int64_t budget = *c->stop ? (c->sink_down ? 0 : 1000) : c->conf->shutdown_timeout_ms;
+        if (budget > 0 && flush_until(c, now_ms() + budget) != 0)
             log_warn("revoked partitions could not be flushed; the next owner replays them", NULL);
         for (int i = 0; i < list->cnt; i++) part_drop(c, list->elems[i].partition);
         if (coop) {

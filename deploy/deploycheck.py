@@ -363,7 +363,7 @@ def check_k8s(r, deploy, image_uid):
             "k8s: Deployment selector matches its pod labels")
     ru = spec.get("strategy", {}).get("rollingUpdate", {})
     r.check(ru.get("maxSurge") == 0, "k8s: rolling update replaces pods without surge")
-    shutdown_s = int(conf.get("shutdown_timeout_ms", "8000")) / 1000.0
+    shutdown_s = int(conf.get("shutdown_timeout_ms", "5000")) / 1000.0
     tg = pod.get("terminationGracePeriodSeconds", 30)
     r.check(tg >= 15 and tg > shutdown_s + 2,
             "k8s: terminationGracePeriodSeconds %s >= 15 and above shutdown_timeout_ms (%gs)" % (tg, shutdown_s))

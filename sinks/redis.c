@@ -415,6 +415,16 @@ static sink_result_t load_scripts(redis_sink_t *s, char *errstr, size_t errstr_s
     return res;
 }
 
+void redis_sink_set_timeout(redis_sink_t *s, int timeout_ms) {
+    if (timeout_ms <= 0) timeout_ms = 1;
+    s->timeout_ms = timeout_ms;
+    struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+    if (s->c && redisSetTimeout(s->c, tv) != REDIS_OK) {
+        redisFree(s->c); /* a context we cannot bound is one we do not use */
+        s->c = NULL;
+    }
+}
+
 /* Connects, authenticates, selects the database and, the first time,
  * loads the scripts.  A no-op when connected. */
 static sink_result_t sink_connect(redis_sink_t *s, char *errstr, size_t errstr_size) {

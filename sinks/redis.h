@@ -113,4 +113,9 @@ sink_result_t redis_sink_flush(redis_sink_t *s, sink_partition_t *parts, size_t 
 
 const sink_stats_t *redis_sink_stats(const redis_sink_t *s);
 
+/* Changes the connect and command timeout from now on (> 0 ms), for the
+ * connection in place too: a caller with a deadline (shutdown) clamps each
+ * attempt to the time it has left. */
+void redis_sink_set_timeout(redis_sink_t *s, int timeout_ms);
+
 #endif
