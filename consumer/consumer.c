@@ -531,11 +531,15 @@ static void handle_message(consumer_t *c, rd_kafka_message_t *m) {
     part_t *p = part_get(c, m->partition);
     if (!p || p->retry_at || p->fenced_at) return;        /* not ours, or waiting */
     if (p->next_offset >= 0 && m->offset < p->next_offset) return; /* seen */
+    /* Where to read again when this message cannot be handled now: the
+     * partition's first unprocessed offset, the same for every message
+     * fetched before a pause took hold, so repeated seeks cannot skip one. */
+    int64_t resume = p->next_offset >= 0 ? p->next_offset : m->offset;
     if (c->sink_down) {
         /* Fetched before the pause took hold: read it again after the
          * retry, so that the retried flush covers exactly what the failed
          * one did. */
-        seek_and(c, m->partition, m->offset, 1);
+        seek_and(c, m->partition, resume, 1);
         return;
     }
 
@@ -553,7 +557,7 @@ static void handle_message(consumer_t *c, rd_kafka_message_t *m) {
         if (dlq_send(c->dlq, m, reason, detail, err, sizeof(err)) != 0) {
             /* Could not even queue the copy: read this message again later. */
             sink_failed(c, "dead-letter", err);
-            seek_and(c, m->partition, m->offset, 1);
+            seek_and(c, m->partition, resume, 1);
             return;
         }
         metrics_dead_letter(c->metrics, reason);
@@ -567,7 +571,7 @@ static void handle_message(consumer_t *c, rd_kafka_message_t *m) {
         /* The registry logs its own state changes once; this is per retry. */
         log_debug("schema source unreachable, pausing partition", "partition=%" PRId32
                  " err=\"%s\"", m->partition, detail);
-        seek_and(c, m->partition, m->offset, 1);
+        seek_and(c, m->partition, resume, 1);
         p->retry_at = now_ms() + 1000;
         return;
     }
