@@ -54,6 +54,8 @@
  * claimed again (Redis lost its data, or a rebalance we were slow to see
  * has already given it back). */
 #define RECLAIM_AFTER_MS 3000
+/* At most this often, fetchers found idle behind a backlog are woken. */
+#define KICK_MS 20
 /* Housekeeping period: metrics published, Redis probed when idle. */
 #define TICK_MS 1000
 /* While dead letters keep coming, one log line of counts this often. */
@@ -90,6 +92,9 @@ struct consumer {
     part_t **parts;         /* indexed by partition id; NULL: not ours */
     int32_t parts_cap;
     int64_t flush_deadline; /* monotonic ms of the next due flush; 0: nothing pending */
+    int64_t batch_started;  /* monotonic ms of the batch's first message */
+    uint64_t batch_events;  /* messages processed into the batch */
+    uint64_t checked_events; /* batch_events at the last look at the lag */
     bool sink_down;         /* the last flush failed: partitions are paused */
     int64_t retry_at;       /* next flush attempt while sink_down */
     int backoff_ms;
@@ -98,6 +103,7 @@ struct consumer {
     bool redis_up;          /* the last Redis round trip succeeded (logged on change) */
     int64_t redis_at;       /* monotonic ms of the last Redis round trip */
     int64_t tick_at;        /* next housekeeping */
+    int64_t kick_at;        /* earliest next kick_fetchers() */
     dlq_burst_t burst;
 };
 
@@ -299,6 +305,57 @@ static void sink_failed(consumer_t *c, const char *what, const char *err) {
     c->retry_at = now_ms() + c->backoff_ms;
 }
 
+static size_t changes_pending(const consumer_t *c) {
+    size_t n = 0;
+    for (int32_t i = 0; i < c->parts_cap; i++)
+        if (c->parts[i] && c->parts[i]->w) n += window_change_count(c->parts[i]->w);
+    return n;
+}
+
+static void batch_reset(consumer_t *c) {
+    c->flush_deadline = 0;
+    c->batch_events = 0;
+    c->checked_events = 0;
+}
+
+/* Events waiting in Kafka for the partitions we read: each partition's high
+ * watermark (librdkafka's cache, updated by every fetch response; no
+ * request) minus the next offset to process. */
+static uint64_t lag_total(consumer_t *c) {
+    uint64_t lag = 0;
+    for (int32_t i = 0; i < c->parts_cap; i++) {
+        const part_t *p = c->parts[i];
+        int64_t lo, hi;
+        if (!p || p->fenced_at || p->retry_at || p->next_offset < 0) continue;
+        if (rd_kafka_get_watermark_offsets(c->rk, c->conf->topic, i, &lo, &hi) ==
+                RD_KAFKA_RESP_ERR_NO_ERROR && hi > p->next_offset)
+            lag += (uint64_t)(hi - p->next_offset);
+    }
+    return lag;
+}
+
+/* Whether the batch is due.  A batch is written flush_ms after its first
+ * event, unless rapport is behind: more events wait in Kafka than it took
+ * in during the last flush_ms.  Then the batch grows, looked at again every
+ * flush_ms, until rapport has caught up or flush_backlog_ms have passed, so
+ * that a customer's many changes while catching up cost one write, not one
+ * per flush_ms (docs/DESIGN.md §4).  flush_max_customers bounds it always. */
+static bool batch_due(consumer_t *c, int64_t now) {
+    if (!c->flush_deadline) return false;
+    /* Counted every 64 events: the count walks every partition. */
+    if ((c->batch_events & 63) == 0 &&
+        changes_pending(c) >= (size_t)c->conf->flush_max_customers)
+        return true;
+    if (now < c->flush_deadline) return false;
+    uint64_t took = c->batch_events - c->checked_events;
+    c->checked_events = c->batch_events;
+    if (now - c->batch_started + c->conf->flush_ms > c->conf->flush_backlog_ms ||
+        lag_total(c) <= took)
+        return true;
+    c->flush_deadline = now + c->conf->flush_ms;
+    return false;
+}
+
 /* Writes every pending partition.  Returns 0 when nothing is left pending. */
 static int flush(consumer_t *c) {
     char err[512];
@@ -306,7 +363,7 @@ static int flush(consumer_t *c) {
     for (int32_t i = 0; i < c->parts_cap; i++)
         if (c->parts[i] && c->parts[i]->pending) n++;
     if (n == 0) {
-        c->flush_deadline = 0;
+        batch_reset(c);
         return 0;
     }
     /* A dead letter must be safe in Kafka before the offset past it is. */
@@ -372,14 +429,15 @@ static int flush(consumer_t *c) {
     }
     if (n) commit_to_kafka(c, sp, n);
     free(sp);
-    log_debug("flushed", "partitions=%zu ms=%" PRId64, n, now_ms() - t0);
+    log_debug("flushed", "partitions=%zu events=%" PRIu64 " batch_ms=%" PRId64 " ms=%" PRId64,
+              n, c->batch_events, t0 - c->batch_started, now_ms() - t0);
     redis_state(c, true, NULL);
     if (c->sink_down) {
         log_info("writes succeed again, resuming partitions", NULL);
         c->sink_down = false;
         parts_pause(c, false);
     }
-    c->flush_deadline = 0;
+    batch_reset(c);
     return 0;
 }
 
@@ -578,7 +636,11 @@ static void handle_message(consumer_t *c, rd_kafka_message_t *m) {
     }
     p->next_offset = m->offset + 1;
     p->pending = true;
-    if (!c->flush_deadline) c->flush_deadline = now_ms() + c->conf->flush_ms;
+    c->batch_events++;
+    if (!c->flush_deadline) {
+        c->batch_started = now_ms();
+        c->flush_deadline = c->batch_started + c->conf->flush_ms;
+    }
 }
 
 /* True when librdkafka still counts partition id as assigned to us. */
@@ -608,6 +670,34 @@ static void reclaim_fenced_parts(consumer_t *c, int64_t now) {
     }
 }
 
+/* librdkafka 2.0 stops fetching a partition while the prefetch queue is
+ * over queued.min.messages or queued.max.messages.kbytes, and its broker
+ * thread looks again only after a fixed second (fetch.queue.backoff.ms
+ * arrived in 2.1; librdkafka issue #2879).  While a flush holds this thread
+ * the queue fills, and the fetchers would then sleep through most of the
+ * next second.  So when the queue is empty but the brokers have more for us,
+ * each such partition is sought to the offset it is at: the seek wakes its
+ * broker thread, and as nothing of it is queued, nothing is fetched twice. */
+static void kick_fetchers(consumer_t *c, int64_t now) {
+    if (now < c->kick_at) return;
+    c->kick_at = now + KICK_MS;
+    rd_kafka_topic_partition_list_t *l = NULL;
+    for (int32_t i = 0; i < c->parts_cap; i++) {
+        const part_t *p = c->parts[i];
+        int64_t lo, hi;
+        if (!p || p->fenced_at || p->retry_at || p->next_offset < 0) continue;
+        if (rd_kafka_get_watermark_offsets(c->rk, c->conf->topic, i, &lo, &hi) ||
+            hi <= p->next_offset)
+            continue;
+        if (!l) l = rd_kafka_topic_partition_list_new(16);
+        rd_kafka_topic_partition_list_add(l, c->conf->topic, i)->offset = p->next_offset;
+    }
+    if (!l) return;
+    rd_kafka_error_t *e = rd_kafka_seek_partitions(c->rk, l, 0); /* 0: asynchronous */
+    if (e) rd_kafka_error_destroy(e);
+    rd_kafka_topic_partition_list_destroy(l);
+}
+
 static void resume_waiting_parts(consumer_t *c, int64_t now) {
     reclaim_fenced_parts(c, now);
     for (int32_t i = 0; i < c->parts_cap; i++) {
@@ -620,13 +710,6 @@ static void resume_waiting_parts(consumer_t *c, int64_t now) {
         rd_kafka_resume_partitions(c->rk, l);
         rd_kafka_topic_partition_list_destroy(l);
     }
-}
-
-static size_t changes_pending(const consumer_t *c) {
-    size_t n = 0;
-    for (int32_t i = 0; i < c->parts_cap; i++)
-        if (c->parts[i] && c->parts[i]->w) n += window_change_count(c->parts[i]->w);
-    return n;
 }
 
 /* ------------------------------------------------------------------ */
@@ -711,32 +794,38 @@ int consumer_run(consumer_t *c, volatile sig_atomic_t *stop) {
     log_info("consuming", "topic=%s group=%s brokers=%s", c->conf->topic, c->conf->group,
              c->conf->brokers);
 
+    int64_t last = -1;
     while (!*stop) {
         int64_t now = now_ms();
-        metrics_heartbeat(c->metrics, now);
-        if (now >= c->tick_at) {
-            tick(c, now);
-            c->tick_at = now + TICK_MS;
+        /* Housekeeping at most once a millisecond: at full speed the loop
+         * turns for every message. */
+        if (now != last) {
+            last = now;
+            metrics_heartbeat(c->metrics, now);
+            if (now >= c->tick_at) {
+                tick(c, now);
+                c->tick_at = now + TICK_MS;
+            }
+            if (c->sink_down && now >= c->retry_at) flush(c);
+            resume_waiting_parts(c, now);
+            dlq_sync(c->dlq, 0); /* serves the dead-letter delivery reports */
         }
         int timeout = 100;
         if (c->sink_down) {
-            if (now >= c->retry_at) flush(c);
             timeout = 20;
         } else if (c->flush_deadline) {
             int64_t left = c->flush_deadline - now;
             timeout = left <= 0 ? 0 : (left < 100 ? (int)left : 100);
         }
-        resume_waiting_parts(c, now);
         rd_kafka_message_t *m = rd_kafka_consumer_poll(c->rk, timeout);
         if (m) {
             handle_message(c, m);
             rd_kafka_message_destroy(m);
+        } else {
+            last = -1; /* idle: housekeeping on the next turn */
+            if (!c->sink_down) kick_fetchers(c, now_ms());
         }
-        dlq_sync(c->dlq, 0);
-        if (!c->sink_down && c->flush_deadline &&
-            (now_ms() >= c->flush_deadline ||
-             changes_pending(c) >= (size_t)c->conf->flush_max_customers))
-            flush(c);
+        if (!c->sink_down && batch_due(c, now_ms())) flush(c);
     }
 
     metrics_stopping(c->metrics);

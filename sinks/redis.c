@@ -39,6 +39,10 @@
 #define HSCAN_COUNT "1000"
 /* Room left at the start of a flush request for "*argc EVALSHA sha 0". */
 #define FLUSH_HEAD_ROOM 96
+/* Customers and alerts per flush script.  A script runs atomically, and
+ * each customer costs Redis about 10-15 us, so this keeps one script to a
+ * few tens of milliseconds: other clients are served between chunks. */
+#define FLUSH_CHUNK_ITEMS 2048
 /* A request buffer that grew beyond this is freed after the flush. */
 #define FLUSH_KEEP_BYTES (16u << 20)
 
@@ -329,6 +333,22 @@ static sink_result_t reply_error(redis_sink_t *s, const redisReply *r, const cha
     return SINK_FAIL;
 }
 
+/* An I/O error, timeout or EOF on the context: the message in errstr, the
+ * context freed (hiredis 0.14 cannot recover it).  Returns SINK_RETRY. */
+static sink_result_t sink_io_failed(redis_sink_t *s, const char *what, char *errstr,
+                                    size_t errstr_size) {
+    int err = errno;
+    if (s->c->err == REDIS_ERR_IO && (err == EAGAIN || err == EWOULDBLOCK)) {
+        snprintf(errstr, errstr_size, "redis %s %s: no answer within %d ms", s->where, what,
+                 s->timeout_ms);
+    } else {
+        snprintf(errstr, errstr_size, "redis %s %s: %s", s->where, what,
+                 s->c->errstr[0] ? s->c->errstr : "connection lost");
+    }
+    sink_disconnect(s);
+    return SINK_RETRY;
+}
+
 /* Sends one request in RESP and reads its reply (caller frees it).  On an
  * I/O error, timeout or EOF the context is freed: SINK_RETRY. */
 static sink_result_t sink_roundtrip(redis_sink_t *s, const char *cmd, size_t len,
@@ -340,17 +360,8 @@ static sink_result_t sink_roundtrip(redis_sink_t *s, const char *cmd, size_t len
     s->stats.bytes_sent += len;
     if (redisAppendFormattedCommand(s->c, cmd, len) != REDIS_OK ||
         redisGetReply(s->c, &r) != REDIS_OK || !r) {
-        int err = errno;
-        if (s->c->err == REDIS_ERR_IO && (err == EAGAIN || err == EWOULDBLOCK)) {
-            snprintf(errstr, errstr_size, "redis %s %s: no answer within %d ms", s->where, what,
-                     s->timeout_ms);
-        } else {
-            snprintf(errstr, errstr_size, "redis %s %s: %s", s->where, what,
-                     s->c->errstr[0] ? s->c->errstr : "connection lost");
-        }
         if (r) freeReplyObject(r);
-        sink_disconnect(s);
-        return SINK_RETRY;
+        return sink_io_failed(s, what, errstr, errstr_size);
     }
     *reply = r;
     return SINK_OK;
@@ -768,47 +779,113 @@ static void mark_fenced(sink_partition_t *parts, size_t n, const char *msg) {
     }
 }
 
+/* Sends every chunk's request without waiting, then reads the replies in
+ * order.  Redis runs one chunk while the next is built and sent.  Sets
+ * *noscript when Redis had lost the script. */
+static sink_result_t flush_pipeline(redis_sink_t *s, sink_partition_t *parts, size_t n,
+                                    bool *noscript, char *errstr, size_t errstr_size) {
+    size_t *ends = malloc(n * sizeof(*ends)); /* chunk k covers [ends[k-1], ends[k]) */
+    size_t nchunks = 0;
+    sink_result_t res = SINK_OK;
+    if (!ends) {
+        snprintf(errstr, errstr_size, "redis flush: out of memory");
+        return SINK_RETRY;
+    }
+    for (size_t a = 0; a < n;) {
+        size_t b = a, items = 0;
+        while (b < n && (b == a || items < FLUSH_CHUNK_ITEMS)) {
+            size_t nalerts;
+            window_alerts(parts[b].w, &nalerts);
+            items += window_change_count(parts[b].w) + nalerts;
+            b++;
+        }
+        size_t start;
+        if (flush_build(s, parts + a, b - a, &start) != 0 ||
+            redisAppendFormattedCommand(s->c, s->req.buf + start, s->req.len - start) != REDIS_OK) {
+            snprintf(errstr, errstr_size, "redis flush: out of memory building the request");
+            sink_disconnect(s); /* part of a pipeline may sit in its buffer */
+            res = SINK_RETRY;
+            goto done;
+        }
+        s->stats.commands++;
+        s->stats.bytes_sent += s->req.len - start;
+        int written = 0;
+        while (!written)
+            if (redisBufferWrite(s->c, &written) != REDIS_OK) {
+                res = sink_io_failed(s, "flush", errstr, errstr_size);
+                goto done;
+            }
+        ends[nchunks++] = b;
+        a = b;
+    }
+
+    bool transient = false;
+    for (size_t k = 0; k < nchunks; k++) {
+        size_t a = k ? ends[k - 1] : 0;
+        void *reply = NULL;
+        if (redisGetReply(s->c, &reply) != REDIS_OK || !reply) {
+            if (reply) freeReplyObject(reply);
+            res = sink_io_failed(s, "flush", errstr, errstr_size);
+            goto done;
+        }
+        const redisReply *r = reply;
+        if (r->type == REDIS_REPLY_ERROR) {
+            /* Worst first: RETRY (transient), then FAIL (fenced or other). */
+            if (strncmp(r->str, "NOSCRIPT", 8) == 0) {
+                *noscript = true;
+            } else {
+                snprintf(errstr, errstr_size, "redis %s flush: %s", s->where, r->str);
+                if (strncmp(r->str, "FENCED ", 7) == 0)
+                    mark_fenced(parts + a, ends[k] - a, r->str);
+                else if (reply_is_transient(r->str))
+                    transient = true;
+                res = transient ? SINK_RETRY : SINK_FAIL;
+            }
+        } else if (r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
+                   r->element[0]->type != REDIS_REPLY_INTEGER ||
+                   r->element[1]->type != REDIS_REPLY_INTEGER ||
+                   r->element[2]->type != REDIS_REPLY_INTEGER) {
+            snprintf(errstr, errstr_size, "redis %s flush: unexpected reply", s->where);
+            if (res == SINK_OK) res = SINK_FAIL;
+        } else {
+            s->stats.flushes++;
+            s->stats.commands += (uint64_t)r->element[0]->integer;
+            s->stats.customers_written += (uint64_t)r->element[1]->integer;
+            s->stats.alerts_written += (uint64_t)r->element[2]->integer;
+        }
+        freeReplyObject(reply);
+    }
+    /* Transient errors (LOADING, READONLY…): reconnect, to follow a failover. */
+    if (transient) sink_disconnect(s);
+
+done:
+    free(ends);
+    if (s->req.cap > FLUSH_KEEP_BYTES) resp_release(&s->req);
+    return res;
+}
+
 sink_result_t redis_sink_flush(redis_sink_t *s, sink_partition_t *parts, size_t n,
                                char *errstr, size_t errstr_size) {
     for (size_t i = 0; i < n; i++) parts[i].fenced = false;
     if (n == 0) return SINK_OK;
-    /* Connected first: the request carries the script's SHA1. */
-    sink_result_t res = sink_connect(s, errstr, errstr_size);
-    if (res != SINK_OK) return res;
-    size_t start;
-    redisReply *r = NULL;
-    if (flush_build(s, parts, n, &start) != 0) {
-        snprintf(errstr, errstr_size, "redis flush: out of memory building the request");
-        res = SINK_RETRY;
-        goto done;
-    }
-    res = sink_evalsha(s, s->req.buf + start, s->req.len - start, &r, "flush", errstr,
-                       errstr_size);
-    if (res != SINK_OK) goto done;
-    if (r->type == REDIS_REPLY_ERROR) {
-        if (strncmp(r->str, "FENCED ", 7) == 0) {
-            snprintf(errstr, errstr_size, "redis %s flush: %s", s->where, r->str);
-            mark_fenced(parts, n, r->str);
-            res = SINK_FAIL;
-        } else {
-            res = reply_error(s, r, "flush", errstr, errstr_size);
+    for (int attempt = 0;; attempt++) {
+        /* Connected first: the requests carry the script's SHA1. */
+        sink_result_t res = sink_connect(s, errstr, errstr_size);
+        if (res != SINK_OK) return res;
+        bool noscript = false;
+        res = flush_pipeline(s, parts, n, &noscript, errstr, errstr_size);
+        if (!noscript || res != SINK_OK) return res;
+        /* Every chunk that ran was skipped or written whole; the chunks
+         * Redis refused are sent again, and the others skip themselves. */
+        if (attempt == 1) {
+            snprintf(errstr, errstr_size, "redis %s flush: NOSCRIPT after loading the scripts",
+                     s->where);
+            return SINK_RETRY;
         }
-        goto done;
+        res = load_scripts(s, errstr, errstr_size);
+        if (res != SINK_OK) {
+            if (res == SINK_FAIL) sink_disconnect(s);
+            return res;
+        }
     }
-    if (r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
-        r->element[0]->type != REDIS_REPLY_INTEGER || r->element[1]->type != REDIS_REPLY_INTEGER ||
-        r->element[2]->type != REDIS_REPLY_INTEGER) {
-        snprintf(errstr, errstr_size, "redis %s flush: unexpected reply", s->where);
-        res = SINK_FAIL;
-        goto done;
-    }
-    s->stats.flushes++;
-    s->stats.commands += (uint64_t)r->element[0]->integer;
-    s->stats.customers_written += (uint64_t)r->element[1]->integer;
-    s->stats.alerts_written += (uint64_t)r->element[2]->integer;
-
-done:
-    if (r) freeReplyObject(r);
-    if (s->req.cap > FLUSH_KEEP_BYTES) resp_release(&s->req);
-    return res;
 }
