@@ -95,6 +95,9 @@ struct consumer {
     int64_t batch_started;  /* monotonic ms of the batch's first message */
     uint64_t batch_events;  /* messages processed into the batch */
     uint64_t checked_events; /* batch_events at the last look at the lag */
+    bool batch_ready;       /* due, waiting for the flush under way */
+    double flight_started;  /* monotonic s when the flush under way began */
+    bool flight_failed;     /* the flush under way must be sent again */
     bool sink_down;         /* the last flush failed: partitions are paused */
     int64_t retry_at;       /* next flush attempt while sink_down */
     int backoff_ms;
@@ -282,16 +285,6 @@ static int64_t part_claim(consumer_t *c, int32_t id) {
 /* ------------------------------------------------------------------ */
 /* Flush                                                               */
 
-static void commit_to_kafka(consumer_t *c, const sink_partition_t *sp, size_t n) {
-    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new((int)n);
-    for (size_t i = 0; i < n; i++)
-        rd_kafka_topic_partition_list_add(l, c->conf->topic, sp[i].partition)->offset =
-            sp[i].next_offset;
-    rd_kafka_resp_err_t err = rd_kafka_commit(c->rk, l, 1);
-    if (err) log_debug("kafka offset commit not sent", "err=\"%s\"", rd_kafka_err2str(err));
-    rd_kafka_topic_partition_list_destroy(l);
-}
-
 static void sink_failed(consumer_t *c, const char *what, const char *err) {
     if (!c->sink_down) {
         log_warn("cannot write, pausing partitions and retrying", "what=%s err=\"%s\"", what, err);
@@ -316,6 +309,7 @@ static void batch_reset(consumer_t *c) {
     c->flush_deadline = 0;
     c->batch_events = 0;
     c->checked_events = 0;
+    c->batch_ready = false;
 }
 
 /* Events waiting in Kafka for the partitions we read: each partition's high
@@ -356,16 +350,17 @@ static bool batch_due(consumer_t *c, int64_t now) {
     return false;
 }
 
-/* Writes every pending partition.  Returns 0 when nothing is left pending. */
-static int flush(consumer_t *c) {
+/* Starts writing every pending partition (redis_sink_flush_begin): the
+ * requests are built, so the windows are committed at once and go on
+ * taking events while Redis works.  Returns 0, or -1 when nothing could be
+ * started (the windows keep their changes; retried after a backoff). */
+static int flush_start(consumer_t *c) {
     char err[512];
     size_t n = 0;
     for (int32_t i = 0; i < c->parts_cap; i++)
         if (c->parts[i] && c->parts[i]->pending) n++;
-    if (n == 0) {
-        batch_reset(c);
-        return 0;
-    }
+    batch_reset(c);
+    if (n == 0) return 0;
     /* A dead letter must be safe in Kafka before the offset past it is. */
     if (dlq_sync(c->dlq, 1000) != 0) {
         sink_failed(c, "dead-letter", "copies not yet acknowledged by Kafka");
@@ -384,35 +379,7 @@ static int flush(consumer_t *c) {
                                      .next_offset = p->next_offset,
                                      .w = p->w};
     }
-    int64_t t0 = now_ms();
-    sink_result_t r;
-    for (;;) {
-        double started = now_s();
-        r = redis_sink_flush(c->sink, sp, n, err, sizeof(err));
-        metrics_flush_observe(c->metrics, now_s() - started);
-        if (r != SINK_FAIL) break;
-        /* Fenced: another instance owns these partitions now.  Forget them
-         * (their unwritten work is the new owner's to redo) and write the
-         * rest. */
-        size_t k = 0;
-        bool any = false;
-        for (size_t i = 0; i < n; i++) {
-            if (sp[i].fenced) {
-                any = true;
-                log_warn("partition written by another owner, dropping its state",
-                         "partition=%" PRId32 " err=\"%s\"", sp[i].partition, err);
-                part_fence(c, sp[i].partition);
-            } else {
-                sp[k++] = sp[i];
-            }
-        }
-        n = k;
-        if (!any) break; /* a failure that is not fencing: retry later */
-        if (n == 0) {
-            r = SINK_OK;
-            break;
-        }
-    }
+    sink_result_t r = redis_sink_flush_begin(c->sink, sp, n, err, sizeof(err));
     if (r != SINK_OK) {
         free(sp);
         sink_failed(c, "redis", err);
@@ -424,26 +391,90 @@ static int flush(consumer_t *c) {
         const alert_t *a = window_alerts(p->w, &na);
         for (size_t k = 0; k < na; k++) metrics_alert(c->metrics, a[k].type);
         window_commit(p->w);
-        p->stored_offset = p->next_offset;
         p->pending = false;
     }
-    if (n) commit_to_kafka(c, sp, n);
     free(sp);
-    log_debug("flushed", "partitions=%zu events=%" PRIu64 " batch_ms=%" PRId64 " ms=%" PRId64,
-              n, c->batch_events, t0 - c->batch_started, now_ms() - t0);
-    redis_state(c, true, NULL);
-    if (c->sink_down) {
-        log_info("writes succeed again, resuming partitions", NULL);
-        c->sink_down = false;
-        parts_pause(c, false);
-    }
-    batch_reset(c);
+    c->flight_started = now_s();
+    c->flight_failed = false;
     return 0;
 }
 
-/* Flushes, retrying until done or the deadline (monotonic ms) passes.
- * Each attempt's Redis timeout is clamped to the time left, so a hung Redis
- * cannot hold the caller past the deadline (SIGTERM must end within 10 s). */
+/* The flush is answered: each partition is written, fenced, or refused
+ * with a fenced one (nothing of it written, and its window already
+ * committed: it is loaded again from Redis at once). */
+static void flight_done(consumer_t *c) {
+    size_t n;
+    const sink_partition_t *sp = redis_sink_flush_parts(c->sink, &n);
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new((int)n);
+    metrics_flush_observe(c->metrics, now_s() - c->flight_started);
+    for (size_t i = 0; i < n; i++) {
+        part_t *p = part_get(c, sp[i].partition);
+        if (!p || p->epoch != sp[i].epoch || p->fenced_at) continue; /* no longer this claim */
+        if (sp[i].written) {
+            p->stored_offset = sp[i].next_offset;
+            rd_kafka_topic_partition_list_add(l, c->conf->topic, sp[i].partition)->offset =
+                sp[i].next_offset;
+            continue;
+        }
+        log_warn(sp[i].fenced ? "partition written by another owner, dropping its state"
+                              : "flush refused with a fenced partition, reloading this one",
+                 "partition=%" PRId32, sp[i].partition);
+        part_fence(c, sp[i].partition);
+        if (!sp[i].fenced) p->fenced_at = now_ms() - RECLAIM_AFTER_MS;
+    }
+    if (l->cnt) {
+        rd_kafka_resp_err_t err = rd_kafka_commit(c->rk, l, 1);
+        if (err) log_debug("kafka offset commit not sent", "err=\"%s\"", rd_kafka_err2str(err));
+    }
+    rd_kafka_topic_partition_list_destroy(l);
+    log_debug("flushed", "partitions=%zu ms=%.0f", n, 1000 * (now_s() - c->flight_started));
+    redis_sink_flush_end(c->sink);
+    redis_state(c, true, NULL);
+}
+
+/* One step of writing: sends and reads for the flush under way (waiting up
+ * to wait_ms), sends it again after a failure, or starts the next one when
+ * a failure left changes unwritten.  Returns 0 when everything consumed is
+ * written, 1 while a flush is under way, -1 after a failure (retried at
+ * c->retry_at, with the partitions paused). */
+static int flush_step(consumer_t *c, int wait_ms) {
+    char err[512];
+    if (!redis_sink_flush_active(c->sink)) {
+        bool pending = false;
+        for (int32_t i = 0; i < c->parts_cap && !pending; i++)
+            pending = c->parts[i] && c->parts[i]->pending;
+        if (pending && flush_start(c) != 0) return -1;
+    }
+    if (redis_sink_flush_active(c->sink)) {
+        sink_result_t r = SINK_OK;
+        if (c->flight_failed) {
+            r = redis_sink_flush_retry(c->sink, err, sizeof(err));
+            c->flight_failed = r != SINK_OK;
+        }
+        if (r == SINK_OK) r = redis_sink_flush_wait(c->sink, wait_ms, err, sizeof(err));
+        if (r == SINK_PENDING) return 1;
+        if (r != SINK_OK) {
+            c->flight_failed = true;
+            sink_failed(c, "redis", err);
+            return -1;
+        }
+        flight_done(c);
+    }
+    if (c->sink_down) {
+        /* Everything before the pause is written: what was consumed since
+         * is written by the next flush as usual. */
+        log_info("writes succeed again, resuming partitions", NULL);
+        c->sink_down = false;
+        c->retry_at = 0;
+        parts_pause(c, false);
+    }
+    return 0;
+}
+
+/* Writes everything consumed, retrying until done or the deadline
+ * (monotonic ms) passes.  Each wait for Redis is clamped to the time left,
+ * so a hung Redis cannot hold the caller past the deadline (SIGTERM must
+ * end within 10 s). */
 static int flush_until(consumer_t *c, int64_t deadline) {
     int rc = -1;
     for (;;) {
@@ -451,16 +482,27 @@ static int flush_until(consumer_t *c, int64_t deadline) {
         metrics_heartbeat(c->metrics, now);
         int64_t left = deadline - now;
         if (left > c->conf->redis_timeout_ms) left = c->conf->redis_timeout_ms;
-        redis_sink_set_timeout(c->sink, left < 50 ? 50 : (int)left);
-        if (flush(c) == 0) {
-            rc = 0;
-            break;
+        if (left < 50) left = 50;
+        redis_sink_set_timeout(c->sink, (int)left);
+        int st = now >= c->retry_at || !c->sink_down ? flush_step(c, (int)left) : -1;
+        if (st == 0) {
+            /* A flush just answered may have left newer changes. */
+            bool pending = false;
+            for (int32_t i = 0; i < c->parts_cap && !pending; i++)
+                pending = c->parts[i] && c->parts[i]->pending;
+            if (!pending) {
+                rc = 0;
+                break;
+            }
+            continue;
         }
         now = now_ms();
         if (now >= deadline) break;
-        int64_t wait = c->retry_at - now;
-        if (wait > deadline - now) wait = deadline - now;
-        if (wait > 0) sleep_ms((int)wait);
+        if (st < 0) {
+            int64_t wait = c->retry_at - now;
+            if (wait > deadline - now) wait = deadline - now;
+            if (wait > 0) sleep_ms((int)wait);
+        }
     }
     redis_sink_set_timeout(c->sink, (int)c->conf->redis_timeout_ms);
     return rc;
@@ -569,7 +611,8 @@ static void burst_tick(consumer_t *c, int64_t now) {
 static void tick(consumer_t *c, int64_t now) {
     publish_partitions(c);
     burst_tick(c, now);
-    if (!c->sink_down && now - c->redis_at >= TICK_MS) {
+    /* Not while a flush is under way: a PING would wait for its answers. */
+    if (!c->sink_down && !redis_sink_flush_active(c->sink) && now - c->redis_at >= TICK_MS) {
         char err[512] = "";
         bool up = redis_sink_ping(c->sink, err, sizeof(err)) == SINK_OK;
         redis_state(c, up, err);
@@ -806,13 +849,17 @@ int consumer_run(consumer_t *c, volatile sig_atomic_t *stop) {
                 tick(c, now);
                 c->tick_at = now + TICK_MS;
             }
-            if (c->sink_down && now >= c->retry_at) flush(c);
+            /* The flush under way: what the socket takes, what has come. */
+            if ((c->sink_down || redis_sink_flush_active(c->sink)) && now >= c->retry_at)
+                flush_step(c, 0);
             resume_waiting_parts(c, now);
             dlq_sync(c->dlq, 0); /* serves the dead-letter delivery reports */
         }
         int timeout = 100;
         if (c->sink_down) {
             timeout = 20;
+        } else if (redis_sink_flush_active(c->sink)) {
+            timeout = 2;
         } else if (c->flush_deadline) {
             int64_t left = c->flush_deadline - now;
             timeout = left <= 0 ? 0 : (left < 100 ? (int)left : 100);
@@ -825,7 +872,15 @@ int consumer_run(consumer_t *c, volatile sig_atomic_t *stop) {
             last = -1; /* idle: housekeeping on the next turn */
             if (!c->sink_down) kick_fetchers(c, now_ms());
         }
-        if (!c->sink_down && batch_due(c, now_ms())) flush(c);
+        /* One flush at a time: a batch due while one is under way goes on
+         * growing until it is answered, unless it reached
+         * flush_max_customers: then this thread waits for Redis. */
+        if (!c->sink_down && (c->batch_ready || (c->batch_ready = batch_due(c, now_ms())))) {
+            if (redis_sink_flush_active(c->sink) && (c->batch_events & 63) == 0 &&
+                changes_pending(c) >= (size_t)c->conf->flush_max_customers)
+                flush_step(c, (int)c->conf->redis_timeout_ms);
+            if (!redis_sink_flush_active(c->sink) && !c->sink_down) flush_step(c, 0);
+        }
     }
 
     metrics_stopping(c->metrics);

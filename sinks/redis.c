@@ -29,7 +29,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <sys/socket.h>
 #include <sys/un.h>
+#include <time.h>
 
 #include <hiredis/hiredis.h>
 
@@ -55,6 +58,10 @@ typedef struct resp {
     bool oom;
 } resp_t;
 
+typedef struct flight flight_t; /* a flush under way, defined with its code */
+static void flight_free(flight_t *f);
+static void flight_quiesce(redis_sink_t *s);
+
 struct redis_sink {
     redis_url_t url;
     char where[300];          /* "127.0.0.1:6379" or "unix:/path", for messages */
@@ -68,6 +75,8 @@ struct redis_sink {
     resp_t req;               /* the flush request */
     resp_t dels;              /* the deletes of the partition being built */
     resp_t heads;             /* the partition headers */
+    flight_t *flight;         /* the flush under way, NULL when none */
+    uint64_t gen;             /* connections made: a flight knows which one it is on */
 };
 
 /* ------------------------------------------------------------------ */
@@ -439,6 +448,8 @@ void redis_sink_set_timeout(redis_sink_t *s, int timeout_ms) {
 /* Connects, authenticates, selects the database and, the first time,
  * loads the scripts.  A no-op when connected. */
 static sink_result_t sink_connect(redis_sink_t *s, char *errstr, size_t errstr_size) {
+    /* A command sent now would be answered after the flush's requests. */
+    flight_quiesce(s);
     if (s->c) return SINK_OK;
     struct timeval tv = {s->timeout_ms / 1000, (s->timeout_ms % 1000) * 1000};
     redisContext *c = s->url.path[0] ? redisConnectUnixWithTimeout(s->url.path, tv)
@@ -454,6 +465,7 @@ static sink_result_t sink_connect(redis_sink_t *s, char *errstr, size_t errstr_s
         return SINK_RETRY;
     }
     s->c = c;
+    s->gen++;
     sink_result_t res = SINK_OK;
     if (s->url.password[0]) {
         const char *argv[] = {"AUTH", s->url.password};
@@ -533,6 +545,7 @@ fail:
 void redis_sink_free(redis_sink_t *s) {
     if (!s) return;
     sink_disconnect(s);
+    flight_free(s->flight);
     resp_release(&s->req);
     resp_release(&s->dels);
     resp_release(&s->heads);
@@ -779,18 +792,57 @@ static void mark_fenced(sink_partition_t *parts, size_t n, const char *msg) {
     }
 }
 
-/* Sends every chunk's request without waiting, then reads the replies in
- * order.  Redis runs one chunk while the next is built and sent.  Sets
- * *noscript when Redis had lost the script. */
-static sink_result_t flush_pipeline(redis_sink_t *s, sink_partition_t *parts, size_t n,
-                                    bool *noscript, char *errstr, size_t errstr_size) {
-    size_t *ends = malloc(n * sizeof(*ends)); /* chunk k covers [ends[k-1], ends[k]) */
-    size_t nchunks = 0;
-    sink_result_t res = SINK_OK;
-    if (!ends) {
-        snprintf(errstr, errstr_size, "redis flush: out of memory");
-        return SINK_RETRY;
-    }
+/* ------------------------------------------------------------------ */
+/* A flush in flight                                                   */
+
+/* One EVALSHA of a flush: whole partitions, written atomically by Redis. */
+typedef struct chunk {
+    char *buf;           /* the request in RESP, owned */
+    size_t len;
+    size_t sent;         /* bytes written on the current connection */
+    size_t first, count; /* its partitions: flight.parts[first .. first + count) */
+    bool done;           /* answered: written, found written, or fenced */
+} chunk_t;
+
+/* The requests of one flush, kept until Redis has answered each of them,
+ * so that they can be sent again after an error without the windows,
+ * which the caller has committed and moved on from. */
+struct flight {
+    sink_partition_t *parts; /* copy of the caller's, results filled in */
+    size_t nparts;
+    chunk_t *chunks;
+    size_t nchunks;
+    size_t send_at;      /* next chunk to send on this connection */
+    size_t reply_at;     /* chunk the next reply is for */
+    int64_t progress_at; /* monotonic ms of the last byte sent or reply read */
+    uint64_t gen;        /* the connection send_at and reply_at count on */
+    bool reloaded;       /* the scripts were loaded again for this flight */
+    bool noscript;       /* a reply said NOSCRIPT on this connection */
+};
+
+static int64_t sink_now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void flight_free(flight_t *f) {
+    if (!f) return;
+    for (size_t k = 0; k < f->nchunks; k++) free(f->chunks[k].buf);
+    free(f->chunks);
+    free(f->parts);
+    free(f);
+}
+
+/* Builds every chunk of a flush from the windows.  NULL when out of memory. */
+static flight_t *flight_build(redis_sink_t *s, const sink_partition_t *parts, size_t n) {
+    flight_t *f = calloc(1, sizeof(*f));
+    if (!f || !(f->parts = malloc(n * sizeof(*parts))) ||
+        !(f->chunks = calloc(n, sizeof(*f->chunks))))
+        goto fail;
+    memcpy(f->parts, parts, n * sizeof(*parts));
+    f->nparts = n;
+    for (size_t i = 0; i < n; i++) f->parts[i].fenced = f->parts[i].written = false;
     for (size_t a = 0; a < n;) {
         size_t b = a, items = 0;
         while (b < n && (b == a || items < FLUSH_CHUNK_ITEMS)) {
@@ -800,92 +852,243 @@ static sink_result_t flush_pipeline(redis_sink_t *s, sink_partition_t *parts, si
             b++;
         }
         size_t start;
-        if (flush_build(s, parts + a, b - a, &start) != 0 ||
-            redisAppendFormattedCommand(s->c, s->req.buf + start, s->req.len - start) != REDIS_OK) {
-            snprintf(errstr, errstr_size, "redis flush: out of memory building the request");
-            sink_disconnect(s); /* part of a pipeline may sit in its buffer */
-            res = SINK_RETRY;
-            goto done;
-        }
-        s->stats.commands++;
-        s->stats.bytes_sent += s->req.len - start;
-        int written = 0;
-        while (!written)
-            if (redisBufferWrite(s->c, &written) != REDIS_OK) {
-                res = sink_io_failed(s, "flush", errstr, errstr_size);
-                goto done;
-            }
-        ends[nchunks++] = b;
+        chunk_t *ch = &f->chunks[f->nchunks];
+        if (flush_build(s, f->parts + a, b - a, &start) != 0) goto fail;
+        ch->len = s->req.len - start;
+        if (!(ch->buf = malloc(ch->len))) goto fail;
+        memcpy(ch->buf, s->req.buf + start, ch->len);
+        ch->first = a;
+        ch->count = b - a;
+        f->nchunks++;
         a = b;
     }
-
-    bool transient = false;
-    for (size_t k = 0; k < nchunks; k++) {
-        size_t a = k ? ends[k - 1] : 0;
-        void *reply = NULL;
-        if (redisGetReply(s->c, &reply) != REDIS_OK || !reply) {
-            if (reply) freeReplyObject(reply);
-            res = sink_io_failed(s, "flush", errstr, errstr_size);
-            goto done;
-        }
-        const redisReply *r = reply;
-        if (r->type == REDIS_REPLY_ERROR) {
-            /* Worst first: RETRY (transient), then FAIL (fenced or other). */
-            if (strncmp(r->str, "NOSCRIPT", 8) == 0) {
-                *noscript = true;
-            } else {
-                snprintf(errstr, errstr_size, "redis %s flush: %s", s->where, r->str);
-                if (strncmp(r->str, "FENCED ", 7) == 0)
-                    mark_fenced(parts + a, ends[k] - a, r->str);
-                else if (reply_is_transient(r->str))
-                    transient = true;
-                res = transient ? SINK_RETRY : SINK_FAIL;
-            }
-        } else if (r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
-                   r->element[0]->type != REDIS_REPLY_INTEGER ||
-                   r->element[1]->type != REDIS_REPLY_INTEGER ||
-                   r->element[2]->type != REDIS_REPLY_INTEGER) {
-            snprintf(errstr, errstr_size, "redis %s flush: unexpected reply", s->where);
-            if (res == SINK_OK) res = SINK_FAIL;
-        } else {
-            s->stats.flushes++;
-            s->stats.commands += (uint64_t)r->element[0]->integer;
-            s->stats.customers_written += (uint64_t)r->element[1]->integer;
-            s->stats.alerts_written += (uint64_t)r->element[2]->integer;
-        }
-        freeReplyObject(reply);
-    }
-    /* Transient errors (LOADING, READONLY…): reconnect, to follow a failover. */
-    if (transient) sink_disconnect(s);
-
-done:
-    free(ends);
     if (s->req.cap > FLUSH_KEEP_BYTES) resp_release(&s->req);
-    return res;
+    return f;
+fail:
+    if (s->req.cap > FLUSH_KEEP_BYTES) resp_release(&s->req);
+    flight_free(f);
+    return NULL;
+}
+
+/* Sends the chunks not yet answered from their start, on a connection made
+ * now if there is none. */
+static sink_result_t flight_restart(redis_sink_t *s, char *errstr, size_t errstr_size) {
+    flight_t *f = s->flight;
+    sink_result_t res = sink_connect(s, errstr, errstr_size);
+    if (res != SINK_OK) return res;
+    for (size_t k = 0; k < f->nchunks; k++) f->chunks[k].sent = 0;
+    f->send_at = f->reply_at = 0;
+    f->noscript = false;
+    f->gen = s->gen;
+    f->progress_at = sink_now_ms();
+    return SINK_OK;
+}
+
+static size_t next_open(const flight_t *f, size_t k) {
+    while (k < f->nchunks && f->chunks[k].done) k++;
+    return k;
+}
+
+/* Writes what the socket takes now, without blocking.  Returns 0 or -1 on
+ * an I/O error. */
+static int flight_send(redis_sink_t *s) {
+    flight_t *f = s->flight;
+    for (f->send_at = next_open(f, f->send_at); f->send_at < f->nchunks;
+         f->send_at = next_open(f, f->send_at + 1)) {
+        chunk_t *ch = &f->chunks[f->send_at];
+        while (ch->sent < ch->len) {
+            ssize_t w = send(s->c->fd, ch->buf + ch->sent, ch->len - ch->sent,
+                             MSG_DONTWAIT | MSG_NOSIGNAL);
+            if (w < 0) {
+                if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
+                if (errno == EINTR) continue;
+                snprintf(s->c->errstr, sizeof(s->c->errstr), "%s", strerror(errno));
+                return -1;
+            }
+            ch->sent += (size_t)w;
+            s->stats.bytes_sent += (size_t)w;
+            f->progress_at = sink_now_ms();
+        }
+        s->stats.commands++;
+    }
+    return 0;
+}
+
+/* Takes one reply for chunk f->reply_at.  A reply that is neither a count
+ * nor FENCED nor NOSCRIPT leaves the chunk open and is the result. */
+static sink_result_t flight_reply(redis_sink_t *s, const redisReply *r, char *errstr,
+                                  size_t errstr_size) {
+    flight_t *f = s->flight;
+    chunk_t *ch = &f->chunks[f->reply_at];
+    sink_partition_t *parts = f->parts + ch->first;
+    f->reply_at = next_open(f, f->reply_at + 1);
+    f->progress_at = sink_now_ms();
+    if (r->type == REDIS_REPLY_ERROR) {
+        if (strncmp(r->str, "NOSCRIPT", 8) == 0) {
+            f->noscript = true;
+            return SINK_OK;
+        }
+        snprintf(errstr, errstr_size, "redis %s flush: %s", s->where, r->str);
+        if (strncmp(r->str, "FENCED ", 7) == 0) {
+            /* Nothing of the chunk was written; its other partitions are
+             * neither written nor fenced: refused. */
+            mark_fenced(parts, ch->count, r->str);
+            ch->done = true;
+            return SINK_OK;
+        }
+        return reply_is_transient(r->str) ? SINK_RETRY : SINK_FAIL;
+    }
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
+        r->element[0]->type != REDIS_REPLY_INTEGER || r->element[1]->type != REDIS_REPLY_INTEGER ||
+        r->element[2]->type != REDIS_REPLY_INTEGER) {
+        snprintf(errstr, errstr_size, "redis %s flush: unexpected reply", s->where);
+        return SINK_FAIL;
+    }
+    for (size_t i = 0; i < ch->count; i++) parts[i].written = true;
+    ch->done = true;
+    s->stats.flushes++;
+    s->stats.commands += (uint64_t)r->element[0]->integer;
+    s->stats.customers_written += (uint64_t)r->element[1]->integer;
+    s->stats.alerts_written += (uint64_t)r->element[2]->integer;
+    return SINK_OK;
+}
+
+sink_result_t redis_sink_flush_begin(redis_sink_t *s, const sink_partition_t *parts, size_t n,
+                                     char *errstr, size_t errstr_size) {
+    assert(!s->flight);
+    /* Connected first: the requests carry the script's SHA1. */
+    sink_result_t res = sink_connect(s, errstr, errstr_size);
+    if (res != SINK_OK) return res;
+    if (!(s->flight = flight_build(s, parts, n))) {
+        snprintf(errstr, errstr_size, "redis flush: out of memory building the request");
+        return SINK_RETRY;
+    }
+    s->flight->progress_at = sink_now_ms();
+    s->flight->gen = s->gen;
+    return SINK_OK;
+}
+
+sink_result_t redis_sink_flush_wait(redis_sink_t *s, int wait_ms, char *errstr,
+                                    size_t errstr_size) {
+    flight_t *f = s->flight;
+    assert(f);
+    if (!s->c || f->gen != s->gen) {
+        sink_result_t res = flight_restart(s, errstr, errstr_size);
+        if (res != SINK_OK) return res;
+    }
+    int64_t until = sink_now_ms() + (wait_ms > 0 ? wait_ms : 0);
+    for (;;) {
+        if (flight_send(s) != 0) return sink_io_failed(s, "flush", errstr, errstr_size);
+        /* Every reply the reader holds or the socket has. */
+        for (;;) {
+            void *reply = NULL;
+            if (redisGetReplyFromReader(s->c, &reply) != REDIS_OK)
+                return sink_io_failed(s, "flush", errstr, errstr_size);
+            if (!reply) {
+                struct pollfd pfd = {.fd = s->c->fd, .events = POLLIN};
+                if (poll(&pfd, 1, 0) <= 0) break;
+                if (redisBufferRead(s->c) != REDIS_OK)
+                    return sink_io_failed(s, "flush", errstr, errstr_size);
+                continue;
+            }
+            if (f->reply_at >= f->nchunks) { /* a reply nobody asked for */
+                freeReplyObject(reply);
+                snprintf(errstr, errstr_size, "redis %s flush: unexpected reply", s->where);
+                sink_disconnect(s);
+                return SINK_RETRY;
+            }
+            sink_result_t res = flight_reply(s, reply, errstr, errstr_size);
+            freeReplyObject(reply);
+            if (res != SINK_OK) {
+                /* Transient (LOADING, READONLY…): reconnect, to follow a failover. */
+                sink_disconnect(s);
+                return res;
+            }
+        }
+        if (f->reply_at >= f->nchunks) {
+            if (next_open(f, 0) == f->nchunks) return SINK_OK;
+            /* Every chunk sent got its answer, some NOSCRIPT: Redis lost the
+             * scripts (restart, SCRIPT FLUSH).  Loaded again once per flight. */
+            if (f->reloaded) {
+                snprintf(errstr, errstr_size, "redis %s flush: NOSCRIPT after loading the scripts",
+                         s->where);
+                return SINK_RETRY;
+            }
+            f->reloaded = true;
+            sink_result_t res = load_scripts(s, errstr, errstr_size);
+            if (res == SINK_OK) res = flight_restart(s, errstr, errstr_size);
+            if (res != SINK_OK) {
+                sink_disconnect(s);
+                return res;
+            }
+            continue;
+        }
+        int64_t now = sink_now_ms();
+        if (now - f->progress_at >= s->timeout_ms) {
+            snprintf(errstr, errstr_size, "redis %s flush: no answer within %d ms", s->where,
+                     s->timeout_ms);
+            sink_disconnect(s);
+            return SINK_RETRY;
+        }
+        if (now >= until) return SINK_PENDING;
+        int64_t left = until - now;
+        if (left > f->progress_at + s->timeout_ms - now) left = f->progress_at + s->timeout_ms - now;
+        struct pollfd pfd = {.fd = s->c->fd,
+                             .events = (short)(POLLIN | (f->send_at < f->nchunks ? POLLOUT : 0))};
+        if (poll(&pfd, 1, (int)left) < 0 && errno != EINTR) {
+            snprintf(s->c->errstr, sizeof(s->c->errstr), "poll: %s", strerror(errno));
+            return sink_io_failed(s, "flush", errstr, errstr_size);
+        }
+    }
+}
+
+/* Waits until every request sent on this connection is answered, so that
+ * another command can use it.  An error drops the connection; the flight
+ * is sent again on the next. */
+static void flight_quiesce(redis_sink_t *s) {
+    flight_t *f = s->flight;
+    char err[512];
+    if (!f || !s->c || f->gen != s->gen) return;
+    bool partial = f->send_at < f->nchunks && f->chunks[f->send_at].sent > 0;
+    if (f->reply_at >= f->send_at && !partial) return;
+    while (redis_sink_flush_wait(s, s->timeout_ms, err, sizeof(err)) == SINK_PENDING) {
+    }
+}
+
+sink_result_t redis_sink_flush_retry(redis_sink_t *s, char *errstr, size_t errstr_size) {
+    assert(s->flight);
+    s->flight->reloaded = false;
+    return flight_restart(s, errstr, errstr_size);
+}
+
+bool redis_sink_flush_active(const redis_sink_t *s) { return s->flight != NULL; }
+
+const sink_partition_t *redis_sink_flush_parts(const redis_sink_t *s, size_t *n) {
+    *n = s->flight ? s->flight->nparts : 0;
+    return s->flight ? s->flight->parts : NULL;
+}
+
+void redis_sink_flush_end(redis_sink_t *s) {
+    flight_free(s->flight);
+    s->flight = NULL;
 }
 
 sink_result_t redis_sink_flush(redis_sink_t *s, sink_partition_t *parts, size_t n,
                                char *errstr, size_t errstr_size) {
-    for (size_t i = 0; i < n; i++) parts[i].fenced = false;
+    for (size_t i = 0; i < n; i++) parts[i].fenced = parts[i].written = false;
     if (n == 0) return SINK_OK;
-    for (int attempt = 0;; attempt++) {
-        /* Connected first: the requests carry the script's SHA1. */
-        sink_result_t res = sink_connect(s, errstr, errstr_size);
-        if (res != SINK_OK) return res;
-        bool noscript = false;
-        res = flush_pipeline(s, parts, n, &noscript, errstr, errstr_size);
-        if (!noscript || res != SINK_OK) return res;
-        /* Every chunk that ran was skipped or written whole; the chunks
-         * Redis refused are sent again, and the others skip themselves. */
-        if (attempt == 1) {
-            snprintf(errstr, errstr_size, "redis %s flush: NOSCRIPT after loading the scripts",
-                     s->where);
-            return SINK_RETRY;
-        }
-        res = load_scripts(s, errstr, errstr_size);
-        if (res != SINK_OK) {
-            if (res == SINK_FAIL) sink_disconnect(s);
-            return res;
-        }
+    sink_result_t res = redis_sink_flush_begin(s, parts, n, errstr, errstr_size);
+    if (res != SINK_OK) return res;
+    do
+        res = redis_sink_flush_wait(s, s->timeout_ms, errstr, errstr_size);
+    while (res == SINK_PENDING);
+    bool fenced = false;
+    for (size_t i = 0; i < n; i++) {
+        parts[i].fenced = s->flight->parts[i].fenced;
+        parts[i].written = s->flight->parts[i].written;
+        fenced = fenced || parts[i].fenced;
     }
+    redis_sink_flush_end(s);
+    /* errstr holds the FENCED reply. */
+    return res == SINK_OK && fenced ? SINK_FAIL : res;
 }

@@ -35,7 +35,8 @@
 typedef enum {
     SINK_OK = 0, /* written and acknowledged */
     SINK_RETRY,  /* not written: connection, timeout, LOADING, OOM…; try later */
-    SINK_FAIL    /* not written and retrying will not help (e.g. fenced) */
+    SINK_FAIL,   /* not written and retrying will not help (e.g. fenced) */
+    SINK_PENDING /* a flush is under way: call redis_sink_flush_wait() again */
 } sink_result_t;
 
 /* redis://[:password@]host[:port][/db]  or  unix:///path.sock */
@@ -86,6 +87,8 @@ typedef struct sink_partition {
     int64_t next_offset;  /* offset of the next message to process */
     window_t *w;          /* changes, alerts and watermark to write */
     bool fenced;          /* out: set when this partition's epoch is no longer ours */
+    bool written;         /* out: Redis holds next_offset now (written, or found
+                           * written by an attempt whose answer was lost) */
 } sink_partition_t;
 
 typedef struct sink_stats {
@@ -96,20 +99,54 @@ typedef struct sink_stats {
     uint64_t alerts_written;
 } sink_stats_t;
 
-/* Writes everything the windows changed since their last commit, in one
- * atomic, fenced transaction.
+/* Writes everything the windows changed since their last commit.
  *
- * Idempotent: the script writes only when, for every partition, the epoch
- * is ours and Redis holds prev_offset.  When Redis already holds
- * next_offset for every partition, an earlier attempt whose reply was lost
- * (a timeout) has written this very flush: it answers SINK_OK and writes
- * nothing again, so no alert is added twice.  Any other offset means
- * someone else wrote: treated as fenced.  On SINK_OK the caller commits the windows
- * (window_commit).  On SINK_FAIL with some parts[i].fenced set nothing was
- * written: the caller drops those partitions and flushes the rest again.
- * On SINK_RETRY nothing was written. */
+ * The partitions are grouped into chunks of whole partitions, one EVALSHA
+ * each (FLUSH_CHUNK_ITEMS customers and alerts at most, unless one
+ * partition alone has more), sent one after the other without waiting.
+ * Redis runs each chunk atomically and other clients between chunks.
+ *
+ * Idempotent, per chunk: the script writes only when, for every partition
+ * of the chunk, the epoch is ours and Redis holds prev_offset.  When Redis
+ * already holds next_offset for a partition, an earlier attempt whose
+ * reply was lost (a timeout) has written it: it is skipped and counts as
+ * written, so no alert is added twice.  Any other offset means someone
+ * else wrote: the partition is fenced and nothing of its chunk is written.
+ *
+ * The synchronous form: on SINK_OK every partition is written and the
+ * caller commits the windows (window_commit).  On SINK_FAIL with some
+ * parts[i].fenced set, the caller drops those partitions and flushes the
+ * rest again (those already written are skipped).  On SINK_RETRY, try the
+ * same flush again later: chunks that were written are skipped then. */
 sink_result_t redis_sink_flush(redis_sink_t *s, sink_partition_t *parts, size_t n,
                                char *errstr, size_t errstr_size);
+
+/* The same flush, in steps, so that the caller can go on consuming while
+ * Redis works.  redis_sink_flush_begin() builds every request from the
+ * windows and keeps it: on SINK_OK the caller may commit the windows at
+ * once and change them again.  It returns SINK_RETRY, holding nothing,
+ * when it cannot connect.  One flush at a time. */
+sink_result_t redis_sink_flush_begin(redis_sink_t *s, const sink_partition_t *parts, size_t n,
+                                     char *errstr, size_t errstr_size);
+
+/* Sends what the socket takes and reads the answers that have come, for up
+ * to wait_ms (0: only what is ready now).  SINK_PENDING while answers are
+ * missing.  SINK_OK when every chunk is answered: each partition of
+ * redis_sink_flush_parts() is then written, fenced, or neither (refused
+ * with a fenced partition of its chunk: the caller must reload it from
+ * Redis).  SINK_RETRY or SINK_FAIL on an error (a timeout is no answer
+ * for the command timeout): the chunks not answered are kept, and
+ * redis_sink_flush_retry() sends them again. */
+sink_result_t redis_sink_flush_wait(redis_sink_t *s, int wait_ms, char *errstr,
+                                    size_t errstr_size);
+/* Reconnects if needed and sends the unanswered chunks again. */
+sink_result_t redis_sink_flush_retry(redis_sink_t *s, char *errstr, size_t errstr_size);
+/* True between redis_sink_flush_begin() and redis_sink_flush_end(). */
+bool redis_sink_flush_active(const redis_sink_t *s);
+/* The flush's partitions, with their results; owned by the sink. */
+const sink_partition_t *redis_sink_flush_parts(const redis_sink_t *s, size_t *n);
+/* Forgets the flush, answered or not. */
+void redis_sink_flush_end(redis_sink_t *s);
 
 const sink_stats_t *redis_sink_stats(const redis_sink_t *s);
 

@@ -294,7 +294,7 @@ static void tp_feed(tpart_t *t, const evspec_t *evs, size_t n) {
 }
 
 static sink_partition_t tp_part(tpart_t *t) {
-    return (sink_partition_t){TOPIC, t->partition, t->epoch, t->committed, t->next, t->w, false};
+    return (sink_partition_t){TOPIC, t->partition, t->epoch, t->committed, t->next, t->w, false, false};
 }
 
 /* Flushes this partition alone; does not commit. */
@@ -961,4 +961,112 @@ Test(redis_sink, redis_frozen_times_out_then_recovers) {
     expect_hash_matches(&v);
     window_free(t.w);
     redis_sink_free(s);
+}
+
+/* ------------------------------------------------------------------ */
+/* Flushes in steps (what the consumer does)                           */
+
+/* n customers "<tag>-<i>", one purchase each. */
+static void tp_feed_many(tpart_t *t, const char *tag, int n) {
+    for (int i = 0; i < n; i++) {
+        char cid[32], eid[48];
+        snprintf(cid, sizeof(cid), "%s-%d", tag, i);
+        snprintf(eid, sizeof(eid), "ev-%s-%d", tag, i);
+        evspec_t ev = {cid, 0, eid, T0 + i, KIND_PURCHASE, HANDLER_NONE, TRI_NULL, NAN, NULL};
+        tp_feed(t, &ev, 1);
+    }
+}
+
+static sink_result_t wait_answered(redis_sink_t *s, char *err, size_t errsize) {
+    sink_result_t r;
+    do
+        r = redis_sink_flush_wait(s, 1000, err, errsize);
+    while (r == SINK_PENDING);
+    return r;
+}
+
+/* The windows are committed as soon as the flush has begun; the flush is
+ * then answered chunk by chunk, after its connection was killed once. */
+Test(redis_sink, flush_in_steps_survives_a_killed_connection) {
+    redis_sink_t *s = sink_open(1000);
+    tpart_t p0 = {0}, p1 = {0};
+    tp_claim(&p0, s, 0);
+    tp_claim(&p1, s, 1);
+    tp_feed(&p0, story, STORY_LEN);
+    tp_feed_many(&p1, "many", 3000); /* more than a chunk: two chunks */
+    static alert_row_t rows[32];
+    size_t nrows = copy_alerts(p0.w, rows, 32);
+    char err[256];
+    sink_partition_t parts[2] = {tp_part(&p1), tp_part(&p0)};
+    uint64_t flushes = redis_sink_stats(s)->flushes;
+    cr_assert_eq(redis_sink_flush_begin(s, parts, 2, err, sizeof(err)), SINK_OK, "%s", err);
+    tp_commit(&p0);
+    tp_commit(&p1);
+    cr_assert(redis_sink_flush_active(s));
+
+    /* Killed before anything was sent: the first wait fails or finds the
+     * connection gone; the retry sends everything again. */
+    freeReplyObject(rcmdf("CLIENT KILL TYPE normal SKIPME yes"));
+    sink_result_t r = wait_answered(s, err, sizeof(err));
+    if (r != SINK_OK) {
+        cr_expect_eq(r, SINK_RETRY, "%s", err);
+        cr_assert_eq(redis_sink_flush_retry(s, err, sizeof(err)), SINK_OK, "%s", err);
+        cr_assert_eq(wait_answered(s, err, sizeof(err)), SINK_OK, "%s", err);
+    }
+    size_t n;
+    const sink_partition_t *done = redis_sink_flush_parts(s, &n);
+    cr_assert_eq(n, 2);
+    cr_expect(done[0].written && done[1].written && !done[0].fenced && !done[1].fenced);
+    cr_expect_eq(redis_sink_stats(s)->flushes - flushes, 2, "one script per chunk");
+    redis_sink_flush_end(s);
+    cr_expect(!redis_sink_flush_active(s));
+
+    expect_stream(rows, nrows);
+    cr_expect_eq(rint_reply("ZCARD %b", PREFIX "scores", strlen(PREFIX "scores")), 3000 + 3);
+    char want[32];
+    snprintf(want, sizeof(want), "%" PRId64, p1.next);
+    expect_hget(PREFIX "_offsets", TOPIC ":1", want);
+    snprintf(want, sizeof(want), "%" PRId64, p0.next);
+    expect_hget(PREFIX "_offsets", TOPIC ":0", want);
+    window_free(p0.w);
+    window_free(p1.w);
+    redis_sink_free(s);
+}
+
+/* A chunk with a fenced partition writes nothing: its other partitions are
+ * refused (neither written nor fenced), and the other chunks are written. */
+Test(redis_sink, fenced_chunk_refuses_its_other_partitions) {
+    redis_sink_t *s = sink_open(1000), *rival = sink_open(1000);
+    tpart_t p0 = {0}, p1 = {0}, p2 = {0}, q1 = {0};
+    tp_claim(&p0, s, 0);
+    tp_claim(&p1, s, 1);
+    tp_claim(&p2, s, 2);
+    tp_claim(&q1, rival, 1); /* partition 1 is the rival's now */
+    tp_feed_many(&p0, "big", 2100); /* a chunk of its own */
+    tp_feed(&p1, story, 2);
+    tp_feed(&p2, story + 3, 1);
+    char err[256];
+    sink_partition_t parts[3] = {tp_part(&p0), tp_part(&p1), tp_part(&p2)};
+    cr_assert_eq(redis_sink_flush_begin(s, parts, 3, err, sizeof(err)), SINK_OK, "%s", err);
+    cr_assert_eq(wait_answered(s, err, sizeof(err)), SINK_OK, "%s", err);
+    size_t n;
+    const sink_partition_t *done = redis_sink_flush_parts(s, &n);
+    cr_assert_eq(n, 3);
+    cr_expect(done[0].written && !done[0].fenced, "partition 0 is written");
+    cr_expect(!done[1].written && done[1].fenced, "partition 1 is fenced");
+    cr_expect(!done[2].written && !done[2].fenced, "partition 2 is refused");
+    cr_expect(strstr(err, "FENCED " TOPIC ":1") != NULL, "%s", err);
+    redis_sink_flush_end(s);
+    char want[32];
+    snprintf(want, sizeof(want), "%" PRId64, p0.next);
+    expect_hget(PREFIX "_offsets", TOPIC ":0", want);
+    expect_hget(PREFIX "_offsets", TOPIC ":1", NULL);
+    expect_hget(PREFIX "_offsets", TOPIC ":2", NULL);
+    cr_expect(!key_exists(PREFIX "ci:bob", strlen(PREFIX "ci:bob")), "refused partition written");
+    window_free(p0.w);
+    window_free(p1.w);
+    window_free(p2.w);
+    window_free(q1.w);
+    redis_sink_free(s);
+    redis_sink_free(rival);
 }
