@@ -1,6 +1,7 @@
 /*
  * numfmt.h — decimal formatting for the hot path of the Redis sink, with
- * the exact output of printf: fmt_i64 is "%lld", fmt_f4 is "%.4f".
+ * the exact output of printf: fmt_i64 is "%lld", fmt_f4 is "%.4f", fmt_f2
+ * is "%.2f" (the scorer's alert reasons).
  * Pure functions, any thread.
  */
 #ifndef RAPPORT_NUMFMT_H
@@ -15,5 +16,6 @@
  * the length. */
 size_t fmt_i64(char *buf, int64_t v);
 size_t fmt_f4(char *buf, double v);
+size_t fmt_f2(char *buf, double v);
 
 #endif

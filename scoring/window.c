@@ -46,6 +46,8 @@
  */
 #include "scoring/window.h"
 
+#include "common/numfmt.h"
+
 #include <assert.h>
 #include <math.h>
 #include <stddef.h>
@@ -161,6 +163,9 @@ struct window {
     bucket_t *bk;              /* scratch: one customer's buckets */
     uint32_t bk_cap;
     bytes_t enc;               /* scratch: an encoded body or blob */
+
+    /* The thresholds as alert reasons print them ("%g"), formatted once. */
+    char risk_g[32], recover_g[32], nh_sentiment_g[32];
 };
 
 static void *xrealloc(void *p, size_t n) {
@@ -711,23 +716,31 @@ static void cust_rescore(window_t *w, uint32_t id, body_t *y, const event_t *e, 
     int64_t at = e ? e->occurred_at : w->watermark;
     alert_t *a;
 
+    /* The reasons are built by appending, not with snprintf: a quarter of
+     * the events raise an alert, and printf's "%.2f" was most of the
+     * scorer's cost (common/numfmt.c writes the same text).  Each is well
+     * under the 200 bytes of alert_t.reason. */
+    char num[NUMFMT_MAX];
     if (!(c->flags & F_AT_RISK) && below(s.ci, p->risk_threshold)) {
         c->flags |= F_AT_RISK;
         a = alert_push(w, ALERT_CHURN_RISK, trig, c, y, s.ci, has_prev, prev, eid, at, offset);
-        if (e)
-            snprintf(a->reason, sizeof(a->reason),
-                     "connection index fell to %.2f, below %g%s", s.ci, p->risk_threshold,
-                     c->streak ? " after repeated unresolved AI contacts" : "");
-        else
-            snprintf(a->reason, sizeof(a->reason),
-                     "connection index fell to %.2f, below %g, as older events left the window",
-                     s.ci, p->risk_threshold);
+        fmt_f2(num, s.ci);
+        char *r = stpcpy(stpcpy(stpcpy(stpcpy(a->reason, "connection index fell to "), num),
+                                ", below "),
+                         w->risk_g);
+        if (!e)
+            stpcpy(r, ", as older events left the window");
+        else if (c->streak)
+            stpcpy(r, " after repeated unresolved AI contacts");
     }
     if ((c->flags & F_AT_RISK) && !below(s.ci, p->recover_threshold)) {
         c->flags &= (uint8_t)~F_AT_RISK;
         a = alert_push(w, ALERT_RECOVERED, trig, c, y, s.ci, has_prev, prev, eid, at, offset);
-        snprintf(a->reason, sizeof(a->reason), "connection index back to %.2f, at or above %g%s",
-                 s.ci, p->recover_threshold, e ? "" : " as older events left the window");
+        fmt_f2(num, s.ci);
+        char *r = stpcpy(stpcpy(stpcpy(stpcpy(a->reason, "connection index back to "), num),
+                                ", at or above "),
+                         w->recover_g);
+        if (!e) stpcpy(r, " as older events left the window");
     }
     if (e && e->kind == KIND_CONTACT && e->handled_by == HANDLER_AI) {
         bool by_streak = e->resolved == TRI_FALSE && c->streak >= (uint32_t)p->needs_human_streak;
@@ -736,16 +749,21 @@ static void cust_rescore(window_t *w, uint32_t id, body_t *y, const event_t *e, 
         bool cooling = has_nh && y->last_nh_at > e->occurred_at - p->needs_human_cooldown_ms;
         if ((by_streak || by_sent) && !cooling) {
             a = alert_push(w, ALERT_NEEDS_HUMAN, trig, c, y, s.ci, has_prev, prev, eid, at, offset);
-            char sent[48] = "";
-            if (e->has_sentiment)
-                snprintf(sent, sizeof(sent), "%ssentiment %.2f", by_streak ? "; " : "",
-                         (double)e->sentiment);
-            if (by_streak)
-                snprintf(a->reason, sizeof(a->reason), "%u unresolved AI contacts in a row%s",
-                         c->streak, sent);
-            else
-                snprintf(a->reason, sizeof(a->reason), "AI contact with %s, at or below %g", sent,
-                         p->needs_human_sentiment);
+            /* "3 unresolved AI contacts in a row[; sentiment -0.80]" or
+             * "AI contact with sentiment -0.80, at or below -0.6". */
+            char *r = a->reason;
+            if (by_streak) {
+                fmt_i64(num, c->streak);
+                r = stpcpy(stpcpy(r, num), " unresolved AI contacts in a row");
+                if (e->has_sentiment) r = stpcpy(r, "; ");
+            } else {
+                r = stpcpy(r, "AI contact with ");
+            }
+            if (e->has_sentiment) {
+                fmt_f2(num, (double)e->sentiment);
+                r = stpcpy(stpcpy(r, "sentiment "), num);
+            }
+            if (!by_streak) stpcpy(stpcpy(r, ", at or below "), w->nh_sentiment_g);
             if (!has_nh || y->last_nh_at < e->occurred_at) y->last_nh_at = e->occurred_at;
             c->flags |= F_HAS_NH;
         }
@@ -826,6 +844,10 @@ window_t *window_new(const score_params_t *params, int32_t partition, char *errs
     window_t *w = calloc(1, sizeof(*w));
     if (!w) goto fail;
     w->p = *params;
+    snprintf(w->risk_g, sizeof(w->risk_g), "%g", params->risk_threshold);
+    snprintf(w->recover_g, sizeof(w->recover_g), "%g", params->recover_threshold);
+    snprintf(w->nh_sentiment_g, sizeof(w->nh_sentiment_g), "%g",
+             params->needs_human_sentiment);
     w->partition = partition;
     w->watermark = -1;
     w->table_mask = 1023;

@@ -49,6 +49,40 @@ Test(numfmt, f4_random) {
     }
 }
 
+static void check_f2(double v) {
+    char want[NUMFMT_MAX + 16], got[NUMFMT_MAX];
+    snprintf(want, sizeof(want), "%.2f", v);
+    size_t n = fmt_f2(got, v);
+    cr_assert_str_eq(got, want, "%.17g: got %s, printf %s", v, got, want);
+    cr_assert_eq(n, strlen(want));
+}
+
+Test(numfmt, f2_table) {
+    const double t[] = {0, 1, 100, 43.875, 43.885, 0.005, 0.015, -0.005, -0.7, -0.70000000298,
+                        -0.0, -0.001, -1, 0.125, 34.995, 49.995, NAN, -NAN, INFINITY, -INFINITY,
+                        1e9, -1e12, DBL_MAX, DBL_MIN};
+    for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) check_f2(t[i]);
+}
+
+/* Ties k/100 + 0.005 and one ulp around, both signs; then random scores
+ * and Avro-float sentiments as the reasons print them. */
+Test(numfmt, f2_near_ties_and_random) {
+    for (int k = -20000; k < 20000; k++) {
+        double tie = (double)k / 100.0 + (k < 0 ? -0.005 : 0.005);
+        check_f2(tie);
+        check_f2(nextafter(tie, -1e10));
+        check_f2(nextafter(tie, 1e10));
+    }
+    uint64_t x = 2463534242ULL;
+    for (int i = 0; i < 2000000; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        double u = (double)(x >> 11) / 9007199254740992.0;
+        check_f2(i % 2 ? u * 100 : (double)(float)(2 * u - 1));
+    }
+}
+
 Test(numfmt, i64) {
     const int64_t t[] = {0, 1, -1, 9, 10, 1767225600000, INT64_MAX, INT64_MIN, -1000};
     for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
