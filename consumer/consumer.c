@@ -320,10 +320,13 @@ static uint64_t lag_total(consumer_t *c) {
     for (int32_t i = 0; i < c->parts_cap; i++) {
         const part_t *p = c->parts[i];
         int64_t lo, hi;
-        if (!p || p->fenced_at || p->retry_at || p->next_offset < 0) continue;
-        if (rd_kafka_get_watermark_offsets(c->rk, c->conf->topic, i, &lo, &hi) ==
-                RD_KAFKA_RESP_ERR_NO_ERROR && hi > p->next_offset)
-            lag += (uint64_t)(hi - p->next_offset);
+        if (!p || p->fenced_at || p->retry_at) continue;
+        if (rd_kafka_get_watermark_offsets(c->rk, c->conf->topic, i, &lo, &hi) !=
+                RD_KAFKA_RESP_ERR_NO_ERROR || hi < 0)
+            continue; /* not fetched yet: unknown, counted as none */
+        /* Nothing processed yet: from the claimed offset, or the start. */
+        int64_t pos = p->next_offset >= 0 ? p->next_offset : (lo > 0 ? lo : 0);
+        if (hi > pos) lag += (uint64_t)(hi - pos);
     }
     return lag;
 }
