@@ -870,6 +870,12 @@ fail:
     return NULL;
 }
 
+/* The first chunk from k on that Redis has not answered yet. */
+static size_t next_open(const flight_t *f, size_t k) {
+    while (k < f->nchunks && f->chunks[k].done) k++;
+    return k;
+}
+
 /* Sends the chunks not yet answered from their start, on a connection made
  * now if there is none. */
 static sink_result_t flight_restart(redis_sink_t *s, char *errstr, size_t errstr_size) {
@@ -877,16 +883,12 @@ static sink_result_t flight_restart(redis_sink_t *s, char *errstr, size_t errstr
     sink_result_t res = sink_connect(s, errstr, errstr_size);
     if (res != SINK_OK) return res;
     for (size_t k = 0; k < f->nchunks; k++) f->chunks[k].sent = 0;
-    f->send_at = f->reply_at = 0;
+    /* Answers come for the open chunks only, in order. */
+    f->send_at = f->reply_at = next_open(f, 0);
     f->noscript = false;
     f->gen = s->gen;
     f->progress_at = sink_now_ms();
     return SINK_OK;
-}
-
-static size_t next_open(const flight_t *f, size_t k) {
-    while (k < f->nchunks && f->chunks[k].done) k++;
-    return k;
 }
 
 /* Writes what the socket takes now, without blocking.  Returns 0 or -1 on

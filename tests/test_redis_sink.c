@@ -1070,3 +1070,44 @@ Test(redis_sink, fenced_chunk_refuses_its_other_partitions) {
     redis_sink_free(s);
     redis_sink_free(rival);
 }
+
+/* A flush whose first chunk lands and whose second fails (a key of the
+ * wrong type in its way): the retry sends the second alone, and its answer
+ * is taken for it, not for the chunk already answered. */
+Test(redis_sink, retry_after_a_partial_flush_sends_only_the_rest) {
+    redis_sink_t *s = sink_open(1000);
+    tpart_t p0 = {0}, p1 = {0};
+    tp_claim(&p0, s, 0);
+    tp_claim(&p1, s, 1);
+    tp_feed_many(&p0, "first", 2100); /* a chunk of its own */
+    tp_feed(&p1, story, STORY_LEN);
+    static alert_row_t rows[32];
+    size_t nrows = copy_alerts(p1.w, rows, 32);
+    freeReplyObject(rcmdf("SET " PREFIX "ci:bob in-the-way"));
+    char err[256];
+    sink_partition_t parts[2] = {tp_part(&p0), tp_part(&p1)};
+    cr_assert_eq(redis_sink_flush_begin(s, parts, 2, err, sizeof(err)), SINK_OK, "%s", err);
+    tp_commit(&p0);
+    tp_commit(&p1);
+    cr_assert_eq(wait_answered(s, err, sizeof(err)), SINK_FAIL, "%s", err);
+    cr_expect(strstr(err, "WRONGTYPE") != NULL, "%s", err);
+    size_t n;
+    const sink_partition_t *done = redis_sink_flush_parts(s, &n);
+    cr_expect(done[0].written && !done[1].written, "only the first chunk landed");
+
+    freeReplyObject(rcmdf("DEL " PREFIX "ci:bob"));
+    uint64_t flushes = redis_sink_stats(s)->flushes;
+    cr_assert_eq(redis_sink_flush_retry(s, err, sizeof(err)), SINK_OK, "%s", err);
+    cr_assert_eq(wait_answered(s, err, sizeof(err)), SINK_OK, "%s", err);
+    done = redis_sink_flush_parts(s, &n);
+    cr_expect(done[0].written && done[1].written);
+    cr_expect_eq(redis_sink_stats(s)->flushes - flushes, 1, "the second chunk alone");
+    redis_sink_flush_end(s);
+    expect_stream(rows, nrows);
+    char want[32];
+    snprintf(want, sizeof(want), "%" PRId64, p1.next);
+    expect_hget(PREFIX "_offsets", TOPIC ":1", want);
+    window_free(p0.w);
+    window_free(p1.w);
+    redis_sink_free(s);
+}
