@@ -10,10 +10,14 @@
  *      next offset (a repeat after a seek or a rebalance);
  *   2. decode, validate, and either dead-letter it or apply it to the
  *      partition's window; the partition's next offset moves past it;
- *   3. every flush_ms: wait until every dead-letter copy is acknowledged,
- *      then write all partitions' changes, alerts, watermarks and next
- *      offsets to Redis in one fenced transaction (sinks/redis.c);
- *   4. only then commit the same offsets to Kafka, for lag tools.
+ *   3. every flush_ms (longer while behind, see batch_due()): wait until
+ *      every dead-letter copy is acknowledged, then start writing all
+ *      partitions' changes, alerts, watermarks and next offsets to Redis
+ *      in fenced scripts, one per chunk of partitions (sinks/redis.c).  The
+ *      requests are built at once and the windows committed, so consuming
+ *      goes on while Redis works; one flush is under way at a time;
+ *   4. only when Redis has answered, commit the same offsets to Kafka, for
+ *      lag tools.
  * A crash anywhere loses only work that Redis never saw, and the next
  * owner starts from the offset Redis holds, with the state Redis holds.
  *
