@@ -823,7 +823,6 @@ struct flight {
     int64_t progress_at; /* monotonic ms of the last byte sent or reply read */
     uint64_t gen;        /* the connection send_at and reply_at count on */
     bool reloaded;       /* the scripts were loaded again for this flight */
-    bool noscript;       /* a reply said NOSCRIPT on this connection */
 };
 
 static int64_t sink_now_ms(void) {
@@ -891,7 +890,6 @@ static sink_result_t flight_restart(redis_sink_t *s, char *errstr, size_t errstr
     for (size_t k = 0; k < f->nchunks; k++) f->chunks[k].sent = 0;
     /* Answers come for the open chunks only, in order. */
     f->send_at = f->reply_at = next_open(f, 0);
-    f->noscript = false;
     f->gen = s->gen;
     f->progress_at = sink_now_ms();
     return SINK_OK;
@@ -932,10 +930,8 @@ static sink_result_t flight_reply(redis_sink_t *s, const redisReply *r, char *er
     f->reply_at = next_open(f, f->reply_at + 1);
     f->progress_at = sink_now_ms();
     if (r->type == REDIS_REPLY_ERROR) {
-        if (strncmp(r->str, "NOSCRIPT", 8) == 0) {
-            f->noscript = true;
-            return SINK_OK;
-        }
+        /* Left open: sent again once the scripts are loaded (the wait). */
+        if (strncmp(r->str, "NOSCRIPT", 8) == 0) return SINK_OK;
         snprintf(errstr, errstr_size, "redis %s flush: %s", s->where, r->str);
         if (strncmp(r->str, "FENCED ", 7) == 0) {
             /* Nothing of the chunk was written; its other partitions are
