@@ -309,6 +309,12 @@ static size_t changes_pending(const consumer_t *c) {
     return n;
 }
 
+static bool any_pending(const consumer_t *c) {
+    for (int32_t i = 0; i < c->parts_cap; i++)
+        if (c->parts[i] && c->parts[i]->pending) return true;
+    return false;
+}
+
 static void batch_reset(consumer_t *c) {
     c->flush_deadline = 0;
     c->batch_events = 0;
@@ -316,22 +322,24 @@ static void batch_reset(consumer_t *c) {
     c->batch_ready = false;
 }
 
-/* Events waiting in Kafka for the partitions we read: each partition's high
- * watermark (librdkafka's cache, updated by every fetch response; no
- * request) minus the next offset to process. */
+/* Events waiting in Kafka for partition id: its high watermark (librdkafka's
+ * cache, updated by every fetch response; no request) minus the next offset
+ * to process, or the low watermark before anything was processed.  0 when
+ * not known yet (nothing fetched) or when the partition is waiting. */
+static uint64_t part_lag(consumer_t *c, int32_t id, const part_t *p) {
+    int64_t lo, hi;
+    if (p->fenced_at || p->retry_at ||
+        rd_kafka_get_watermark_offsets(c->rk, c->conf->topic, id, &lo, &hi) !=
+            RD_KAFKA_RESP_ERR_NO_ERROR || hi < 0)
+        return 0;
+    int64_t pos = p->next_offset >= 0 ? p->next_offset : (lo > 0 ? lo : 0);
+    return hi > pos ? (uint64_t)(hi - pos) : 0;
+}
+
 static uint64_t lag_total(consumer_t *c) {
     uint64_t lag = 0;
-    for (int32_t i = 0; i < c->parts_cap; i++) {
-        const part_t *p = c->parts[i];
-        int64_t lo, hi;
-        if (!p || p->fenced_at || p->retry_at) continue;
-        if (rd_kafka_get_watermark_offsets(c->rk, c->conf->topic, i, &lo, &hi) !=
-                RD_KAFKA_RESP_ERR_NO_ERROR || hi < 0)
-            continue; /* not fetched yet: unknown, counted as none */
-        /* Nothing processed yet: from the claimed offset, or the start. */
-        int64_t pos = p->next_offset >= 0 ? p->next_offset : (lo > 0 ? lo : 0);
-        if (hi > pos) lag += (uint64_t)(hi - pos);
-    }
+    for (int32_t i = 0; i < c->parts_cap; i++)
+        if (c->parts[i]) lag += part_lag(c, i, c->parts[i]);
     return lag;
 }
 
@@ -340,7 +348,7 @@ static uint64_t lag_total(consumer_t *c) {
  * in during the last flush_ms.  Then the batch grows, looked at again every
  * flush_ms, until rapport has caught up or flush_backlog_ms have passed, so
  * that a customer's many changes while catching up cost one write, not one
- * per flush_ms (docs/DESIGN.md §4).  flush_max_customers bounds it always. */
+ * per flush_ms (docs/DESIGN.md §1).  flush_max_customers bounds it always. */
 static bool batch_due(consumer_t *c, int64_t now) {
     if (!c->flush_deadline) return false;
     /* Counted every 64 events: the count walks every partition. */
@@ -446,12 +454,7 @@ static void flight_done(consumer_t *c) {
  * c->retry_at, with the partitions paused). */
 static int flush_step(consumer_t *c, int wait_ms) {
     char err[512];
-    if (!redis_sink_flush_active(c->sink)) {
-        bool pending = false;
-        for (int32_t i = 0; i < c->parts_cap && !pending; i++)
-            pending = c->parts[i] && c->parts[i]->pending;
-        if (pending && flush_start(c) != 0) return -1;
-    }
+    if (!redis_sink_flush_active(c->sink) && any_pending(c) && flush_start(c) != 0) return -1;
     if (redis_sink_flush_active(c->sink)) {
         sink_result_t r = SINK_OK;
         if (c->flight_failed) {
@@ -494,10 +497,7 @@ static int flush_until(consumer_t *c, int64_t deadline) {
         int st = now >= c->retry_at || !c->sink_down ? flush_step(c, (int)left) : -1;
         if (st == 0) {
             /* A flush just answered may have left newer changes. */
-            bool pending = false;
-            for (int32_t i = 0; i < c->parts_cap && !pending; i++)
-                pending = c->parts[i] && c->parts[i]->pending;
-            if (!pending) {
+            if (!any_pending(c)) {
                 rc = 0;
                 break;
             }
@@ -734,11 +734,9 @@ static void kick_fetchers(consumer_t *c, int64_t now) {
     rd_kafka_topic_partition_list_t *l = NULL;
     for (int32_t i = 0; i < c->parts_cap; i++) {
         const part_t *p = c->parts[i];
-        int64_t lo, hi;
-        if (!p || p->fenced_at || p->retry_at || p->next_offset < 0) continue;
-        if (rd_kafka_get_watermark_offsets(c->rk, c->conf->topic, i, &lo, &hi) ||
-            hi <= p->next_offset)
-            continue;
+        /* Before its first message a partition reads from where it was
+         * assigned; there is no offset of ours to seek to. */
+        if (!p || p->next_offset < 0 || part_lag(c, i, p) == 0) continue;
         if (!l) l = rd_kafka_topic_partition_list_new(16);
         rd_kafka_topic_partition_list_add(l, c->conf->topic, i)->offset = p->next_offset;
     }
@@ -882,7 +880,9 @@ int consumer_run(consumer_t *c, volatile sig_atomic_t *stop) {
         /* One flush at a time: a batch due while one is under way goes on
          * growing until it is answered, unless it reached
          * flush_max_customers: then this thread waits for Redis. */
-        if (!c->sink_down && (c->batch_ready || (c->batch_ready = batch_due(c, now_ms())))) {
+        /* The clock read before the poll: a deadline it has not seen yet is
+         * seen on the next turn (the poll never waits past it). */
+        if (!c->sink_down && (c->batch_ready || (c->batch_ready = batch_due(c, now)))) {
             if (redis_sink_flush_active(c->sink) && (c->batch_events & 63) == 0 &&
                 changes_pending(c) >= (size_t)c->conf->flush_max_customers)
                 flush_step(c, (int)c->conf->redis_timeout_ms);
