@@ -1,0 +1,54 @@
+/*
+ * alloc.c — see alloc.h.
+ */
+#include "common/alloc.h"
+
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void default_oom(size_t size) {
+    /* No log_emit(): it formats into a stack buffer, but stay minimal. */
+    fprintf(stderr, "level=error msg=\"out of memory, aborting\" bytes=%zu\n", size);
+    fflush(stderr);
+    abort();
+}
+
+static _Atomic(alloc_oom_handler_t) oom_handler = default_oom;
+
+void alloc_set_oom_handler(alloc_oom_handler_t h) {
+    atomic_store(&oom_handler, h ? h : default_oom);
+}
+
+static void oom(size_t size) {
+    atomic_load(&oom_handler)(size);
+    abort(); /* a handler must not return */
+}
+
+void *xmalloc(size_t n) {
+    void *p = malloc(n ? n : 1);
+    if (!p) oom(n);
+    return p;
+}
+
+void *xcalloc(size_t count, size_t size) {
+    void *p = calloc(count ? count : 1, size ? size : 1);
+    if (!p) oom(count * size);
+    return p;
+}
+
+void *xrealloc(void *p, size_t n) {
+    void *q = realloc(p, n ? n : 1);
+    if (!q) oom(n);
+    return q;
+}
+
+char *xstrndup(const char *s, size_t n) {
+    char *d = xmalloc(n + 1);
+    memcpy(d, s, n);
+    d[n] = '\0';
+    return d;
+}
+
+char *xstrdup(const char *s) { return xstrndup(s, strlen(s)); }

@@ -1,0 +1,36 @@
+/*
+ * alloc.h — rapport's one out-of-memory policy.
+ *
+ * Every allocation in the product goes through these wrappers.  When the
+ * allocator fails, the handler runs: by default it logs one line naming
+ * the size and aborts, as Redis's zmalloc does.  A daemon that cannot
+ * allocate a few hundred bytes cannot make progress, and carrying an
+ * out-of-memory flag through every layer only turns the crash into a
+ * retry loop that never succeeds.  Nothing is lost by aborting: the next
+ * start resumes from the offsets Redis holds (docs/SPEC.md §6).
+ *
+ * What keeps rapport from reaching that point is bounding what it holds,
+ * not checking each malloc: batches are bounded by flush_max_customers,
+ * messages by max_message_bytes, the prefetch by librdkafka's queue limit.
+ *
+ * Thread-safe.  Sizes of 0 are allocated as 1 so that NULL always means
+ * failure.
+ */
+#ifndef RAPPORT_ALLOC_H
+#define RAPPORT_ALLOC_H
+
+#include <stddef.h>
+
+void *xmalloc(size_t n);
+void *xcalloc(size_t count, size_t size);
+void *xrealloc(void *p, size_t n);
+char *xstrdup(const char *s);
+/* n bytes of s and a terminating NUL. */
+char *xstrndup(const char *s, size_t n);
+
+/* Replaces the handler called with the size that could not be allocated
+ * (tests use it; it must not return).  NULL restores the default. */
+typedef void (*alloc_oom_handler_t)(size_t size);
+void alloc_set_oom_handler(alloc_oom_handler_t h);
+
+#endif
