@@ -105,9 +105,12 @@ valgrind: $(BUILD)/tests/test_decode
 docs: bin/rapport
 	bin/rapport config-doc > docs/CONFIG.md
 
+# docs/CONFIG.md matches the configuration table, and every "SPEC §n"
+# citation in the code and the docs names a section of docs/SPEC.md.
 check-docs: bin/rapport
 	@bin/rapport config-doc | diff -u docs/CONFIG.md - \
 	    || { echo "docs/CONFIG.md is stale: run 'make docs'"; exit 1; }
+	@tests/check_spec_refs.sh
 
 # What can be checked of deploy/ without a Docker engine or a cluster.
 check-deploy:
