@@ -5,7 +5,7 @@
 #   make demo            the whole pipeline on one machine, 30 s
 #   make test SANITIZE=address,undefined   the suite under ASan/UBSan
 #   make valgrind        the decoder tests under valgrind, no leak allowed
-#   make bench           the benchmark of issue 4 (a few minutes); see BENCHMARKS.md
+#   make bench           the benchmark of BENCHMARKS.md (a few minutes)
 #
 # Project flags live in RAPPORT_CFLAGS; CFLAGS/LDFLAGS stay the user's.
 
@@ -120,7 +120,7 @@ demo: deps
 	@$(MAKE) --no-print-directory bin/rapport
 	bin/rapport demo $(DEMO_ARGS)
 
-# bench/*.c: one program each, linked with the library (issue 4).
+# bench/*.c: one program each, linked with the library (BENCHMARKS.md).
 BENCH_SRC := $(wildcard bench/*.c)
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 

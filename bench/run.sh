@@ -1,5 +1,6 @@
 #!/bin/sh
-# run.sh — the benchmark of issue 4 (`make bench`).  See BENCHMARKS.md.
+# run.sh — the benchmark of BENCHMARKS.md (`make bench`): how close `rapport run`
+# comes to what the machine can do, and where the time goes.
 #
 # Starts a mock Kafka cluster (`rapport mock-kafka`, its own process) and a
 # private redis-server (a free port, a temporary directory, no persistence),

@@ -660,7 +660,7 @@ Test(encode, malformed_messages_fail_with_their_reason_and_no_earlier_one) {
     free(buf);
 }
 
-/* The variants the brief names, byte for byte. */
+/* The variants that gen/encode.h lists for each reason, byte for byte. */
 Test(encode, malformed_specific_variants) {
     uint8_t *buf = malloc(BUF_SIZE);
     event_t base = full_event();
