@@ -1,11 +1,19 @@
 # rapport — build, test, demo and benchmark.
 #
 #   make                 build bin/rapport
-#   make test            every test (installs missing packages first)
+#   make test            every test
 #   make demo            the whole pipeline on one machine, 30 s
 #   make test SANITIZE=address,undefined   the suite under ASan/UBSan
 #   make valgrind        the decoder tests under valgrind, no leak allowed
 #   make bench           the benchmark of BENCHMARKS.md (a few minutes)
+#   make docs            regenerate docs/CONFIG.md
+#   make check-docs      docs/CONFIG.md is current, every SPEC §n citation resolves
+#   make check-deploy    the deploy/ files, as far as a machine without Docker can
+#
+# On a fresh Debian 12 machine each of these first installs the missing
+# packages (target deps: deploy/install-deps.sh, with sudo when not root;
+# nothing to do when all are present), then runs make again for the work
+# itself, so that pkg-config's flags are read once the libraries are there.
 #
 # Project flags live in RAPPORT_CFLAGS; CFLAGS/LDFLAGS stay the user's.
 
@@ -45,11 +53,12 @@ LIBA     := $(BUILD)/librapport.a
 # in which case the sanitized binary is used by the tests it runs.
 RAPPORT_BIN := $(if $(SANITIZE),$(BUILD)/rapport,bin/rapport)
 
-# Objects and test helpers are never intermediate: keep them between runs.
+# Objects and test support files are never intermediate: keep them between runs.
 .SECONDARY:
 
 .PHONY: all deps test unit valgrind demo bench clean docs check-docs check-deploy
-all: bin/rapport
+all: deps
+	@$(MAKE) --no-print-directory bin/rapport
 
 deps:
 ifneq ($(DEPS_OK),yes)
@@ -96,24 +105,27 @@ unit: $(RAPPORT_BIN) $(TESTS)
 	done; \
 	if [ $$fail -ne 0 ]; then echo "unit tests: FAILED"; exit 1; fi; echo "unit tests: all passed"
 
-valgrind: $(BUILD)/tests/test_decode
+valgrind: deps
+	@$(MAKE) --no-print-directory $(BUILD)/tests/test_decode
 	@command -v valgrind >/dev/null || { echo "valgrind missing: run deploy/install-deps.sh"; exit 1; }
 	valgrind --quiet --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect \
 	    --show-leak-kinds=definite,indirect --trace-children=yes \
 	    $(BUILD)/tests/test_decode --jobs 1
 
-docs: bin/rapport
+docs: deps
+	@$(MAKE) --no-print-directory bin/rapport
 	bin/rapport config-doc > docs/CONFIG.md
 
 # docs/CONFIG.md matches the configuration table, and every "SPEC §n"
 # citation in the code and the docs names a section of docs/SPEC.md.
-check-docs: bin/rapport
+check-docs: deps
+	@$(MAKE) --no-print-directory bin/rapport
 	@bin/rapport config-doc | diff -u docs/CONFIG.md - \
 	    || { echo "docs/CONFIG.md is stale: run 'make docs'"; exit 1; }
 	@tests/check_spec_refs.sh
 
 # What can be checked of deploy/ without a Docker engine or a cluster.
-check-deploy:
+check-deploy: deps
 	@deploy/check.sh
 
 demo: deps

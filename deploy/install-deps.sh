@@ -1,7 +1,8 @@
 #!/bin/sh
 # Installs what rapport needs to build, test and run, from Debian's packages.
-# Safe to run again; uses sudo when not root.  `make demo` and `make test`
-# call it when pkg-config cannot find a library.
+# Safe to run again; uses sudo when not root.  Every make target (make,
+# make test, make demo, make bench, ...) calls it first when pkg-config
+# cannot find a library or redis-server is missing.
 set -eu
 
 PKGS="build-essential pkg-config librdkafka-dev libavro-dev libhiredis-dev \
