@@ -15,7 +15,7 @@
  *            with that many customers tracked: ns per event; and the
  *            scorer's heap (glibc mallinfo2 in use) per tracked customer.
  *   sink     (with --redis URL) the first --sink-events of the same events
- *            through a window into redis_sink_flush() every --flush-every
+ *            through a window, a batch and redis_sink_flush() every --flush-every
  *            events, one partition:
  *            wall ns per event of the flushes, and from redis_sink_stats()
  *            Redis commands and request bytes per event.

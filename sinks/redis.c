@@ -4,19 +4,20 @@
  * Owns one hiredis context (blocking, with connect and command timeouts),
  * the SHA1s of its two Lua scripts (redis_scripts.h), the buffers a flush
  * request is built in, and the flush under way (a "flight").  One thread,
- * the consumer's main loop, runs all of it.
+ * the consumer's main loop (through the flush engine), runs all of it.
  *
- * A flush is one EVALSHA per chunk of whole partitions, each built here
- * directly in the Redis protocol (RESP): customer ids, state blobs and
- * texts are copied once, binary-safe, and the request size is known
- * exactly for the statistics.  The chunks are kept until Redis answers
- * them.  They are written to the socket with send(MSG_DONTWAIT) as it
+ * A flush writes one batch (batch/batch.h) as one EVALSHA per chunk of
+ * whole partitions, each built here directly in the Redis protocol (RESP)
+ * from the batch: customer ids, state blobs and texts are copied once,
+ * binary-safe, and the request size is known exactly for the statistics.
+ * The chunks are kept until Redis answers them, and each partition's
+ * result is written back into the batch.  They are written to the socket with send(MSG_DONTWAIT) as it
  * takes them, and the answers read with hiredis's reader when poll() says
  * they are there, so the caller can go on consuming meanwhile; the
  * blocking calls (claim, ping) first wait for the answers of what was
  * sent.  hiredis 0.14 has no way back from an I/O error, a timeout or EOF:
  * the context is freed and the next call connects again (AUTH, SELECT);
- * the flight then sends its unanswered chunks again.  Scripts are loaded
+ * the next step of the flight then sends its unanswered chunks again.  Scripts are loaded
  * on the first connection; a server that has lost them (restart, SCRIPT
  * FLUSH, failover) answers NOSCRIPT, and the sink loads them again and
  * resends, once per call or flush.
