@@ -691,6 +691,8 @@ static void flush_build(redis_sink_t *s, batch_partition_t *const *parts, size_t
             resp_i64(req, v->updated_at);
             resp_bstr(req, v->last_event_id);
             resp_bstr(req, v->state);
+            resp_bstr(req, v->route);
+            resp_bstr(req, v->route_reason);
         }
         for (size_t k = 0; k < bp->ndeletes; k++) resp_bstr(req, bp->deletes[k]);
         for (size_t k = 0; k < bp->nalerts; k++) {
@@ -710,6 +712,15 @@ static void flush_build(redis_sink_t *s, batch_partition_t *const *parts, size_t
             resp_bstr(req, a->reason);
             resp_bstr(req, a->narrative);
         }
+        for (size_t k = 0; k < bp->nhistory; k++) {
+            resp_i64(req, bp->history[k].bucket_start);
+            resp_bstr(req, bp->history[k].field);
+            resp_i64(req, bp->history[k].delta);
+        }
+        for (size_t k = 0; k < bp->norg; k++) {
+            resp_bstr(req, bp->org[k].field);
+            resp_i64(req, bp->org[k].delta);
+        }
 
         resp_t *h = &s->heads;
         char field[300];
@@ -725,6 +736,8 @@ static void flush_build(redis_sink_t *s, batch_partition_t *const *parts, size_t
         resp_i64(h, (int64_t)bp->ncustomers);
         resp_i64(h, (int64_t)bp->ndeletes);
         resp_i64(h, (int64_t)bp->nalerts);
+        resp_i64(h, (int64_t)bp->nhistory);
+        resp_i64(h, (int64_t)bp->norg);
     }
     resp_append(req, &s->heads);
 
@@ -902,6 +915,15 @@ static sink_result_t flight_reply(redis_sink_t *s, const redisReply *r, char *er
 
 sink_result_t redis_sink_begin(redis_sink_t *s, batch_t *b, char *errstr, size_t errstr_size) {
     assert(!s->flight);
+    /* An erasure must delete the customer's alerts too (SPEC §1.2), which
+     * needs an index of the stream this sink does not keep yet: refuse
+     * rather than erase half. */
+    for (size_t i = 0; i < batch_partition_count(b); i++)
+        if (batch_partition(b, i)->nerasures) {
+            snprintf(errstr, errstr_size, "redis %s flush: erasures are not supported yet",
+                     s->where);
+            return SINK_FAIL;
+        }
     /* Connected first: the requests carry the script's SHA1. */
     sink_result_t res = sink_connect(s, errstr, errstr_size);
     if (res != SINK_OK) return res;

@@ -14,6 +14,9 @@
  *   <prefix>scores                  sorted set
  *   <prefix>alerts                  stream, XADD MAXLEN ~ alerts_maxlen
  *   <prefix>watermarks              hash  <topic>:<partition> -> T_p
+ *   <prefix>history:<S>             hash  counters of one bucket (deltas added)
+ *   <prefix>history_index           sorted set of every S
+ *   <prefix>org                     hash  organisation counters (deltas added)
  *   <prefix>_offsets                hash  <topic>:<partition> -> next offset
  *   <prefix>_epochs                 hash  <topic>:<partition> -> owner epoch
  *   <prefix>_state:<topic>:<part>   hash  customer_id -> state blob
@@ -94,6 +97,11 @@ sink_result_t redis_sink_claim(redis_sink_t *s, const char *topic, int32_t parti
  * written, so no alert is added twice.  Any other offset means someone
  * else wrote: the partition is fenced and nothing of its chunk is written
  * (its other partitions are refused).
+ *
+ * A customer's route and route_reason are written when the route is not
+ * empty; history and org deltas are added with HINCRBY.  A batch with
+ * erasures is refused (SINK_FAIL): deleting a customer's alerts needs an
+ * index of the stream that this sink does not keep yet.
  *
  * SINK_RETRY, holding nothing, when it cannot connect. */
 sink_result_t redis_sink_begin(redis_sink_t *s, batch_t *b, char *errstr, size_t errstr_size);

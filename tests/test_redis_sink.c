@@ -1134,3 +1134,70 @@ Test(redis_sink, retry_after_a_partial_flush_sends_only_the_rest) {
     window_free(p1.w);
     redis_sink_free(s);
 }
+
+/* ------------------------------------------------------------------ */
+/* What the batch carries beyond the scorer's output today             */
+
+/* A batch built by hand, as a scorer that sets routes and counts history
+ * and the organisation would fill it: the sink writes all of it. */
+Test(redis_sink, flush_writes_routes_history_and_org) {
+    redis_sink_t *s = sink_open(1000);
+    tpart_t t = {0};
+    tp_claim(&t, s, 0);
+    batch_t *b = batch_new();
+    batch_partition_t *bp = batch_add_partition(b, TOPIC, 0, t.epoch, t.committed, 7);
+    batch_customer_t *c = batch_add_customer(b, bp);
+    c->customer_id = batch_copy(b, "ann", 3);
+    c->ci = 42.5;
+    c->events = 2;
+    c->updated_at = T0;
+    c->last_event_id = batch_copy(b, "x9", 2);
+    c->state = batch_copy(b, "\x02\x00", 2);
+    c->route = batch_static("human");
+    c->route_reason = batch_static("streak");
+    c = batch_add_customer(b, bp); /* no route computed: the field stays absent */
+    c->customer_id = batch_copy(b, "bo", 2);
+    c->state = batch_copy(b, "\x02\x00", 2);
+    batch_add_history(b, bp, T0, "CHAT:AI:contacts", 2);
+    batch_add_history(b, bp, T0, "CHAT:AI:unresolved", 1);
+    batch_add_history(b, bp, T0 + DAY, "APP:NONE:events", 1);
+    batch_add_org(b, bp, "customers", 2);
+    batch_add_org(b, bp, "ci_bin:4", 1);
+    char err[256];
+    cr_assert_eq(redis_sink_flush(s, b, err, sizeof(err)), SINK_OK, "%s", err);
+    expect_hget(PREFIX "ci:ann", "route", "human");
+    expect_hget(PREFIX "ci:ann", "route_reason", "streak");
+    expect_hget(PREFIX "ci:ann", "ci", "42.5000");
+    expect_hget(PREFIX "ci:bo", "route", NULL);
+    char key[64];
+    snprintf(key, sizeof(key), PREFIX "history:%lld", (long long)T0);
+    expect_hget(key, "CHAT:AI:contacts", "2");
+    expect_hget(key, "CHAT:AI:unresolved", "1");
+    snprintf(key, sizeof(key), PREFIX "history:%lld", (long long)(T0 + DAY));
+    expect_hget(key, "APP:NONE:events", "1");
+    cr_expect_eq(rint_reply("ZCARD %b", PREFIX "history_index", strlen(PREFIX "history_index")),
+                 2);
+    expect_hget(PREFIX "org", "customers", "2");
+    expect_hget(PREFIX "org", "ci_bin:4", "1");
+
+    /* Deltas add up across flushes. */
+    batch_reset(b);
+    bp = batch_add_partition(b, TOPIC, 0, t.epoch, 7, 8);
+    batch_add_history(b, bp, T0, "CHAT:AI:contacts", 3);
+    batch_add_org(b, bp, "customers", -1);
+    cr_assert_eq(redis_sink_flush(s, b, err, sizeof(err)), SINK_OK, "%s", err);
+    snprintf(key, sizeof(key), PREFIX "history:%lld", (long long)T0);
+    expect_hget(key, "CHAT:AI:contacts", "5");
+    expect_hget(PREFIX "org", "customers", "1");
+
+    /* Erasures are refused, not half done. */
+    batch_reset(b);
+    bp = batch_add_partition(b, TOPIC, 0, t.epoch, 8, 9);
+    batch_add_erasure(b, bp, "ann", 3);
+    cr_expect_eq(redis_sink_flush(s, b, err, sizeof(err)), SINK_FAIL);
+    cr_expect(strstr(err, "erasures") != NULL, "%s", err);
+    expect_hget(PREFIX "_offsets", TOPIC ":0", "8");
+    batch_free(b);
+    window_free(t.w);
+    redis_sink_free(s);
+}
