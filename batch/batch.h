@@ -105,6 +105,7 @@ typedef struct batch_partition {
 
     batch_result_t result;      /* filled by the sink */
 
+    /* The batch's bookkeeping: room allocated in each array. */
     size_t cap_customers, cap_deletes, cap_alerts, cap_history, cap_org, cap_erasures;
 } batch_partition_t;
 

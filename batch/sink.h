@@ -16,6 +16,7 @@
 #ifndef RAPPORT_SINK_H
 #define RAPPORT_SINK_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -77,7 +78,7 @@ typedef struct sink_ops {
     sink_result_t (*step)(void *self, int wait_ms, char *errstr, size_t errstr_size);
 
     /* True between begin() and the step() that answers OK. */
-    int (*busy)(const void *self);
+    bool (*busy)(const void *self);
 
     /* Is the sink reachable?  (/readyz, when nothing else talked to it.) */
     sink_result_t (*ping)(void *self, char *errstr, size_t errstr_size);

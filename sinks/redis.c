@@ -1081,7 +1081,7 @@ static sink_result_t op_step(void *self, int wait_ms, char *errstr, size_t errst
     return redis_sink_step(self, wait_ms, errstr, errstr_size);
 }
 
-static int op_busy(const void *self) { return redis_sink_busy(self); }
+static bool op_busy(const void *self) { return redis_sink_busy(self); }
 
 static sink_result_t op_ping(void *self, char *errstr, size_t errstr_size) {
     return redis_sink_ping(self, errstr, errstr_size);
