@@ -38,6 +38,7 @@
  */
 #include "consumer/consumer.h"
 
+#include <assert.h>
 #include <inttypes.h>
 #include <librdkafka/rdkafka.h>
 #include <stdbool.h>
@@ -227,7 +228,9 @@ static int64_t part_claim(consumer_t *c, int32_t id) {
         part_t *p = xcalloc(1, sizeof(*p));
         p->ep.id = id;
         p->w = window_new(&c->conf->score, id, err, sizeof(err));
-        if (!p->w) abort(); /* params were validated at start-up */
+        /* Only bad parameters fail, and the configuration table refused those
+         * at start-up. */
+        assert(p->w);
         sink_loader_t loader = {window_restore_watermark, window_restore_customer, p->w};
         if (engine_claim(c->engine, &p->ep, &loader, err, sizeof(err)) == SINK_OK) {
             c->parts[id] = p;
