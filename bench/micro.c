@@ -15,7 +15,7 @@
  *            with that many customers tracked: ns per event; and the
  *            scorer's heap (glibc mallinfo2 in use) per tracked customer.
  *   sink     (with --redis URL) the first --sink-events of the same events
- *            through a window into redis_sink_flush() every --flush-every
+ *            through a window, a batch and redis_sink_flush() every --flush-every
  *            events, one partition:
  *            wall ns per event of the flushes, and from redis_sink_stats()
  *            Redis commands and request bytes per event.
@@ -39,6 +39,7 @@
 #include "gen/story.h"
 #include "scoring/window.h"
 #include "sinks/redis.h"
+#include "sinks/redis_testing.h"
 
 #define MAX_REPEAT 16
 #define ARENA_BLOCK (16u << 20)
@@ -355,34 +356,40 @@ static int bench_sink(const opts_t *o, decoder_t *d) {
                             .timeout_ms = 30000};
     redis_sink_t *s = redis_sink_new(&sc, errstr, sizeof errstr);
     window_t *w = window_new(&sp, 0, errstr, sizeof errstr);
+    batch_t *b = NULL;
     if (!ev || !g || !s || !w || msgs_make(g, o->sink_events, &m) != 0) {
         fprintf(stderr, "micro: sink: %s\n", errstr);
         goto out;
     }
     if (decode_all(d, &m, ev, &(int64_t){0}) != m.n)
         goto out;
-    int64_t epoch, next;
-    if (redis_sink_claim(s, "micro", 0, w, &epoch, &next, errstr, sizeof errstr) != SINK_OK) {
+    sink_claim_t claim;
+    sink_loader_t loader = {window_restore_watermark, window_restore_customer, w};
+    if (redis_sink_claim(s, "micro", 0, &loader, &claim, errstr, sizeof errstr) != SINK_OK) {
         fprintf(stderr, "micro: sink: claim: %s\n", errstr);
         goto out;
     }
-    sink_partition_t part = {.topic = "micro", .partition = 0, .epoch = epoch,
-                             .prev_offset = next, .w = w};
-    int64_t flush_ns = 0;
-    size_t base = next >= 0 ? (size_t)next : 0;
+    b = batch_new();
+    int64_t flush_ns = 0, prev = claim.next_offset;
+    size_t base = prev >= 0 ? (size_t)prev : 0;
     for (size_t i = 0; i < m.n;) {
         size_t end = i + o->flush_every < m.n ? i + o->flush_every : m.n;
         for (; i < end; i++)
             window_add(w, &ev[i], (int64_t)(base + i));
-        part.next_offset = (int64_t)(base + i);
+        /* Timed as the engine does it: the batch filled from the window,
+         * the window committed, the batch written. */
         int64_t t0 = now_ns();
-        if (redis_sink_flush(s, &part, 1, errstr, sizeof errstr) != SINK_OK) {
+        batch_reset(b);
+        batch_partition_t *bp =
+            batch_add_partition(b, "micro", 0, claim.epoch, prev, (int64_t)(base + i));
+        window_fill_batch(w, b, bp);
+        window_commit(w);
+        if (redis_sink_flush(s, b, errstr, sizeof errstr) != SINK_OK) {
             fprintf(stderr, "micro: sink: flush: %s\n", errstr);
             goto out;
         }
         flush_ns += now_ns() - t0;
-        window_commit(w);
-        part.prev_offset = part.next_offset;
+        prev = (int64_t)(base + i);
     }
     const sink_stats_t *st = redis_sink_stats(s);
     printf("sink events=%zu flush_every=%zu flushes=%" PRIu64 " ns_per_event=%.1f"
@@ -393,6 +400,7 @@ static int bench_sink(const opts_t *o, decoder_t *d) {
            (double)st->customers_written / (double)m.n, (double)st->alerts_written / (double)m.n);
     rc = 0;
 out:
+    batch_free(b);
     window_free(w);
     redis_sink_free(s);
     msgs_free(&m);

@@ -3,11 +3,13 @@
  *
  * One thread runs everything that touches state: it polls librdkafka,
  * decodes and validates each message, dead-letters the bad ones, feeds
- * the good ones to the partition's window, and flushes all partitions'
- * changes to Redis in one fenced transaction every flush_ms (or sooner
- * when many customers changed).  librdkafka's rebalance callback runs on
- * this same thread, inside rd_kafka_consumer_poll().  It records its
- * metrics and heartbeat into a metrics_t, which the HTTP thread reads.
+ * the good ones to the partition's window, and drives the flush engine
+ * (batch/engine.h), which writes all partitions' changes to Redis in
+ * fenced scripts every flush_ms (or sooner when many customers changed)
+ * and hands back the offsets to commit to Kafka.  librdkafka's rebalance
+ * callback runs on this same thread, inside rd_kafka_consumer_poll().  It
+ * records its metrics and heartbeat into a metrics_t, which the HTTP
+ * thread reads.
  */
 #ifndef RAPPORT_CONSUMER_H
 #define RAPPORT_CONSUMER_H

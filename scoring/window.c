@@ -46,6 +46,7 @@
  */
 #include "scoring/window.h"
 
+#include "common/alloc.h"
 #include "common/numfmt.h"
 
 #include <assert.h>
@@ -105,8 +106,7 @@ enum {
     F_HAS_NH = 4,
     F_NARR = 8,     /* the four above are stored in the state blob */
     F_DIRTY = 16,
-    F_TOMB = 32,
-    F_USED = 64
+    F_TOMB = 32
 };
 #define F_STORED (F_AT_RISK | F_HAS_SCORE | F_HAS_NH | F_NARR)
 
@@ -144,7 +144,7 @@ struct window {
 
     cust_t **slab;             /* chunks of SLAB_SIZE records; id 1 is slab[0][0] */
     uint32_t nchunks, next_id, free_head;
-    size_t live, tombs;
+    size_t live;
 
     slot_t *table;
     size_t table_mask;         /* capacity - 1, a power of two */
@@ -167,15 +167,6 @@ struct window {
     /* The thresholds as alert reasons print them ("%g"), formatted once. */
     char risk_g[32], recover_g[32], nh_sentiment_g[32];
 };
-
-static void *xrealloc(void *p, size_t n) {
-    void *q = realloc(p, n ? n : 1);
-    if (!q) {
-        fputs("rapport: out of memory\n", stderr);
-        abort();
-    }
-    return q;
-}
 
 /* Makes room for n more bytes; returns the old base (for rebasing). */
 static char *bytes_need(bytes_t *b, size_t n) {
@@ -421,8 +412,7 @@ static slot_t *table_find(const window_t *w, const char *cid, size_t len, uint32
 static void table_grow(window_t *w) {
     size_t oldcap = w->table_mask + 1, newcap = oldcap * 2;
     slot_t *old = w->table;
-    w->table = calloc(newcap, sizeof(slot_t));
-    if (!w->table) abort();
+    w->table = xcalloc(newcap, sizeof(slot_t));
     w->table_mask = newcap - 1;
     for (size_t i = 0; i < oldcap; i++) {
         if (!old[i].id) continue;
@@ -467,8 +457,7 @@ static uint32_t slab_alloc(window_t *w) {
         id = ++w->next_id;
         if (((id - 1) >> SLAB_SHIFT) >= w->nchunks) {
             w->slab = xrealloc(w->slab, (w->nchunks + 1) * sizeof(cust_t *));
-            w->slab[w->nchunks] = calloc(SLAB_SIZE, sizeof(cust_t));
-            if (!w->slab[w->nchunks]) abort();
+            w->slab[w->nchunks] = xcalloc(SLAB_SIZE, sizeof(cust_t));
             w->nchunks++;
         }
     }
@@ -520,49 +509,44 @@ static void mark_dirty(window_t *w, uint32_t id) {
     c->flags |= F_DIRTY;
 }
 
-/* Forgets everything but the id bytes and the dirty/used marks. */
+/* Forgets everything but the id bytes and the dirty mark. */
 static void cust_clear(cust_t *c) {
     c->streak = 0;
     c->last_ci = 0;
     c->updated_at = 0;
     c->eid = 0;
     c->eid_len = 0;
-    c->flags &= F_DIRTY | F_USED;
+    c->flags &= F_DIRTY;
     if (c->data_len != c->cid_len) {
         c->data = xrealloc(c->data, c->cid_len);
         c->data_len = c->cid_len;
     }
 }
 
-/* Finds the customer, creating it (or reviving its tombstone) when absent.
- * *created tells which. */
-static uint32_t cust_get(window_t *w, strview_t id, bool *created) {
+/* Finds the customer, creating it (or reviving its tombstone) when absent. */
+static uint32_t cust_get(window_t *w, strview_t id) {
     uint32_t tag = (uint32_t)hash_bytes(id.ptr, id.len);
     slot_t *s = table_find(w, id.ptr, id.len, tag);
-    *created = false;
     if (s->id) {
         cust_t *c = cust_at(w, s->id);
         if (c->flags & F_TOMB) {
             c->flags &= (uint8_t)~F_TOMB;
-            w->tombs--;
             w->live++;
-            *created = true;
         }
         return s->id;
     }
     assert(id.len <= EVENT_CUSTOMER_ID_MAX);
     uint32_t cid = slab_alloc(w);
     cust_t *c = cust_at(w, cid);
-    c->data = xrealloc(NULL, id.len);
+    c->data = xmalloc(id.len);
     memcpy(c->data, id.ptr, id.len);
     c->data_len = c->cid_len = (uint16_t)id.len;
-    c->flags = F_USED;
+    c->flags = 0;
     s->tag = tag;
     s->id = cid;
     w->table_used++;
     w->live++;
     if (w->table_used * 4 > (w->table_mask + 1) * 3) table_grow(w);
-    *created = true;
     return cid;
 }
 
@@ -577,7 +561,6 @@ static void cust_evict(window_t *w, uint32_t id) {
     cust_t *c = cust_at(w, id);
     cust_clear(c);
     c->flags |= F_TOMB;
-    w->tombs++;
     w->live--;
     mark_dirty(w, id);
 }
@@ -841,8 +824,7 @@ window_t *window_new(const score_params_t *params, int32_t partition, char *errs
         snprintf(errstr, errstr_size, "bucket_ms and window_buckets must be positive");
         return NULL;
     }
-    window_t *w = calloc(1, sizeof(*w));
-    if (!w) goto fail;
+    window_t *w = xcalloc(1, sizeof(*w));
     w->p = *params;
     snprintf(w->risk_g, sizeof(w->risk_g), "%g", params->risk_threshold);
     snprintf(w->recover_g, sizeof(w->recover_g), "%g", params->recover_threshold);
@@ -851,14 +833,9 @@ window_t *window_new(const score_params_t *params, int32_t partition, char *errs
     w->partition = partition;
     w->watermark = -1;
     w->table_mask = 1023;
-    w->table = calloc(w->table_mask + 1, sizeof(slot_t));
-    w->wheel = calloc((size_t)params->window_buckets, sizeof(uint32_t));
-    if (!w->table || !w->wheel) goto fail;
+    w->table = xcalloc(w->table_mask + 1, sizeof(slot_t));
+    w->wheel = xcalloc((size_t)params->window_buckets, sizeof(uint32_t));
     return w;
-fail:
-    window_free(w);
-    snprintf(errstr, errstr_size, "out of memory");
-    return NULL;
 }
 
 void window_free(window_t *w) {
@@ -901,9 +878,7 @@ window_result_t window_add(window_t *w, const event_t *e, int64_t offset) {
     }
 
     /* 3. Add the event to its customer's bucket; update the streak. */
-    bool created;
-    uint32_t id = cust_get(w, e->customer_id, &created);
-    (void)created;
+    uint32_t id = cust_get(w, e->customer_id);
     cust_t *c = cust_at(w, id);
     body_t y;
     cust_body(w, c, &y);
@@ -1048,10 +1023,9 @@ int window_load_customer(window_t *w, strview_t customer_id, const unsigned char
             return -1;
         }
     }
-    bool created;
-    uint32_t id = cust_get(w, customer_id, &created);
+    uint32_t id = cust_get(w, customer_id);
     cust_t *c = cust_at(w, id);
-    c->flags = (uint8_t)(F_USED | flags);
+    c->flags = flags;
     c->streak = streak;
     c->last_ci = last_ci;
     c->updated_at = updated_at;
@@ -1122,7 +1096,6 @@ void window_commit(window_t *w) {
                                    (uint32_t)hash_bytes((const char *)c->data, c->cid_len));
             assert(s->id == id);
             table_remove(w, s);
-            w->tombs--;
             slab_free(w, id);
         }
     }
@@ -1131,4 +1104,77 @@ void window_commit(window_t *w) {
     w->alert_text.len = 0;
     w->event_ids.len = 0;
     w->watermark_dirty = false;
+}
+
+/* ------------------------------------------------------------------ */
+/* The batch (batch/batch.h) and resuming from a sink                  */
+
+typedef struct fill_ctx {
+    batch_t *b;
+    batch_partition_t *bp;
+} fill_ctx_t;
+
+static void fill_upsert(void *opaque, const window_customer_view_t *v) {
+    fill_ctx_t *f = opaque;
+    batch_customer_t *c = batch_add_customer(f->b, f->bp);
+    c->customer_id = batch_copy(f->b, v->customer_id.ptr, v->customer_id.len);
+    c->ci = v->ci;
+    c->resolution = v->resolution;
+    c->sentiment = v->sentiment;
+    c->loyalty = v->loyalty;
+    c->ai_share = v->ai_share;
+    c->aht_ms = v->aht_ms;
+    c->streak = v->streak;
+    c->contacts = v->contacts;
+    c->resolved = v->resolved;
+    c->events = v->events;
+    c->at_risk = v->at_risk;
+    c->updated_at = v->updated_at;
+    c->last_event_id = batch_copy(f->b, v->last_event_id.ptr, v->last_event_id.len);
+    c->state = batch_copy(f->b, v->state, v->state_len);
+}
+
+static void fill_delete(void *opaque, strview_t customer_id) {
+    fill_ctx_t *f = opaque;
+    batch_add_delete(f->b, f->bp, customer_id.ptr, customer_id.len);
+}
+
+void window_fill_batch(window_t *w, batch_t *b, batch_partition_t *bp) {
+    fill_ctx_t f = {b, bp};
+    window_foreach_change(w, fill_upsert, fill_delete, &f);
+    for (size_t i = 0; i < w->nalerts; i++) {
+        const alert_t *a = &w->alerts[i];
+        batch_alert_t *x = batch_add_alert(b, bp);
+        x->type = batch_static(alert_type_names[a->type]);
+        x->trigger = batch_static(alert_trigger_names[a->trigger]);
+        x->customer_id = batch_copy(b, a->customer_id.ptr, a->customer_id.len);
+        x->score = a->score;
+        x->has_previous = a->has_previous;
+        x->previous_score = a->previous_score;
+        x->event_id = batch_copy(b, a->event_id.ptr, a->event_id.len);
+        x->occurred_at = a->occurred_at;
+        x->partition = a->partition;
+        x->offset = a->offset;
+        x->reason = batch_copy(b, a->reason, strlen(a->reason));
+        x->narrative = batch_copy(b, a->narrative.ptr, a->narrative.len);
+    }
+    if (w->watermark_dirty) {
+        bp->has_watermark = true;
+        bp->watermark = w->watermark;
+    }
+}
+
+void window_restore_watermark(void *opaque, int64_t watermark) {
+    if (watermark >= 0) window_set_watermark(opaque, watermark);
+}
+
+int window_restore_customer(void *opaque, const char *customer_id, size_t id_len,
+                            const unsigned char *state, size_t state_len, char *errstr,
+                            size_t errstr_size) {
+    window_t *w = opaque;
+    strview_t id = {customer_id, id_len};
+    if (window_load_customer(w, id, state, state_len, errstr, errstr_size) == 0) return 0;
+    /* A sink may hand a customer twice (Redis's HSCAN can): the first
+     * copy is loaded. */
+    return (id_len > 0 && id_len <= EVENT_CUSTOMER_ID_MAX && cust_lookup(w, id)) ? 0 : -1;
 }

@@ -18,6 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "batch/batch.h"
 #include "scoring/event.h"
 
 /* The scoring parameters of SPEC §2–4, with their defaults in
@@ -112,7 +113,14 @@ void window_foreach_change(window_t *w, window_upsert_cb upsert,
 /* The alerts raised since the last commit, in the order they were raised. */
 const alert_t *window_alerts(const window_t *w, size_t *count);
 
-/* Forget the changes and alerts: the sink has written them. */
+/* Copies the changes and alerts since the last commit into bp, one
+ * partition of batch b (batch/batch.h): every changed customer still
+ * tracked (its public fields and state blob), every evicted one, every
+ * alert, and the watermark when it moved.  The batch owns the copies; the
+ * window is left as it is (window_commit() forgets the changes). */
+void window_fill_batch(window_t *w, batch_t *b, batch_partition_t *bp);
+
+/* Forget the changes and alerts: they are in a batch, or written. */
 void window_commit(window_t *w);
 
 /* Restore one customer from a state blob written by the upsert callback.
@@ -121,6 +129,16 @@ void window_commit(window_t *w);
 int window_load_customer(window_t *w, strview_t customer_id,
                          const unsigned char *state, size_t state_len,
                          char *errstr, size_t errstr_size);
+
+/* The two callbacks of a sink loader (batch/sink.h's sink_loader_t) that
+ * restore a claimed partition into the window passed as opaque, which
+ * must be new and empty: the watermark (-1: none) first, then each
+ * customer (one handed twice keeps its first copy).  0, or -1 with errstr
+ * on a state that does not load. */
+void window_restore_watermark(void *opaque, int64_t watermark);
+int window_restore_customer(void *opaque, const char *customer_id, size_t id_len,
+                            const unsigned char *state, size_t state_len, char *errstr,
+                            size_t errstr_size);
 
 /* Look up a customer's current view (for tests and tools).  Returns false
  * when the customer is not tracked.  The view is valid until the next call

@@ -4,19 +4,20 @@
  * Owns one hiredis context (blocking, with connect and command timeouts),
  * the SHA1s of its two Lua scripts (redis_scripts.h), the buffers a flush
  * request is built in, and the flush under way (a "flight").  One thread,
- * the consumer's main loop, runs all of it.
+ * the consumer's main loop (through the flush engine), runs all of it.
  *
- * A flush is one EVALSHA per chunk of whole partitions, each built here
- * directly in the Redis protocol (RESP): customer ids, state blobs and
- * texts are copied once, binary-safe, and the request size is known
- * exactly for the statistics.  The chunks are kept until Redis answers
- * them.  They are written to the socket with send(MSG_DONTWAIT) as it
+ * A flush writes one batch (batch/batch.h) as one EVALSHA per chunk of
+ * whole partitions, each built here directly in the Redis protocol (RESP)
+ * from the batch: customer ids, state blobs and texts are copied once,
+ * binary-safe, and the request size is known exactly for the statistics.
+ * The chunks are kept until Redis answers them, and each partition's
+ * result is written back into the batch.  They are written to the socket with send(MSG_DONTWAIT) as it
  * takes them, and the answers read with hiredis's reader when poll() says
  * they are there, so the caller can go on consuming meanwhile; the
  * blocking calls (claim, ping) first wait for the answers of what was
  * sent.  hiredis 0.14 has no way back from an I/O error, a timeout or EOF:
  * the context is freed and the next call connects again (AUTH, SELECT);
- * the flight then sends its unanswered chunks again.  Scripts are loaded
+ * the next step of the flight then sends its unanswered chunks again.  Scripts are loaded
  * on the first connection; a server that has lost them (restart, SCRIPT
  * FLUSH, failover) answers NOSCRIPT, and the sink loads them again and
  * resends, once per call or flush.
@@ -38,12 +39,15 @@
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
-#include <time.h>
 
 #include <hiredis/hiredis.h>
 
+#include "common/alloc.h"
+#include "common/clock.h"
+#include "common/escape.h"
 #include "common/numfmt.h"
 #include "sinks/redis_scripts.h"
+#include "sinks/redis_testing.h"
 
 #define HSCAN_COUNT "1000"
 /* Room left at the start of a flush request for "*argc EVALSHA sha 0". */
@@ -55,13 +59,11 @@
 /* A request buffer that grew beyond this is freed after the flush. */
 #define FLUSH_KEEP_BYTES (16u << 20)
 
-/* A request being written in RESP: bulk strings appended one by one.  On
- * allocation failure `oom` is set and later appends do nothing. */
+/* A request being written in RESP: bulk strings appended one by one. */
 typedef struct resp {
     char *buf;
     size_t len, cap;
     size_t args;     /* bulk strings appended */
-    bool oom;
 } resp_t;
 
 typedef struct flight flight_t; /* a flush under way, defined with its code */
@@ -237,24 +239,18 @@ int redis_url_parse(const char *url, redis_url_t *out, char *errstr, size_t errs
 /* RESP request buffers                                                */
 
 static void resp_need(resp_t *r, size_t n) {
-    if (r->oom || r->cap - r->len >= n) return;
+    if (r->cap - r->len >= n) return;
     size_t cap = r->cap ? r->cap : 4096;
     while (cap - r->len < n) cap *= 2;
-    char *b = realloc(r->buf, cap);
-    if (!b) {
-        r->oom = true;
-        return;
-    }
-    r->buf = b;
+    r->buf = xrealloc(r->buf, cap);
     r->cap = cap;
 }
 
 static void resp_reset(resp_t *r, size_t room) {
     r->len = 0;
     r->args = 0;
-    r->oom = false;
     resp_need(r, room);
-    if (!r->oom) r->len = room;
+    r->len = room;
 }
 
 static void resp_release(resp_t *r) {
@@ -269,7 +265,6 @@ static void resp_bulk(resp_t *r, const void *p, size_t n) {
     hdr[h++] = '\r';
     hdr[h++] = '\n';
     resp_need(r, (size_t)h + n + 2);
-    if (r->oom) return;
     memcpy(r->buf + r->len, hdr, (size_t)h);
     r->len += (size_t)h;
     if (n) memcpy(r->buf + r->len, p, n);
@@ -280,6 +275,8 @@ static void resp_bulk(resp_t *r, const void *p, size_t n) {
 }
 
 static void resp_str(resp_t *r, const char *s) { resp_bulk(r, s, strlen(s)); }
+
+static void resp_bstr(resp_t *r, batch_str_t s) { resp_bulk(r, s.ptr, s.len); }
 
 /* The hot path's numbers, without printf (common/numfmt.c). */
 static void resp_f4(resp_t *r, double v) {
@@ -294,9 +291,7 @@ static void resp_i64(resp_t *r, int64_t v) {
 
 /* Appends src's bulk strings to dst. */
 static void resp_append(resp_t *dst, const resp_t *src) {
-    if (src->oom) dst->oom = true;
     resp_need(dst, src->len);
-    if (dst->oom) return;
     if (src->len) memcpy(dst->buf + dst->len, src->buf, src->len);
     dst->len += src->len;
     dst->args += src->args;
@@ -304,21 +299,6 @@ static void resp_append(resp_t *dst, const resp_t *src) {
 
 /* ------------------------------------------------------------------ */
 /* Connection                                                          */
-
-/* A customer id (any bytes) made printable for an error message. */
-static const char *quote_bytes(const char *p, size_t n, char *out, size_t size) {
-    size_t o = 0;
-    for (size_t i = 0; i < n && o + 5 < size; i++) {
-        unsigned char ch = (unsigned char)p[i];
-        if (ch >= 0x20 && ch < 0x7f && ch != '"' && ch != '\\') {
-            out[o++] = (char)ch;
-        } else {
-            o += (size_t)snprintf(out + o, size - o, "\\x%02x", ch);
-        }
-    }
-    out[o] = '\0';
-    return out;
-}
 
 static void sink_disconnect(redis_sink_t *s) {
     redisFree(s->c);
@@ -523,16 +503,9 @@ redis_sink_t *redis_sink_new(const redis_sink_conf_t *conf, char *errstr, size_t
         snprintf(errstr, errstr_size, "redis sink: alerts_maxlen and timeout_ms must be > 0");
         return NULL;
     }
-    redis_sink_t *s = calloc(1, sizeof(*s));
-    if (!s) {
-        snprintf(errstr, errstr_size, "out of memory");
-        return NULL;
-    }
+    redis_sink_t *s = xcalloc(1, sizeof(*s));
     if (redis_url_parse(conf->url, &s->url, errstr, errstr_size) != 0) goto fail;
-    if (!(s->prefix = strdup(conf->prefix))) {
-        snprintf(errstr, errstr_size, "out of memory");
-        goto fail;
-    }
+    s->prefix = xstrdup(conf->prefix);
     s->alerts_maxlen = conf->alerts_maxlen;
     s->timeout_ms = conf->timeout_ms;
     if (s->url.path[0])
@@ -585,9 +558,9 @@ static int reply_int64(const redisReply *r, int64_t *out) {
     return 0;
 }
 
-/* HSCANs <prefix>_state:<field> into w. */
-static sink_result_t load_states(redis_sink_t *s, const char *field, window_t *w, char *errstr,
-                                 size_t errstr_size) {
+/* HSCANs <prefix>_state:<field> into the loader. */
+static sink_result_t load_states(redis_sink_t *s, const char *field, const sink_loader_t *loader,
+                                 char *errstr, size_t errstr_size) {
     char key[600];
     snprintf(key, sizeof(key), "%s_state:%s", s->prefix, field);
     char cursor[32] = "0";
@@ -614,17 +587,14 @@ static sink_result_t load_states(redis_sink_t *s, const char *field, window_t *w
         for (size_t i = 0; i < kv->elements; i += 2) {
             const redisReply *cid = kv->element[i], *blob = kv->element[i + 1];
             if (cid->type != REDIS_REPLY_STRING || blob->type != REDIS_REPLY_STRING) continue;
-            strview_t id = {cid->str, cid->len};
             char why[200];
-            if (window_load_customer(w, id, (const unsigned char *)blob->str, blob->len, why,
-                                     sizeof(why)) == 0)
+            if (loader->customer(loader->opaque, cid->str, cid->len,
+                                 (const unsigned char *)blob->str, blob->len, why,
+                                 sizeof(why)) == 0)
                 continue;
-            /* HSCAN may return a field twice; the first copy is loaded. */
-            window_customer_view_t v;
-            if (window_get(w, id, &v)) continue;
             char q[200];
             snprintf(errstr, errstr_size, "redis %s: stored state of customer \"%s\" in %s: %s",
-                     s->where, quote_bytes(cid->str, cid->len, q, sizeof(q)), key, why);
+                     s->where, escape_bytes(cid->str, cid->len, 64, q, sizeof(q)), key, why);
             freeReplyObject(r);
             return SINK_FAIL;
         }
@@ -634,7 +604,7 @@ static sink_result_t load_states(redis_sink_t *s, const char *field, window_t *w
 }
 
 sink_result_t redis_sink_claim(redis_sink_t *s, const char *topic, int32_t partition,
-                               window_t *w, int64_t *epoch, int64_t *next_offset,
+                               const sink_loader_t *loader, sink_claim_t *out,
                                char *errstr, size_t errstr_size) {
     char field[300];
     snprintf(field, sizeof(field), "%s:%" PRId32, topic, partition);
@@ -676,55 +646,26 @@ sink_result_t redis_sink_claim(redis_sink_t *s, const char *topic, int32_t parti
     freeReplyObject(r);
     if (res != SINK_OK) return res;
 
-    if (wm >= 0) window_set_watermark(w, wm);
-    res = load_states(s, field, w, errstr, errstr_size);
+    loader->watermark(loader->opaque, wm);
+    res = load_states(s, field, loader, errstr, errstr_size);
     if (res != SINK_OK) return res;
-    *epoch = e;
-    *next_offset = off;
+    *out = (sink_claim_t){.epoch = e, .next_offset = off, .watermark = wm};
     return SINK_OK;
 }
 
 /* ------------------------------------------------------------------ */
 /* Flush                                                               */
 
-/* What the window callbacks write into: one partition's part. */
-typedef struct flush_ctx {
-    resp_t *req;     /* upserts go here */
-    resp_t *dels;    /* deletes go here, appended after the upserts */
-    size_t nup, ndel;
-} flush_ctx_t;
-
-static void on_upsert(void *opaque, const window_customer_view_t *v) {
-    flush_ctx_t *f = opaque;
-    resp_t *r = f->req;
-    resp_bulk(r, v->customer_id.ptr, v->customer_id.len);
-    resp_f4(r, v->ci);
-    resp_f4(r, v->resolution);
-    resp_f4(r, v->sentiment);
-    resp_f4(r, v->loyalty);
-    resp_f4(r, v->ai_share);
-    resp_f4(r, v->aht_ms);
-    resp_i64(r, v->streak);
-    resp_i64(r, v->contacts);
-    resp_i64(r, v->resolved);
-    resp_i64(r, v->events);
-    resp_i64(r, v->at_risk ? 1 : 0);
-    resp_i64(r, v->updated_at);
-    resp_bulk(r, v->last_event_id.ptr, v->last_event_id.len);
-    resp_bulk(r, v->state, v->state_len);
-    f->nup++;
+/* "<topic>:<partition>", the partition's field in the hashes. */
+static int part_field(const batch_partition_t *bp, char *out, size_t size) {
+    return snprintf(out, size, "%.*s:%" PRId32, (int)bp->topic.len, bp->topic.ptr,
+                    bp->partition);
 }
 
-static void on_delete(void *opaque, strview_t customer_id) {
-    flush_ctx_t *f = opaque;
-    resp_bulk(f->dels, customer_id.ptr, customer_id.len);
-    f->ndel++;
-}
-
-/* Builds the flush request in s->req (see redis_flush_lua for the ARGV
- * layout); the request starts at s->req.buf + *start.  Returns 0, or -1
- * when out of memory. */
-static int flush_build(redis_sink_t *s, sink_partition_t *parts, size_t n, size_t *start) {
+/* Builds the flush request for parts[0..n) in s->req (see redis_flush_lua
+ * for the ARGV layout); the request starts at s->req.buf + *start. */
+static void flush_build(redis_sink_t *s, batch_partition_t *const *parts, size_t n,
+                        size_t *start) {
     resp_t *req = &s->req;
     resp_reset(req, FLUSH_HEAD_ROOM);
     resp_reset(&s->heads, 0);
@@ -732,47 +673,73 @@ static int flush_build(redis_sink_t *s, sink_partition_t *parts, size_t n, size_
     resp_i64(req, s->alerts_maxlen);
     resp_i64(req, (int64_t)n);
     for (size_t i = 0; i < n; i++) {
-        sink_partition_t *sp = &parts[i];
-        resp_reset(&s->dels, 0);
-        flush_ctx_t f = {req, &s->dels, 0, 0};
-        window_foreach_change(sp->w, on_upsert, on_delete, &f);
-        resp_append(req, &s->dels);
-        size_t nalerts;
-        const alert_t *a = window_alerts(sp->w, &nalerts);
-        for (size_t k = 0; k < nalerts; k++, a++) {
-            resp_str(req, alert_type_names[a->type]);
-            resp_bulk(req, a->customer_id.ptr, a->customer_id.len);
+        const batch_partition_t *bp = parts[i];
+        for (size_t k = 0; k < bp->ncustomers; k++) {
+            const batch_customer_t *v = &bp->customers[k];
+            resp_bstr(req, v->customer_id);
+            resp_f4(req, v->ci);
+            resp_f4(req, v->resolution);
+            resp_f4(req, v->sentiment);
+            resp_f4(req, v->loyalty);
+            resp_f4(req, v->ai_share);
+            resp_f4(req, v->aht_ms);
+            resp_i64(req, v->streak);
+            resp_i64(req, v->contacts);
+            resp_i64(req, v->resolved);
+            resp_i64(req, v->events);
+            resp_i64(req, v->at_risk ? 1 : 0);
+            resp_i64(req, v->updated_at);
+            resp_bstr(req, v->last_event_id);
+            resp_bstr(req, v->state);
+            resp_bstr(req, v->route);
+            resp_bstr(req, v->route_reason);
+        }
+        for (size_t k = 0; k < bp->ndeletes; k++) resp_bstr(req, bp->deletes[k]);
+        for (size_t k = 0; k < bp->nalerts; k++) {
+            const batch_alert_t *a = &bp->alerts[k];
+            resp_bstr(req, a->type);
+            resp_bstr(req, a->customer_id);
             resp_f4(req, a->score);
             if (a->has_previous)
                 resp_f4(req, a->previous_score);
             else
                 resp_bulk(req, "", 0);
-            resp_str(req, alert_trigger_names[a->trigger]);
-            resp_bulk(req, a->event_id.ptr, a->event_id.len);
+            resp_bstr(req, a->trigger);
+            resp_bstr(req, a->event_id);
             resp_i64(req, a->occurred_at);
             resp_i64(req, a->partition);
             resp_i64(req, a->offset);
-            resp_str(req, a->reason);
-            resp_bulk(req, a->narrative.ptr, a->narrative.len);
+            resp_bstr(req, a->reason);
+            resp_bstr(req, a->narrative);
+        }
+        for (size_t k = 0; k < bp->nhistory; k++) {
+            resp_i64(req, bp->history[k].bucket_start);
+            resp_bstr(req, bp->history[k].field);
+            resp_i64(req, bp->history[k].delta);
+        }
+        for (size_t k = 0; k < bp->norg; k++) {
+            resp_bstr(req, bp->org[k].field);
+            resp_i64(req, bp->org[k].delta);
         }
 
         resp_t *h = &s->heads;
         char field[300];
-        snprintf(field, sizeof(field), "%s:%" PRId32, sp->topic, sp->partition);
+        part_field(bp, field, sizeof(field));
         resp_str(h, field);
-        resp_i64(h, sp->epoch);
-        resp_i64(h, sp->prev_offset < 0 ? (int64_t)-1 : sp->prev_offset);
-        resp_i64(h, sp->next_offset);
-        if (window_watermark_dirty(sp->w))
-            resp_i64(h, window_watermark(sp->w));
+        resp_i64(h, bp->epoch);
+        resp_i64(h, bp->prev_offset < 0 ? (int64_t)-1 : bp->prev_offset);
+        resp_i64(h, bp->next_offset);
+        if (bp->has_watermark)
+            resp_i64(h, bp->watermark);
         else
             resp_bulk(h, "", 0);
-        resp_i64(h, (int64_t)f.nup);
-        resp_i64(h, (int64_t)f.ndel);
-        resp_i64(h, (int64_t)nalerts);
+        resp_i64(h, (int64_t)bp->ncustomers);
+        resp_i64(h, (int64_t)bp->ndeletes);
+        resp_i64(h, (int64_t)bp->nalerts);
+        resp_i64(h, (int64_t)bp->nhistory);
+        resp_i64(h, (int64_t)bp->norg);
     }
     resp_append(req, &s->heads);
-    if (req->oom) return -1;
 
     /* The command head, right-aligned in the room left for it. */
     char head[FLUSH_HEAD_ROOM];
@@ -781,18 +748,19 @@ static int flush_build(redis_sink_t *s, sink_partition_t *parts, size_t n, size_
     assert(hl > 0 && hl < FLUSH_HEAD_ROOM);
     *start = FLUSH_HEAD_ROOM - (size_t)hl;
     memcpy(req->buf + *start, head, (size_t)hl);
-    return 0;
 }
 
-/* Marks the partitions named in "FENCED <field> <field>…". */
-static void mark_fenced(sink_partition_t *parts, size_t n, const char *msg) {
+/* Marks the partitions named in "FENCED <field> <field>…" fenced, and the
+ * others of the chunk refused. */
+static void mark_fenced(batch_partition_t *const *parts, size_t n, const char *msg) {
     for (size_t i = 0; i < n; i++) {
         char field[300];
-        int fl = snprintf(field, sizeof(field), "%s:%" PRId32, parts[i].topic, parts[i].partition);
+        int fl = part_field(parts[i], field, sizeof(field));
+        parts[i]->result = BATCH_REFUSED;
         for (const char *p = msg + strlen("FENCED"); *p;) {
             p += strspn(p, " ");
             size_t tl = strcspn(p, " ");
-            if (tl == (size_t)fl && memcmp(p, field, tl) == 0) parts[i].fenced = true;
+            if (tl == (size_t)fl && memcmp(p, field, tl) == 0) parts[i]->result = BATCH_FENCED;
             p += tl;
         }
     }
@@ -811,10 +779,10 @@ typedef struct chunk {
 } chunk_t;
 
 /* The requests of one flush, kept until Redis has answered each of them,
- * so that they can be sent again after an error without the windows,
- * which the caller has committed and moved on from. */
+ * so that they can be sent again after an error without the batch's
+ * producer, which has moved on. */
 struct flight {
-    sink_partition_t *parts; /* copy of the caller's, results filled in */
+    batch_partition_t **parts; /* the batch's, results written into them */
     size_t nparts;
     chunk_t *chunks;
     size_t nchunks;
@@ -823,13 +791,8 @@ struct flight {
     int64_t progress_at; /* monotonic ms of the last byte sent or reply read */
     uint64_t gen;        /* the connection send_at and reply_at count on */
     bool reloaded;       /* the scripts were loaded again for this flight */
+    bool failed;         /* the last step failed: the next one sends again */
 };
-
-static int64_t sink_now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void flight_free(flight_t *f) {
     if (!f) return;
@@ -839,40 +802,34 @@ static void flight_free(flight_t *f) {
     free(f);
 }
 
-/* Builds every chunk of a flush from the windows.  NULL when out of memory. */
-static flight_t *flight_build(redis_sink_t *s, const sink_partition_t *parts, size_t n) {
-    flight_t *f = calloc(1, sizeof(*f));
-    if (!f || !(f->parts = malloc(n * sizeof(*parts))) ||
-        !(f->chunks = calloc(n, sizeof(*f->chunks))))
-        goto fail;
-    memcpy(f->parts, parts, n * sizeof(*parts));
+/* Builds every chunk of a flush from the batch. */
+static flight_t *flight_build(redis_sink_t *s, batch_t *b) {
+    size_t n = batch_partition_count(b);
+    flight_t *f = xcalloc(1, sizeof(*f));
+    f->parts = xcalloc(n, sizeof(*f->parts));
+    f->chunks = xcalloc(n, sizeof(*f->chunks));
     f->nparts = n;
-    for (size_t i = 0; i < n; i++) f->parts[i].fenced = f->parts[i].written = false;
+    for (size_t i = 0; i < n; i++) {
+        f->parts[i] = batch_partition(b, i);
+        f->parts[i]->result = BATCH_PENDING;
+    }
     for (size_t a = 0; a < n;) {
-        size_t b = a, items = 0;
-        while (b < n && (b == a || items < FLUSH_CHUNK_ITEMS)) {
-            size_t nalerts;
-            window_alerts(parts[b].w, &nalerts);
-            items += window_change_count(parts[b].w) + nalerts;
-            b++;
-        }
+        size_t b_end = a, items = 0;
+        while (b_end < n && (b_end == a || items < FLUSH_CHUNK_ITEMS))
+            items += batch_partition_items(f->parts[b_end++]);
         size_t start;
         chunk_t *ch = &f->chunks[f->nchunks];
-        if (flush_build(s, f->parts + a, b - a, &start) != 0) goto fail;
+        flush_build(s, f->parts + a, b_end - a, &start);
         ch->len = s->req.len - start;
-        if (!(ch->buf = malloc(ch->len))) goto fail;
+        ch->buf = xmalloc(ch->len);
         memcpy(ch->buf, s->req.buf + start, ch->len);
         ch->first = a;
-        ch->count = b - a;
+        ch->count = b_end - a;
         f->nchunks++;
-        a = b;
+        a = b_end;
     }
     if (s->req.cap > FLUSH_KEEP_BYTES) resp_release(&s->req);
     return f;
-fail:
-    if (s->req.cap > FLUSH_KEEP_BYTES) resp_release(&s->req);
-    flight_free(f);
-    return NULL;
 }
 
 /* The first chunk from k on that Redis has not answered yet. */
@@ -891,7 +848,7 @@ static sink_result_t flight_restart(redis_sink_t *s, char *errstr, size_t errstr
     /* Answers come for the open chunks only, in order. */
     f->send_at = f->reply_at = next_open(f, 0);
     f->gen = s->gen;
-    f->progress_at = sink_now_ms();
+    f->progress_at = clock_ms();
     return SINK_OK;
 }
 
@@ -913,7 +870,7 @@ static int flight_send(redis_sink_t *s) {
             }
             ch->sent += (size_t)w;
             s->stats.bytes_sent += (size_t)w;
-            f->progress_at = sink_now_ms();
+            f->progress_at = clock_ms();
         }
         s->stats.commands++;
     }
@@ -926,16 +883,15 @@ static sink_result_t flight_reply(redis_sink_t *s, const redisReply *r, char *er
                                   size_t errstr_size) {
     flight_t *f = s->flight;
     chunk_t *ch = &f->chunks[f->reply_at];
-    sink_partition_t *parts = f->parts + ch->first;
+    batch_partition_t **parts = f->parts + ch->first;
     f->reply_at = next_open(f, f->reply_at + 1);
-    f->progress_at = sink_now_ms();
+    f->progress_at = clock_ms();
     if (r->type == REDIS_REPLY_ERROR) {
         /* Left open: sent again once the scripts are loaded (the wait). */
         if (strncmp(r->str, "NOSCRIPT", 8) == 0) return SINK_OK;
         snprintf(errstr, errstr_size, "redis %s flush: %s", s->where, r->str);
         if (strncmp(r->str, "FENCED ", 7) == 0) {
-            /* Nothing of the chunk was written; its other partitions are
-             * neither written nor fenced: refused. */
+            /* Nothing of the chunk was written. */
             mark_fenced(parts, ch->count, r->str);
             ch->done = true;
             return SINK_OK;
@@ -948,7 +904,7 @@ static sink_result_t flight_reply(redis_sink_t *s, const redisReply *r, char *er
         snprintf(errstr, errstr_size, "redis %s flush: unexpected reply", s->where);
         return SINK_FAIL;
     }
-    for (size_t i = 0; i < ch->count; i++) parts[i].written = true;
+    for (size_t i = 0; i < ch->count; i++) parts[i]->result = BATCH_WRITTEN;
     ch->done = true;
     s->stats.flushes++;
     s->stats.commands += (uint64_t)r->element[0]->integer;
@@ -957,30 +913,36 @@ static sink_result_t flight_reply(redis_sink_t *s, const redisReply *r, char *er
     return SINK_OK;
 }
 
-sink_result_t redis_sink_flush_begin(redis_sink_t *s, const sink_partition_t *parts, size_t n,
-                                     char *errstr, size_t errstr_size) {
+sink_result_t redis_sink_begin(redis_sink_t *s, batch_t *b, char *errstr, size_t errstr_size) {
     assert(!s->flight);
+    /* An erasure must delete the customer's alerts too (SPEC §1.2), which
+     * needs an index of the stream this sink does not keep yet: refuse
+     * rather than erase half. */
+    for (size_t i = 0; i < batch_partition_count(b); i++)
+        if (batch_partition(b, i)->nerasures) {
+            snprintf(errstr, errstr_size, "redis %s flush: erasures are not supported yet",
+                     s->where);
+            return SINK_FAIL;
+        }
     /* Connected first: the requests carry the script's SHA1. */
     sink_result_t res = sink_connect(s, errstr, errstr_size);
     if (res != SINK_OK) return res;
-    if (!(s->flight = flight_build(s, parts, n))) {
-        snprintf(errstr, errstr_size, "redis flush: out of memory building the request");
-        return SINK_RETRY;
-    }
-    s->flight->progress_at = sink_now_ms();
+    s->flight = flight_build(s, b);
+    s->flight->progress_at = clock_ms();
     s->flight->gen = s->gen;
     return SINK_OK;
 }
 
-sink_result_t redis_sink_flush_wait(redis_sink_t *s, int wait_ms, char *errstr,
-                                    size_t errstr_size) {
+/* Sends and reads for the flight for up to wait_ms; SINK_OK when every
+ * chunk is answered.  An error drops the connection. */
+static sink_result_t flight_wait(redis_sink_t *s, int wait_ms, char *errstr,
+                                 size_t errstr_size) {
     flight_t *f = s->flight;
-    assert(f);
     if (!s->c || f->gen != s->gen) {
         sink_result_t res = flight_restart(s, errstr, errstr_size);
         if (res != SINK_OK) return res;
     }
-    int64_t until = sink_now_ms() + (wait_ms > 0 ? wait_ms : 0);
+    int64_t until = clock_ms() + (wait_ms > 0 ? wait_ms : 0);
     for (;;) {
         if (flight_send(s) != 0) return sink_io_failed(s, "flush", errstr, errstr_size);
         /* Every reply the reader holds or the socket has. */
@@ -1012,7 +974,7 @@ sink_result_t redis_sink_flush_wait(redis_sink_t *s, int wait_ms, char *errstr,
         if (f->reply_at >= f->nchunks) {
             if (next_open(f, 0) == f->nchunks) return SINK_OK;
             /* Every chunk sent got its answer, some NOSCRIPT: Redis lost the
-             * scripts (restart, SCRIPT FLUSH).  Loaded again once per flight. */
+             * scripts (restart, SCRIPT FLUSH).  Loaded again once per try. */
             if (f->reloaded) {
                 snprintf(errstr, errstr_size, "redis %s flush: NOSCRIPT after loading the scripts",
                          s->where);
@@ -1027,7 +989,7 @@ sink_result_t redis_sink_flush_wait(redis_sink_t *s, int wait_ms, char *errstr,
             }
             continue;
         }
-        int64_t now = sink_now_ms();
+        int64_t now = clock_ms();
         if (now - f->progress_at >= s->timeout_ms) {
             snprintf(errstr, errstr_size, "redis %s flush: no answer within %d ms", s->where,
                      s->timeout_ms);
@@ -1048,51 +1010,96 @@ sink_result_t redis_sink_flush_wait(redis_sink_t *s, int wait_ms, char *errstr,
 
 /* Waits until every request sent on this connection is answered, so that
  * another command can use it.  An error drops the connection; the flight
- * is sent again on the next. */
+ * is sent again by the next step. */
 static void flight_quiesce(redis_sink_t *s) {
     flight_t *f = s->flight;
     char err[512];
     if (!f || !s->c || f->gen != s->gen) return;
     bool partial = f->send_at < f->nchunks && f->chunks[f->send_at].sent > 0;
     if (f->reply_at >= f->send_at && !partial) return;
-    while (redis_sink_flush_wait(s, s->timeout_ms, err, sizeof(err)) == SINK_PENDING) {
+    sink_result_t r;
+    while ((r = flight_wait(s, s->timeout_ms, err, sizeof(err))) == SINK_PENDING) {
     }
+    if (r != SINK_OK) f->failed = true;
 }
 
-sink_result_t redis_sink_flush_retry(redis_sink_t *s, char *errstr, size_t errstr_size) {
-    assert(s->flight);
-    s->flight->reloaded = false;
-    return flight_restart(s, errstr, errstr_size);
+sink_result_t redis_sink_step(redis_sink_t *s, int wait_ms, char *errstr, size_t errstr_size) {
+    flight_t *f = s->flight;
+    assert(f);
+    if (f->failed) {
+        /* Send again what was not answered, reconnecting if needed. */
+        f->reloaded = false;
+        sink_result_t res = flight_restart(s, errstr, errstr_size);
+        if (res != SINK_OK) return res;
+        f->failed = false;
+    }
+    sink_result_t res = flight_wait(s, wait_ms, errstr, errstr_size);
+    if (res == SINK_OK) {
+        flight_free(f);
+        s->flight = NULL;
+    } else if (res != SINK_PENDING) {
+        f->failed = true;
+    }
+    return res;
 }
 
-bool redis_sink_flush_active(const redis_sink_t *s) { return s->flight != NULL; }
+bool redis_sink_busy(const redis_sink_t *s) { return s->flight != NULL; }
 
-const sink_partition_t *redis_sink_flush_parts(const redis_sink_t *s, size_t *n) {
-    *n = s->flight ? s->flight->nparts : 0;
-    return s->flight ? s->flight->parts : NULL;
-}
-
-void redis_sink_flush_end(redis_sink_t *s) {
-    flight_free(s->flight);
-    s->flight = NULL;
-}
-
-sink_result_t redis_sink_flush(redis_sink_t *s, sink_partition_t *parts, size_t n,
-                               char *errstr, size_t errstr_size) {
-    for (size_t i = 0; i < n; i++) parts[i].fenced = parts[i].written = false;
+sink_result_t redis_sink_flush(redis_sink_t *s, batch_t *b, char *errstr, size_t errstr_size) {
+    size_t n = batch_partition_count(b);
     if (n == 0) return SINK_OK;
-    sink_result_t res = redis_sink_flush_begin(s, parts, n, errstr, errstr_size);
+    sink_result_t res = redis_sink_begin(s, b, errstr, errstr_size);
     if (res != SINK_OK) return res;
     do
-        res = redis_sink_flush_wait(s, s->timeout_ms, errstr, errstr_size);
+        res = redis_sink_step(s, s->timeout_ms, errstr, errstr_size);
     while (res == SINK_PENDING);
-    bool fenced = false;
-    for (size_t i = 0; i < n; i++) {
-        parts[i].fenced = s->flight->parts[i].fenced;
-        parts[i].written = s->flight->parts[i].written;
-        fenced = fenced || parts[i].fenced;
+    if (res != SINK_OK) {
+        /* Forgotten: the caller flushes the same batch again. */
+        flight_free(s->flight);
+        s->flight = NULL;
+        return res;
     }
-    redis_sink_flush_end(s);
-    /* errstr holds the FENCED reply. */
-    return res == SINK_OK && fenced ? SINK_FAIL : res;
+    for (size_t i = 0; i < n; i++)
+        if (batch_partition(b, i)->result != BATCH_WRITTEN) return SINK_FAIL; /* errstr: FENCED */
+    return SINK_OK;
 }
+
+/* ------------------------------------------------------------------ */
+/* The sink interface (batch/sink.h)                                   */
+
+static sink_result_t op_claim(void *self, const char *topic, int32_t partition,
+                              const sink_loader_t *loader, sink_claim_t *out, char *errstr,
+                              size_t errstr_size) {
+    return redis_sink_claim(self, topic, partition, loader, out, errstr, errstr_size);
+}
+
+static sink_result_t op_begin(void *self, batch_t *b, char *errstr, size_t errstr_size) {
+    return redis_sink_begin(self, b, errstr, errstr_size);
+}
+
+static sink_result_t op_step(void *self, int wait_ms, char *errstr, size_t errstr_size) {
+    return redis_sink_step(self, wait_ms, errstr, errstr_size);
+}
+
+static bool op_busy(const void *self) { return redis_sink_busy(self); }
+
+static sink_result_t op_ping(void *self, char *errstr, size_t errstr_size) {
+    return redis_sink_ping(self, errstr, errstr_size);
+}
+
+static void op_set_timeout(void *self, int timeout_ms) { redis_sink_set_timeout(self, timeout_ms); }
+
+static void op_free(void *self) { redis_sink_free(self); }
+
+static const sink_ops_t redis_sink_ops = {
+    .name = "redis",
+    .claim = op_claim,
+    .begin = op_begin,
+    .step = op_step,
+    .busy = op_busy,
+    .ping = op_ping,
+    .set_timeout = op_set_timeout,
+    .free = op_free,
+};
+
+sink_t redis_sink_as_sink(redis_sink_t *s) { return (sink_t){&redis_sink_ops, s}; }

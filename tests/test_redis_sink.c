@@ -20,6 +20,7 @@
 #include "common/redis_proc.h"
 #include "scoring/window.h"
 #include "sinks/redis.h"
+#include "sinks/redis_testing.h"
 
 #define DAY 86400000LL
 #define T0 (20000 * DAY) /* an arbitrary day boundary */
@@ -277,15 +278,24 @@ typedef struct tpart {
 } tpart_t;
 
 /* Claims into a fresh window (the old one, if any, is freed). */
+/* Claims `partition` of `s` into w, as the consumer does. */
+static sink_result_t claim_into(redis_sink_t *s, int32_t partition, window_t *w,
+                                sink_claim_t *out, char *err, size_t errsize) {
+    sink_loader_t loader = {window_restore_watermark, window_restore_customer, w};
+    return redis_sink_claim(s, TOPIC, partition, &loader, out, err, errsize);
+}
+
 static void tp_claim(tpart_t *t, redis_sink_t *s, int32_t partition) {
     char err[256];
     window_free(t->w);
     t->s = s;
     t->partition = partition;
     t->w = new_window(partition);
-    sink_result_t r = redis_sink_claim(s, TOPIC, partition, t->w, &t->epoch, &t->committed, err,
-                                       sizeof(err));
+    sink_claim_t cl;
+    sink_result_t r = claim_into(s, partition, t->w, &cl, err, sizeof(err));
     cr_assert_eq(r, SINK_OK, "claim: %s", err);
+    t->epoch = cl.epoch;
+    t->committed = cl.next_offset;
     t->next = t->committed < 0 ? 0 : t->committed;
 }
 
@@ -293,15 +303,28 @@ static void tp_feed(tpart_t *t, const evspec_t *evs, size_t n) {
     t->next = feed(t->w, evs, n, t->next);
 }
 
-static sink_partition_t tp_part(tpart_t *t) {
-    return (sink_partition_t){TOPIC, t->partition, t->epoch, t->committed, t->next, t->w, false, false};
+/* A batch of these partitions' changes, as the engine fills it; the
+ * windows keep their changes.  Caller frees. */
+static batch_t *tp_batch(tpart_t *const *ts, size_t n) {
+    batch_t *b = batch_new();
+    for (size_t i = 0; i < n; i++) {
+        batch_partition_t *bp = batch_add_partition(b, TOPIC, ts[i]->partition, ts[i]->epoch,
+                                                    ts[i]->committed, ts[i]->next);
+        window_fill_batch(ts[i]->w, b, bp);
+    }
+    return b;
+}
+
+static batch_result_t result_of(const batch_t *b, size_t i) {
+    return batch_partition(b, i)->result;
 }
 
 /* Flushes this partition alone; does not commit. */
 static sink_result_t tp_flush(tpart_t *t, char *err, size_t errsize) {
-    sink_partition_t part = tp_part(t);
-    sink_result_t r = redis_sink_flush(t->s, &part, 1, err, errsize);
-    t->fenced = part.fenced;
+    batch_t *b = tp_batch(&t, 1);
+    sink_result_t r = redis_sink_flush(t->s, b, err, errsize);
+    t->fenced = result_of(b, 0) == BATCH_FENCED;
+    batch_free(b);
     return r;
 }
 
@@ -454,7 +477,9 @@ Test(redis_sink, empty_flush_needs_no_round_trip) {
     char err[256];
     redis_sink_t *s = redis_sink_new(&conf, err, sizeof(err));
     cr_assert_not_null(s, "%s", err);
-    cr_expect_eq(redis_sink_flush(s, NULL, 0, err, sizeof(err)), SINK_OK);
+    batch_t *empty = batch_new();
+    cr_expect_eq(redis_sink_flush(s, empty, err, sizeof(err)), SINK_OK);
+    batch_free(empty);
     cr_expect_eq(redis_sink_stats(s)->commands, 0);
     cr_expect_eq(redis_sink_stats(s)->bytes_sent, 0);
     /* Nothing listens on port 1: a real call is a RETRY, not a crash. */
@@ -540,11 +565,13 @@ Test(redis_sink, claim_bumps_epoch_and_fences_the_old_owner) {
     tp_feed(&p0, story, STORY_LEN);
     tp_feed(&p1, story, 2);
     char err[256];
-    sink_partition_t parts[2] = {tp_part(&p0), tp_part(&p1)};
-    parts[1].fenced = true; /* an input value must not survive */
-    cr_expect_eq(redis_sink_flush(old_owner, parts, 2, err, sizeof(err)), SINK_FAIL);
-    cr_expect(parts[0].fenced, "partition 0 is fenced");
-    cr_expect(!parts[1].fenced, "partition 1 is still ours");
+    tpart_t *ps[2] = {&p0, &p1};
+    batch_t *b = tp_batch(ps, 2);
+    batch_partition(b, 1)->result = BATCH_FENCED; /* an input value must not survive */
+    cr_expect_eq(redis_sink_flush(old_owner, b, err, sizeof(err)), SINK_FAIL);
+    cr_expect_eq(result_of(b, 0), BATCH_FENCED, "partition 0 is fenced");
+    cr_expect_eq(result_of(b, 1), BATCH_REFUSED, "partition 1 is still ours");
+    batch_free(b);
     cr_expect(strstr(err, "FENCED " TOPIC ":0") != NULL, "%s", err);
     /* Nothing at all was written: only the epochs hash exists. */
     cr_expect_eq(dbsize(), 1, "keys written by a fenced flush");
@@ -605,15 +632,15 @@ Test(redis_sink, claim_rejects_bad_stored_state) {
     freeReplyObject(rcmd(4, argv, lens));
     window_t *w = new_window(0);
     char err[512];
-    int64_t epoch, next;
-    cr_expect_eq(redis_sink_claim(s, TOPIC, 0, w, &epoch, &next, err, sizeof(err)), SINK_FAIL);
-    cr_expect(strstr(err, "Zo\\xc3\\xab \\x22the\\x22 'cust'\\x00\\xff id") != NULL, "%s", err);
+    sink_claim_t cl;
+    cr_expect_eq(claim_into(s, 0, w, &cl, err, sizeof(err)), SINK_FAIL);
+    cr_expect(strstr(err, "Zo\\xc3\\xab \\\"the\\\" 'cust'\\x00\\xff id") != NULL, "%s", err);
     window_free(w);
 
     freeReplyObject(rcmdf("DEL " PREFIX "_state:" TOPIC ":0"));
     freeReplyObject(rcmdf("HSET " PREFIX "_offsets " TOPIC ":0 12x"));
     w = new_window(0);
-    cr_expect_eq(redis_sink_claim(s, TOPIC, 0, w, &epoch, &next, err, sizeof(err)), SINK_FAIL);
+    cr_expect_eq(claim_into(s, 0, w, &cl, err, sizeof(err)), SINK_FAIL);
     cr_expect(strstr(err, "not an integer") != NULL, "%s", err);
     window_free(w);
     redis_sink_free(s);
@@ -847,15 +874,19 @@ Test(redis_sink, retried_flush_that_landed_writes_nothing_twice) {
     window_alerts(p2.w, &none);
     cr_assert_eq(none, 0);
     char err[256];
-    sink_partition_t parts[3] = {tp_part(&p0), tp_part(&p1), tp_part(&p2)};
-    cr_assert_eq(redis_sink_flush(s, parts, 2, err, sizeof(err)), SINK_OK, "%s", err);
+    tpart_t *ps[3] = {&p0, &p1, &p2};
+    batch_t *b = tp_batch(ps, 2);
+    cr_assert_eq(redis_sink_flush(s, b, err, sizeof(err)), SINK_OK, "%s", err);
+    batch_free(b);
     uint64_t customers = redis_sink_stats(s)->customers_written;
     uint64_t alerts = redis_sink_stats(s)->alerts_written;
 
     /* As if the reply had been lost: the same flush again, now with one
      * more partition.  The landed ones are skipped, the new one written. */
-    cr_assert_eq(redis_sink_flush(s, parts, 3, err, sizeof(err)), SINK_OK, "%s", err);
-    cr_expect(!parts[0].fenced && !parts[1].fenced && !parts[2].fenced);
+    b = tp_batch(ps, 3);
+    cr_assert_eq(redis_sink_flush(s, b, err, sizeof(err)), SINK_OK, "%s", err);
+    for (size_t i = 0; i < 3; i++) cr_expect_eq(result_of(b, i), BATCH_WRITTEN);
+    batch_free(b);
     cr_expect_eq(redis_sink_stats(s)->customers_written - customers, 1, "only partition 2");
     cr_expect_eq(redis_sink_stats(s)->alerts_written, alerts);
     expect_stream(rows, n0);
@@ -980,7 +1011,7 @@ static void tp_feed_many(tpart_t *t, const char *tag, int n) {
 static sink_result_t wait_answered(redis_sink_t *s, char *err, size_t errsize) {
     sink_result_t r;
     do
-        r = redis_sink_flush_wait(s, 1000, err, errsize);
+        r = redis_sink_step(s, 1000, err, errsize);
     while (r == SINK_PENDING);
     return r;
 }
@@ -997,26 +1028,25 @@ Test(redis_sink, flush_in_steps_survives_a_killed_connection) {
     static alert_row_t rows[32];
     size_t nrows = copy_alerts(p0.w, rows, 32);
     char err[256];
-    sink_partition_t parts[2] = {tp_part(&p1), tp_part(&p0)};
+    tpart_t *ps[2] = {&p1, &p0};
+    batch_t *b = tp_batch(ps, 2);
     uint64_t flushes = redis_sink_stats(s)->flushes;
-    cr_assert_eq(redis_sink_flush_begin(s, parts, 2, err, sizeof(err)), SINK_OK, "%s", err);
+    cr_assert_eq(redis_sink_begin(s, b, err, sizeof(err)), SINK_OK, "%s", err);
     tp_commit(&p0);
     tp_commit(&p1);
-    cr_assert(redis_sink_flush_active(s));
+    cr_assert(redis_sink_busy(s));
 
-    /* Killed before anything was sent (begin only builds): the wait finds
-     * the connection gone, and the retry sends everything again. */
+    /* Killed before anything was sent (begin only builds): the step finds
+     * the connection gone, and the next one sends everything again. */
     freeReplyObject(rcmdf("CLIENT KILL TYPE normal SKIPME yes"));
     cr_assert_eq(wait_answered(s, err, sizeof(err)), SINK_RETRY, "%s", err);
-    cr_assert_eq(redis_sink_flush_retry(s, err, sizeof(err)), SINK_OK, "%s", err);
+    cr_assert(redis_sink_busy(s), "a failed step keeps the flush");
     cr_assert_eq(wait_answered(s, err, sizeof(err)), SINK_OK, "%s", err);
-    size_t n;
-    const sink_partition_t *done = redis_sink_flush_parts(s, &n);
-    cr_assert_eq(n, 2);
-    cr_expect(done[0].written && done[1].written && !done[0].fenced && !done[1].fenced);
+    cr_expect_eq(result_of(b, 0), BATCH_WRITTEN);
+    cr_expect_eq(result_of(b, 1), BATCH_WRITTEN);
     cr_expect_eq(redis_sink_stats(s)->flushes - flushes, 2, "one script per chunk");
-    redis_sink_flush_end(s);
-    cr_expect(!redis_sink_flush_active(s));
+    cr_expect(!redis_sink_busy(s));
+    batch_free(b);
 
     expect_stream(rows, nrows);
     cr_expect_eq(rint_reply("ZCARD %b", PREFIX "scores", strlen(PREFIX "scores")), 3000 + 3);
@@ -1043,17 +1073,15 @@ Test(redis_sink, fenced_chunk_refuses_its_other_partitions) {
     tp_feed(&p1, story, 2);
     tp_feed(&p2, story + 3, 1);
     char err[256];
-    sink_partition_t parts[3] = {tp_part(&p0), tp_part(&p1), tp_part(&p2)};
-    cr_assert_eq(redis_sink_flush_begin(s, parts, 3, err, sizeof(err)), SINK_OK, "%s", err);
+    tpart_t *ps[3] = {&p0, &p1, &p2};
+    batch_t *b = tp_batch(ps, 3);
+    cr_assert_eq(redis_sink_begin(s, b, err, sizeof(err)), SINK_OK, "%s", err);
     cr_assert_eq(wait_answered(s, err, sizeof(err)), SINK_OK, "%s", err);
-    size_t n;
-    const sink_partition_t *done = redis_sink_flush_parts(s, &n);
-    cr_assert_eq(n, 3);
-    cr_expect(done[0].written && !done[0].fenced, "partition 0 is written");
-    cr_expect(!done[1].written && done[1].fenced, "partition 1 is fenced");
-    cr_expect(!done[2].written && !done[2].fenced, "partition 2 is refused");
+    cr_expect_eq(result_of(b, 0), BATCH_WRITTEN, "partition 0 is written");
+    cr_expect_eq(result_of(b, 1), BATCH_FENCED, "partition 1 is fenced");
+    cr_expect_eq(result_of(b, 2), BATCH_REFUSED, "partition 2 is refused");
     cr_expect(strstr(err, "FENCED " TOPIC ":1") != NULL, "%s", err);
-    redis_sink_flush_end(s);
+    batch_free(b);
     char want[32];
     snprintf(want, sizeof(want), "%" PRId64, p0.next);
     expect_hget(PREFIX "_offsets", TOPIC ":0", want);
@@ -1082,29 +1110,94 @@ Test(redis_sink, retry_after_a_partial_flush_sends_only_the_rest) {
     size_t nrows = copy_alerts(p1.w, rows, 32);
     freeReplyObject(rcmdf("SET " PREFIX "ci:bob in-the-way"));
     char err[256];
-    sink_partition_t parts[2] = {tp_part(&p0), tp_part(&p1)};
-    cr_assert_eq(redis_sink_flush_begin(s, parts, 2, err, sizeof(err)), SINK_OK, "%s", err);
+    tpart_t *ps[2] = {&p0, &p1};
+    batch_t *b = tp_batch(ps, 2);
+    cr_assert_eq(redis_sink_begin(s, b, err, sizeof(err)), SINK_OK, "%s", err);
     tp_commit(&p0);
     tp_commit(&p1);
     cr_assert_eq(wait_answered(s, err, sizeof(err)), SINK_FAIL, "%s", err);
     cr_expect(strstr(err, "WRONGTYPE") != NULL, "%s", err);
-    size_t n;
-    const sink_partition_t *done = redis_sink_flush_parts(s, &n);
-    cr_expect(done[0].written && !done[1].written, "only the first chunk landed");
+    cr_expect(result_of(b, 0) == BATCH_WRITTEN && result_of(b, 1) == BATCH_PENDING,
+              "only the first chunk landed");
 
     freeReplyObject(rcmdf("DEL " PREFIX "ci:bob"));
     uint64_t flushes = redis_sink_stats(s)->flushes;
-    cr_assert_eq(redis_sink_flush_retry(s, err, sizeof(err)), SINK_OK, "%s", err);
     cr_assert_eq(wait_answered(s, err, sizeof(err)), SINK_OK, "%s", err);
-    done = redis_sink_flush_parts(s, &n);
-    cr_expect(done[0].written && done[1].written);
+    cr_expect(result_of(b, 0) == BATCH_WRITTEN && result_of(b, 1) == BATCH_WRITTEN);
     cr_expect_eq(redis_sink_stats(s)->flushes - flushes, 1, "the second chunk alone");
-    redis_sink_flush_end(s);
+    batch_free(b);
     expect_stream(rows, nrows);
     char want[32];
     snprintf(want, sizeof(want), "%" PRId64, p1.next);
     expect_hget(PREFIX "_offsets", TOPIC ":1", want);
     window_free(p0.w);
     window_free(p1.w);
+    redis_sink_free(s);
+}
+
+/* ------------------------------------------------------------------ */
+/* What the batch carries beyond the scorer's output today             */
+
+/* A batch built by hand, as a scorer that sets routes and counts history
+ * and the organisation would fill it: the sink writes all of it. */
+Test(redis_sink, flush_writes_routes_history_and_org) {
+    redis_sink_t *s = sink_open(1000);
+    tpart_t t = {0};
+    tp_claim(&t, s, 0);
+    batch_t *b = batch_new();
+    batch_partition_t *bp = batch_add_partition(b, TOPIC, 0, t.epoch, t.committed, 7);
+    batch_customer_t *c = batch_add_customer(b, bp);
+    c->customer_id = batch_copy(b, "ann", 3);
+    c->ci = 42.5;
+    c->events = 2;
+    c->updated_at = T0;
+    c->last_event_id = batch_copy(b, "x9", 2);
+    c->state = batch_copy(b, "\x02\x00", 2);
+    c->route = batch_static("human");
+    c->route_reason = batch_static("streak");
+    c = batch_add_customer(b, bp); /* no route computed: the field stays absent */
+    c->customer_id = batch_copy(b, "bo", 2);
+    c->state = batch_copy(b, "\x02\x00", 2);
+    batch_add_history(b, bp, T0, "CHAT:AI:contacts", 2);
+    batch_add_history(b, bp, T0, "CHAT:AI:unresolved", 1);
+    batch_add_history(b, bp, T0 + DAY, "APP:NONE:events", 1);
+    batch_add_org(b, bp, "customers", 2);
+    batch_add_org(b, bp, "ci_bin:4", 1);
+    char err[256];
+    cr_assert_eq(redis_sink_flush(s, b, err, sizeof(err)), SINK_OK, "%s", err);
+    expect_hget(PREFIX "ci:ann", "route", "human");
+    expect_hget(PREFIX "ci:ann", "route_reason", "streak");
+    expect_hget(PREFIX "ci:ann", "ci", "42.5000");
+    expect_hget(PREFIX "ci:bo", "route", NULL);
+    char key[64];
+    snprintf(key, sizeof(key), PREFIX "history:%lld", (long long)T0);
+    expect_hget(key, "CHAT:AI:contacts", "2");
+    expect_hget(key, "CHAT:AI:unresolved", "1");
+    snprintf(key, sizeof(key), PREFIX "history:%lld", (long long)(T0 + DAY));
+    expect_hget(key, "APP:NONE:events", "1");
+    cr_expect_eq(rint_reply("ZCARD %b", PREFIX "history_index", strlen(PREFIX "history_index")),
+                 2);
+    expect_hget(PREFIX "org", "customers", "2");
+    expect_hget(PREFIX "org", "ci_bin:4", "1");
+
+    /* Deltas add up across flushes. */
+    batch_reset(b);
+    bp = batch_add_partition(b, TOPIC, 0, t.epoch, 7, 8);
+    batch_add_history(b, bp, T0, "CHAT:AI:contacts", 3);
+    batch_add_org(b, bp, "customers", -1);
+    cr_assert_eq(redis_sink_flush(s, b, err, sizeof(err)), SINK_OK, "%s", err);
+    snprintf(key, sizeof(key), PREFIX "history:%lld", (long long)T0);
+    expect_hget(key, "CHAT:AI:contacts", "5");
+    expect_hget(PREFIX "org", "customers", "1");
+
+    /* Erasures are refused, not half done. */
+    batch_reset(b);
+    bp = batch_add_partition(b, TOPIC, 0, t.epoch, 8, 9);
+    batch_add_erasure(b, bp, "ann", 3);
+    cr_expect_eq(redis_sink_flush(s, b, err, sizeof(err)), SINK_FAIL);
+    cr_expect(strstr(err, "erasures") != NULL, "%s", err);
+    expect_hget(PREFIX "_offsets", TOPIC ":0", "8");
+    batch_free(b);
+    window_free(t.w);
     redis_sink_free(s);
 }

@@ -1,0 +1,363 @@
+/*
+ * engine.c — the flush engine (see engine.h and docs/DESIGN.md §1).
+ *
+ * Owns the sink, the one batch, the table of attached partitions and the
+ * flush schedule: the batch clock, whether a batch is due, the write under
+ * way, and the back-off after a failure.  A write goes through three
+ * states: the batch is filled from the partitions (their windows forget
+ * the changes at once), then begun on the sink, then stepped until the
+ * sink answers every partition.  When begin or a step fails, the batch is
+ * kept as it is and sent again after the back-off; the partitions are
+ * paused meanwhile, so nothing new arrives that the retried batch would
+ * miss.  A batch is only filled again once the previous one is answered,
+ * so the sink sees each partition's offsets in order.
+ *
+ * Runs on the consumer's main loop thread, which also runs the rebalance
+ * callbacks that call engine_claim() and engine_detach().
+ */
+#include "batch/engine.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/alloc.h"
+#include "common/clock.h"
+#include "common/log.h"
+
+#define BACKOFF_MIN_MS 100
+#define BACKOFF_MAX_MS 5000
+/* The sink is pinged when nothing talked to it for this long. */
+#define PING_IDLE_MS 1000
+
+struct engine {
+    char *topic;
+    int64_t flush_ms, flush_backlog_ms;
+    size_t flush_max_customers;
+    int sink_timeout_ms;
+    sink_t sink;
+    engine_driver_t d;
+
+    engine_part_t **parts;    /* attached, indexed by partition id */
+    int32_t parts_cap;
+
+    batch_t *batch;
+    bool held;                /* the batch is filled and not yet answered */
+    double flight_started;    /* monotonic s when the write began */
+
+    int64_t flush_deadline;   /* monotonic ms the batch is due; 0: nothing consumed */
+    int64_t batch_started;    /* monotonic ms of the batch's first message */
+    uint64_t batch_events;    /* messages processed into the batch */
+    uint64_t checked_events;  /* batch_events at the last look at the backlog */
+    bool batch_ready;         /* due, waiting for the write under way */
+
+    bool paused;              /* a write failed: partitions paused until one lands */
+    int64_t retry_at;         /* next attempt while paused */
+    int backoff_ms;
+    int64_t sink_at;          /* monotonic ms of the last sink round trip */
+};
+
+engine_t *engine_new(const engine_conf_t *conf, sink_t sink, const engine_driver_t *driver,
+                     char *errstr, size_t errstr_size) {
+    if (!conf->topic || conf->flush_ms <= 0 || conf->flush_max_customers == 0 ||
+        conf->sink_timeout_ms <= 0) {
+        snprintf(errstr, errstr_size,
+                 "flush engine: topic, flush_ms, flush_max_customers and the sink timeout "
+                 "must be set");
+        sink.ops->free(sink.self);
+        return NULL;
+    }
+    engine_t *e = xcalloc(1, sizeof(*e));
+    e->topic = xstrdup(conf->topic);
+    e->flush_ms = conf->flush_ms;
+    e->flush_backlog_ms = conf->flush_backlog_ms;
+    e->flush_max_customers = conf->flush_max_customers;
+    e->sink_timeout_ms = conf->sink_timeout_ms;
+    e->sink = sink;
+    e->d = *driver;
+    e->batch = batch_new();
+    return e;
+}
+
+void engine_free(engine_t *e) {
+    if (!e) return;
+    e->sink.ops->free(e->sink.self);
+    batch_free(e->batch);
+    free(e->parts);
+    free(e->topic);
+    free(e);
+}
+
+/* ------------------------------------------------------------------ */
+/* Partitions                                                          */
+
+static engine_part_t *part_get(const engine_t *e, int32_t id) {
+    return (id >= 0 && id < e->parts_cap) ? e->parts[id] : NULL;
+}
+
+static bool any_pending(const engine_t *e) {
+    for (int32_t i = 0; i < e->parts_cap; i++)
+        if (e->parts[i] && e->parts[i]->pending) return true;
+    return false;
+}
+
+/* The sink answered or not: reported to the consumer (metrics, log). */
+static void sink_state(engine_t *e, bool up, const char *err) {
+    e->sink_at = clock_ms();
+    e->d.sink_state(e->d.opaque, up, err);
+}
+
+sink_result_t engine_claim(engine_t *e, engine_part_t *p, const sink_loader_t *loader,
+                           char *errstr, size_t errstr_size) {
+    sink_claim_t claim;
+    sink_result_t r =
+        e->sink.ops->claim(e->sink.self, e->topic, p->id, loader, &claim, errstr, errstr_size);
+    sink_state(e, r == SINK_OK, r == SINK_OK ? NULL : errstr);
+    if (r != SINK_OK) return r;
+    if (p->id >= e->parts_cap) {
+        int32_t cap = p->id + 16;
+        e->parts = xrealloc(e->parts, (size_t)cap * sizeof(*e->parts));
+        memset(e->parts + e->parts_cap, 0, (size_t)(cap - e->parts_cap) * sizeof(*e->parts));
+        e->parts_cap = cap;
+    }
+    p->epoch = claim.epoch;
+    p->stored_offset = p->next_offset = claim.next_offset;
+    p->pending = false;
+    e->parts[p->id] = p;
+    return SINK_OK;
+}
+
+void engine_detach(engine_t *e, engine_part_t *p) {
+    if (part_get(e, p->id) == p) e->parts[p->id] = NULL;
+}
+
+void engine_consumed(engine_t *e, engine_part_t *p, int64_t next_offset, int64_t now) {
+    p->next_offset = next_offset;
+    p->pending = true;
+    e->batch_events++;
+    if (!e->flush_deadline) {
+        e->batch_started = now;
+        e->flush_deadline = now + e->flush_ms;
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* Failures and back-off                                               */
+
+static void failed(engine_t *e, const char *what, const char *err, int64_t now) {
+    if (!e->paused) {
+        log_warn("cannot write, pausing partitions and retrying", "what=%s err=\"%s\"", what,
+                 err);
+        e->d.pause(e->d.opaque, true);
+        e->paused = true;
+        e->backoff_ms = BACKOFF_MIN_MS;
+    } else {
+        e->backoff_ms = e->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : e->backoff_ms * 2;
+    }
+    if (strcmp(what, e->sink.ops->name) == 0) sink_state(e, false, err);
+    e->retry_at = now + e->backoff_ms;
+}
+
+void engine_fail(engine_t *e, const char *what, const char *err, int64_t now) {
+    failed(e, what, err, now);
+}
+
+bool engine_paused(const engine_t *e) { return e->paused; }
+
+void engine_unpause(engine_t *e) { e->paused = false; }
+
+/* ------------------------------------------------------------------ */
+/* Batches                                                             */
+
+static void batch_clock_reset(engine_t *e) {
+    e->flush_deadline = 0;
+    e->batch_events = 0;
+    e->checked_events = 0;
+    e->batch_ready = false;
+}
+
+/* Whether the batch is due.  A batch is written flush_ms after its first
+ * event, unless the input is behind: more events wait than it took in
+ * during the last flush_ms.  Then the batch grows, looked at again every
+ * flush_ms, until the input has caught up or flush_backlog_ms have passed,
+ * so that a customer's many changes while catching up cost one write, not
+ * one per flush_ms (docs/DESIGN.md §1).  flush_max_customers bounds it
+ * always. */
+static bool batch_due(engine_t *e, int64_t now) {
+    if (!e->flush_deadline) return false;
+    /* Counted every 64 events: the count walks every partition. */
+    if ((e->batch_events & 63) == 0 && e->d.changes(e->d.opaque) >= e->flush_max_customers)
+        return true;
+    if (now < e->flush_deadline) return false;
+    uint64_t took = e->batch_events - e->checked_events;
+    e->checked_events = e->batch_events;
+    if (now - e->batch_started + e->flush_ms > e->flush_backlog_ms ||
+        e->d.backlog(e->d.opaque) <= took)
+        return true;
+    e->flush_deadline = now + e->flush_ms;
+    return false;
+}
+
+/* Fills the batch from every pending partition.  Returns 0 (also when
+ * nothing is pending: nothing is held then), or -1 when the consumer's
+ * prepare() refused (retried after a back-off). */
+static int batch_fill(engine_t *e) {
+    char err[512];
+    size_t n = 0;
+    for (int32_t i = 0; i < e->parts_cap; i++)
+        if (e->parts[i] && e->parts[i]->pending) n++;
+    batch_clock_reset(e);
+    if (n == 0) return 0;
+    /* A dead letter must be safe in Kafka before the offset past it is. */
+    if (e->d.prepare(e->d.opaque, err, sizeof(err)) != 0) {
+        failed(e, "dead-letter", err, clock_ms());
+        return -1;
+    }
+    batch_reset(e->batch);
+    for (int32_t i = 0; i < e->parts_cap; i++) {
+        engine_part_t *p = e->parts[i];
+        if (!p || !p->pending) continue;
+        batch_partition_t *bp = batch_add_partition(e->batch, e->topic, p->id, p->epoch,
+                                                    p->stored_offset, p->next_offset);
+        e->d.fill(e->d.opaque, p, e->batch, bp);
+        p->pending = false;
+    }
+    e->held = true;
+    return 0;
+}
+
+/* The write is answered: each partition is written, fenced, or refused
+ * with a fenced one (nothing of it written, and its changes already gone
+ * from the consumer: it is loaded again from the sink at once). */
+static void batch_done(engine_t *e) {
+    size_t n = batch_partition_count(e->batch), nc = 0;
+    engine_offset_t *commit = xmalloc(n * sizeof(*commit));
+    double took = clock_s() - e->flight_started;
+    e->d.flushed(e->d.opaque, n, took);
+    for (size_t i = 0; i < n; i++) {
+        const batch_partition_t *bp = batch_partition(e->batch, i);
+        engine_part_t *p = part_get(e, bp->partition);
+        if (!p || p->epoch != bp->epoch) continue; /* no longer this claim */
+        if (bp->result == BATCH_WRITTEN) {
+            p->stored_offset = bp->next_offset;
+            commit[nc++] = (engine_offset_t){bp->partition, bp->next_offset};
+            continue;
+        }
+        bool by_other = bp->result == BATCH_FENCED;
+        log_warn(by_other ? "partition written by another owner, dropping its state"
+                          : "flush refused with a fenced partition, reloading this one",
+                 "partition=%" PRId32, bp->partition);
+        p->pending = false;
+        engine_detach(e, p);
+        e->d.fenced(e->d.opaque, p, by_other);
+    }
+    if (nc) e->d.commit(e->d.opaque, commit, nc);
+    free(commit);
+    log_debug("flushed", "partitions=%zu ms=%.0f", n, 1000 * took);
+    e->held = false;
+    batch_reset(e->batch);
+    sink_state(e, true, NULL);
+}
+
+static bool busy(const engine_t *e) { return e->sink.ops->busy(e->sink.self); }
+
+/* One step of writing: fills a batch when none is held and something is
+ * pending, begins it on the sink, sends and reads for it (waiting up to
+ * wait_ms).  Returns 0 when everything consumed is written, 1 while a
+ * write is under way, -1 after a failure (retried at e->retry_at, with
+ * the partitions paused). */
+static int flush_step(engine_t *e, int wait_ms) {
+    char err[512];
+    if (!e->held && any_pending(e) && batch_fill(e) != 0) return -1;
+    if (e->held) {
+        if (!busy(e)) {
+            sink_result_t r = e->sink.ops->begin(e->sink.self, e->batch, err, sizeof(err));
+            if (r != SINK_OK) {
+                failed(e, e->sink.ops->name, err, clock_ms());
+                return -1;
+            }
+            e->flight_started = clock_s();
+        }
+        sink_result_t r = e->sink.ops->step(e->sink.self, wait_ms, err, sizeof(err));
+        if (r == SINK_PENDING) return 1;
+        if (r != SINK_OK) {
+            failed(e, e->sink.ops->name, err, clock_ms());
+            return -1;
+        }
+        batch_done(e);
+    }
+    if (e->paused) {
+        /* Everything before the pause is written: what was consumed since
+         * is written by the next batch as usual. */
+        log_info("writes succeed again, resuming partitions", NULL);
+        e->paused = false;
+        e->retry_at = 0;
+        e->d.pause(e->d.opaque, false);
+    }
+    return 0;
+}
+
+void engine_service(engine_t *e, int64_t now) {
+    if ((e->paused || e->held) && now >= e->retry_at) flush_step(e, 0);
+}
+
+void engine_check(engine_t *e, int64_t now) {
+    /* One write at a time: a batch due while one is under way goes on
+     * growing until it is answered, unless it reached flush_max_customers:
+     * then this thread waits for the sink. */
+    if (e->paused || !(e->batch_ready || (e->batch_ready = batch_due(e, now)))) return;
+    if (e->held && (e->batch_events & 63) == 0 &&
+        e->d.changes(e->d.opaque) >= e->flush_max_customers)
+        flush_step(e, e->sink_timeout_ms);
+    if (!e->held && !e->paused) flush_step(e, 0);
+}
+
+int engine_poll_timeout(const engine_t *e, int64_t now) {
+    if (e->paused) return 20;
+    if (e->held) return 2;
+    if (!e->flush_deadline) return 100;
+    int64_t left = e->flush_deadline - now;
+    return left <= 0 ? 0 : (left < 100 ? (int)left : 100);
+}
+
+void engine_ping(engine_t *e) {
+    char err[512] = "";
+    bool up = e->sink.ops->ping(e->sink.self, err, sizeof(err)) == SINK_OK;
+    sink_state(e, up, err);
+}
+
+void engine_tick(engine_t *e, int64_t now) {
+    /* Not while a write is under way: a ping would wait for its answers. */
+    if (!e->paused && !e->held && now - e->sink_at >= PING_IDLE_MS) engine_ping(e);
+}
+
+int engine_drain(engine_t *e, int64_t deadline) {
+    int rc = -1;
+    for (;;) {
+        int64_t now = clock_ms();
+        e->d.heartbeat(e->d.opaque, now);
+        int64_t left = deadline - now;
+        if (left > e->sink_timeout_ms) left = e->sink_timeout_ms;
+        if (left < 50) left = 50;
+        e->sink.ops->set_timeout(e->sink.self, (int)left);
+        int st = now >= e->retry_at || !e->paused ? flush_step(e, (int)left) : -1;
+        if (st == 0) {
+            /* A write just answered may have left newer changes. */
+            if (!any_pending(e)) {
+                rc = 0;
+                break;
+            }
+            continue;
+        }
+        now = clock_ms();
+        if (now >= deadline) break;
+        if (st < 0) {
+            int64_t wait = e->retry_at - now;
+            if (wait > deadline - now) wait = deadline - now;
+            clock_sleep_ms(wait);
+        }
+    }
+    e->sink.ops->set_timeout(e->sink.self, e->sink_timeout_ms);
+    return rc;
+}
