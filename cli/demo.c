@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "cli/commands.h"
+#include "common/clock.h"
 #include "common/redis_proc.h"
 #include "gen/encode.h"
 #include "gen/produce.h"
@@ -63,12 +64,6 @@ static void *gen_main(void *arg) {
 static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
     (void)sb; (void)flag; (void)ftw;
     return remove(path);
-}
-
-static void sleep_ms(int ms) {
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) == -1 && errno == EINTR && !demo_stop) {
-    }
 }
 
 /* Starts `rapport run` (this same binary) with its log in logpath. */
@@ -293,13 +288,12 @@ int cmd_demo(int argc, char **argv) {
 
     char last_id[64] = "0-0";
     tally_t tally = {0, 0, 0};
-    struct timespec t0, now;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    double t0 = clock_s();
     int tick = 0;
     for (;;) {
-        sleep_ms(1000);
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        double el = (double)(now.tv_sec - t0.tv_sec) + (double)(now.tv_nsec - t0.tv_nsec) / 1e9;
+        /* One second, in steps short enough to notice Ctrl-C. */
+        for (int i = 0; i < 10 && !demo_stop; i++) clock_sleep_ms(100);
+        double el = clock_s() - t0;
         if (!rctx || rctx->err) {
             if (rctx) redisFree(rctx);
             rctx = redisConnect("127.0.0.1", redis_proc_port(redis));
@@ -330,8 +324,7 @@ out:
         kill(child, SIGTERM);
         int status = 0, waited = 0;
         while (waitpid(child, &status, WNOHANG) == 0 && waited < 12000) {
-            struct timespec ts = {0, 50000000L};
-            nanosleep(&ts, NULL);
+            clock_sleep_ms(50);
             waited += 50;
         }
         if (waited >= 12000) {

@@ -109,10 +109,6 @@ int cmd_run(int argc, char **argv) {
      * than any wait it does on purpose: a Redis call can take two
      * timeouts (connect, then the command). */
     metrics = metrics_new(RAPPORT_VERSION, 10000 + 2 * conf->redis_timeout_ms);
-    if (!metrics) {
-        snprintf(err, sizeof(err), "out of memory");
-        goto bad;
-    }
     c = consumer_new(conf, metrics, err, sizeof(err));
     if (!c) goto bad;
     if (*conf->metrics_listen) {

@@ -37,6 +37,7 @@
 #include <unistd.h>
 
 #include "cli/commands.h"
+#include "common/clock.h"
 #include "sinks/redis.h"
 
 #define TOP_TIMEOUT_MS 2000
@@ -69,12 +70,6 @@ typedef struct sample {
     size_t n;
     double at;              /* monotonic seconds */
 } sample_t;
-
-static double mono_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 /* ---- Text ------------------------------------------------------------- */
 
@@ -216,7 +211,7 @@ static int sample_read(redisContext *c, const char *prefix, sample_t *s, char *e
         return -1;
     }
     s->n = 0;
-    s->at = mono_s();
+    s->at = clock_s();
     const redisReply *lists[2] = {w, o};
     for (int k = 0; k < 2; k++) {
         for (size_t i = 0; i + 1 < lists[k]->elements && s->n < TOP_MAX_PARTITIONS; i += 2) {

@@ -32,9 +32,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "common/clock.h"
+#include "common/escape.h"
 #include "common/log.h"
 #include "consumer/schema_plan.h"
 #include "consumer/utf8.h"
@@ -44,6 +45,7 @@
 #define SCHEMA_FILE_MAX_BYTES (1024 * 1024)
 #define MISSING_SLOTS 64               /* power of two */
 #define MISSING_RECHECK_MS 1000
+#define KEY_SHOWN 48                   /* bytes of a key quoted in a dead letter's detail */
 
 const char *const dlq_reason_names[DLQ_REASON_COUNT] = {
     [DLQ_NONE] = "none",
@@ -192,12 +194,6 @@ static cache_entry_t *cache_insert(decoder_t *d, uint32_t id, schema_plan_t *pla
     return &d->cache[j];
 }
 
-static int64_t monotonic_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Reads <schema_dir>/<id>.avsc.  Returns 0 with *json (caller frees) and
  * *len, 1 when there is no such file, -1 with errstr when the file exists
  * but cannot be read now, -2 with errstr when it is over the size limit. */
@@ -271,7 +267,7 @@ static decode_result_t schema_load(decoder_t *d, uint32_t id, cache_entry_t **en
     missing_t *miss = &d->missing[id & (MISSING_SLOTS - 1)];
     const char *where = d->schema_dir ? d->schema_dir : "";
     const char *also = !d->fetch ? "" : d->schema_dir ? " or the registry" : "the registry";
-    int64_t now = monotonic_ms();
+    int64_t now = clock_ms();
     char path[PATH_MAX];
     char err[512] = "";
     char *json = NULL;
@@ -366,25 +362,6 @@ static decode_result_t schema_lookup(decoder_t *d, uint32_t id, const schema_pla
 }
 
 /* ---- field checks ---- */
-
-/* Writes up to 48 bytes of s, with non-printable bytes as \xNN, into out. */
-static const char *escaped(const char *s, size_t len, char *out, size_t size) {
-    size_t o = 0, i;
-    for (i = 0; i < len && i < 48 && o + 5 < size; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c >= 0x20 && c < 0x7F && c != '\\') {
-            out[o++] = (char)c;
-        } else {
-            o += (size_t)snprintf(out + o, size - o, "\\x%02x", c);
-        }
-    }
-    if (i < len && o + 4 < size) {
-        memcpy(out + o, "...", 3);
-        o += 3;
-    }
-    out[o < size ? o : size - 1] = '\0';
-    return out;
-}
 
 static bool check_string(const char *name, strview_t s, size_t max, bool may_be_empty,
                          char *detail, size_t detail_size) {
@@ -500,8 +477,9 @@ decode_result_t decoder_decode(decoder_t *d, const kafka_msg_view_t *msg, event_
         char k[200], c[200];
         return dead(reason, DLQ_KEY_MISMATCH, detail, detail_size,
                     "key \"%s\" differs from customer_id \"%s\"",
-                    escaped(msg->key, msg->key_len, k, sizeof k),
-                    escaped(out->customer_id.ptr, out->customer_id.len, c, sizeof c));
+                    escape_bytes(msg->key, msg->key_len, KEY_SHOWN, k, sizeof k),
+                    escape_bytes(out->customer_id.ptr, out->customer_id.len, KEY_SHOWN, c,
+                                 sizeof c));
     }
 
     if (msg->timestamp >= 0) {

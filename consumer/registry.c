@@ -39,8 +39,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
 
+#include "common/clock.h"
 #include "common/log.h"
 
 /* A schema is at most 1 MiB in a schema file (decode.c); its JSON-escaped
@@ -66,12 +66,6 @@ struct registry {
     int64_t retry_at;           /* CLOCK_MONOTONIC ms; ask again from then */
     char last_err[512];
 };
-
-static int64_t monotonic_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* Makes s safe inside a logfmt quoted value: quotes become ', backslashes
  * /, control characters spaces. */
@@ -377,7 +371,7 @@ static schema_lookup_t request(registry_t *r, uint32_t id, char **json, size_t *
 schema_lookup_t registry_fetch(void *opaque, uint32_t id, char **json, size_t *len,
                                char *errstr, size_t errstr_size) {
     registry_t *r = opaque;
-    int64_t now = monotonic_ms();
+    int64_t now = clock_ms();
     char q[600];
 
     assert(errstr_size > 0);
@@ -404,6 +398,6 @@ schema_lookup_t registry_fetch(void *opaque, uint32_t id, char **json, size_t *l
         r->backoff_ms = r->backoff_ms * 2 > REGISTRY_BACKOFF_MAX_MS ? REGISTRY_BACKOFF_MAX_MS
                                                                     : r->backoff_ms * 2;
     }
-    r->retry_at = monotonic_ms() + r->backoff_ms;
+    r->retry_at = clock_ms() + r->backoff_ms;
     return SCHEMA_UNAVAILABLE;
 }
