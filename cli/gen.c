@@ -237,7 +237,7 @@ int cmd_gen(int argc, char **argv) {
         return 1;
     }
     gen_t *g = gen_new(&a.gen, errstr, sizeof errstr);
-    if (!g) {   /* the arguments were checked: this is memory */
+    if (!g) {   /* the arguments were checked: too many customers for this machine */
         fprintf(stderr, "rapport gen: %s\n", errstr);
         return 1;
     }

@@ -61,7 +61,6 @@ int cmd_run(int argc, char **argv) {
         return 2;
     }
     config_t *conf = config_new();
-    if (!conf) return 1;
     metrics_t *metrics = NULL;
     consumer_t *c = NULL;
     http_server_t *http = NULL;

@@ -37,6 +37,7 @@
 #include <unistd.h>
 
 #include "cli/commands.h"
+#include "common/alloc.h"
 #include "common/clock.h"
 #include "sinks/redis.h"
 
@@ -522,17 +523,12 @@ int cmd_top(int argc, char **argv) {
     }
 
     sample_t a = {0}, b = {0};
-    a.p = calloc(TOP_MAX_PARTITIONS, sizeof(*a.p));
-    b.p = calloc(TOP_MAX_PARTITIONS, sizeof(*b.p));
+    a.p = xcalloc(TOP_MAX_PARTITIONS, sizeof(*a.p));
+    b.p = xcalloc(TOP_MAX_PARTITIONS, sizeof(*b.p));
     char *text = NULL;
     size_t text_len = 0;
     redisContext *c = NULL;
     int rc = 0;
-    if (!a.p || !b.p) {
-        fprintf(stderr, "rapport top: out of memory\n");
-        rc = 1;
-        goto out;
-    }
     if (o.once) {
         FILE *f = open_memstream(&text, &text_len);
         c = f ? top_connect(&url, err, sizeof(err)) : NULL;

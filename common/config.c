@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "common/alloc.h"
 #include "common/log.h"
 
 typedef enum { T_STR, T_I64, T_I32, T_F64 } ctype_t;
@@ -100,12 +101,6 @@ static const ckey_t *key_find(const char *name) {
     return NULL;
 }
 
-static char *xstrdup(const char *s) {
-    char *d = strdup(s);
-    if (!d) abort();
-    return d;
-}
-
 static int set_key(config_t *c, const ckey_t *k, const char *value, char *errstr,
                    size_t errstr_size) {
     char *p = (char *)c + k->off;
@@ -145,8 +140,7 @@ static int set_key(config_t *c, const ckey_t *k, const char *value, char *errstr
 }
 
 config_t *config_new(void) {
-    config_t *c = calloc(1, sizeof(*c));
-    if (!c) return NULL;
+    config_t *c = xcalloc(1, sizeof(*c));
     char err[256];
     for (size_t i = 0; i < NKEYS; i++)
         if (set_key(c, &keys[i], keys[i].def, err, sizeof(err)) != 0) abort(); /* table bug */
@@ -189,9 +183,7 @@ int config_set(config_t *c, const char *key, const char *value, char *errstr,
                 return 0;
             }
         }
-        config_kv_t *kv = realloc(c->kafka, (c->kafka_count + 1) * sizeof(*kv));
-        if (!kv) abort();
-        c->kafka = kv;
+        c->kafka = xrealloc(c->kafka, (c->kafka_count + 1) * sizeof(*c->kafka));
         c->kafka[c->kafka_count].key = xstrdup(prop);
         c->kafka[c->kafka_count].value = xstrdup(value);
         c->kafka_count++;

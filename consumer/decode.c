@@ -34,6 +34,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/alloc.h"
 #include "common/clock.h"
 #include "common/escape.h"
 #include "common/log.h"
@@ -128,21 +129,16 @@ decoder_t *decoder_new(const decoder_conf_t *conf, char *errstr, size_t errstr_s
                  (long long)conf->max_future_skew_ms);
         return NULL;
     }
-    if (!(d = calloc(1, sizeof *d))) goto oom;
-    if (conf->schema_dir && !(d->schema_dir = strdup(conf->schema_dir))) goto oom;
+    d = xcalloc(1, sizeof *d);
+    if (conf->schema_dir) d->schema_dir = xstrdup(conf->schema_dir);
     d->cache_cap = 16;
-    if (!(d->cache = calloc(d->cache_cap, sizeof *d->cache))) goto oom;
+    d->cache = xcalloc(d->cache_cap, sizeof *d->cache);
     d->fetch = conf->fetch;
     d->fetch_opaque = conf->fetch_opaque;
     d->max_message_bytes = conf->max_message_bytes ? conf->max_message_bytes
                                                    : DEFAULT_MAX_MESSAGE_BYTES;
     d->max_future_skew_ms = conf->max_future_skew_ms;
     return d;
-
-oom:
-    snprintf(errstr, errstr_size, "decoder: out of memory");
-    decoder_free(d);
-    return NULL;
 }
 
 void decoder_free(decoder_t *d) {
@@ -170,13 +166,12 @@ static cache_entry_t *cache_find(decoder_t *d, uint32_t id) {
 }
 
 /* Inserts an entry for an id not in the cache, growing the table to keep
- * it at most half full.  Returns the entry, or NULL when memory ran out
- * (the caller still owns plan and error then). */
+ * it at most half full; the cache takes ownership of plan and error.
+ * Returns the entry. */
 static cache_entry_t *cache_insert(decoder_t *d, uint32_t id, schema_plan_t *plan, char *error) {
     if (2 * (d->cache_count + 1) > d->cache_cap) {
         size_t cap = 2 * d->cache_cap;
-        cache_entry_t *grown = calloc(cap, sizeof *grown);
-        if (!grown) return NULL;
+        cache_entry_t *grown = xcalloc(cap, sizeof *grown);
         for (size_t i = 0; i < d->cache_cap; i++) {
             if (!d->cache[i].used) continue;
             size_t j = cache_slot(d->cache[i].id, cap);
@@ -219,10 +214,7 @@ static int schema_file_read(const char *path, char **json, size_t *len, char *er
         close(fd);
         return -2;
     }
-    if (!(buf = malloc((size_t)st.st_size + 1))) {
-        snprintf(errstr, errstr_size, "out of memory reading the schema file");
-        goto fail;
-    }
+    buf = xmalloc((size_t)st.st_size + 1);
     while (got < (size_t)st.st_size) {
         ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
         if (n < 0 && errno == EINTR) continue;
@@ -314,18 +306,8 @@ static decode_result_t schema_load(decoder_t *d, uint32_t id, cache_entry_t **en
     if (found == 1) {
         plan = schema_plan_new(json, len, err, sizeof err);
         free(json);
-        if (!plan && errno == ENOMEM) {
-            snprintf(detail, detail_size, "schema id %u: %s", id, err);
-            return DECODE_RETRY;
-        }
     }
-    char *error = plan ? NULL : strdup(err);
-    if ((!plan && !error) || !(*entry = cache_insert(d, id, plan, error))) {
-        schema_plan_free(plan);
-        free(error);
-        snprintf(detail, detail_size, "schema id %u: out of memory caching the schema", id);
-        return DECODE_RETRY;
-    }
+    *entry = cache_insert(d, id, plan, plan ? NULL : xstrdup(err));
     if (plan) {
         log_info("writer schema loaded", "schema_id=%u source=%s", id, source);
     } else {
