@@ -91,7 +91,7 @@ int cmd_run(int argc, char **argv) {
         }
         if (config_set(conf, key, val, err, sizeof(err)) != 0) goto bad;
     }
-    if (config_validate(conf, err, sizeof(err)) != 0) goto bad;
+    if (config_finish(conf, err, sizeof(err)) != 0) goto bad;
     log_level_t lvl;
     log_level_parse(conf->log_level, &lvl);
     log_set_level(lvl);
