@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli/cli.h"
+#include "cli/commands.h"
 #include "gen/encode.h"
 #include "gen/produce.h"
 #include "gen/story.h"
