@@ -13,7 +13,10 @@
 
 /* ---- Text ------------------------------------------------------------- */
 
-void view_text(FILE *f, const char *s, size_t n, int cols) {
+/* Writes s (n bytes) to f in at most `cols` columns: control bytes become
+ * '?', and a cut falls on a UTF-8 character boundary, marked with "…".
+ * Counts one column per character. */
+static void view_text(FILE *f, const char *s, size_t n, int cols) {
     int used = 0;
     if (cols <= 0) return;
     for (size_t i = 0; i < n;) {

@@ -26,10 +26,9 @@ redisContext *view_connect(const redis_url_t *u, char *errstr, size_t errstr_siz
  * with errstr on an I/O error or an error reply. */
 redisReply *view_command(redisContext *c, char *errstr, size_t errstr_size, const char *fmt, ...);
 
-/* Writes s (n bytes) to f in at most `cols` columns: control bytes become
- * '?', and a cut falls on a UTF-8 character boundary, marked with "…". */
-void view_text(FILE *f, const char *s, size_t n, int cols);
-/* Like view_text, padded with spaces to exactly `cols` columns. */
+/* Writes s (n bytes) to f in exactly `cols` columns, padded with spaces:
+ * control bytes become '?', and a cut falls on a UTF-8 character
+ * boundary, marked with "…". */
 void view_cell(FILE *f, const char *s, size_t n, int cols);
 /* "2026-02-05 02:41:06" (UTC) for ms since the epoch; "-" when < 0. */
 const char *view_time(int64_t ms, char *buf, size_t size);

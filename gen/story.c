@@ -489,7 +489,6 @@ gen_story_t gen_customer_story(const gen_t *g, uint32_t customer) {
 }
 
 int64_t gen_clock(const gen_t *g) { return g->clock; }
-int64_t gen_step_ms(const gen_t *g) { return g->step_ms; }
 
 /* Fills g->ev (and the id buffers it points at) from a step. */
 static void event_fill(gen_t *g, uint32_t customer, const step_t *st, int64_t at) {
