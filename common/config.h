@@ -22,7 +22,9 @@ typedef struct config_kv {
     char *value;
 } config_kv_t;
 
-/* The scoring parameters of docs/SPEC.md §2–4 (score_params_t to scoring/). */
+/* The scoring parameters of docs/SPEC.md §2–4, which scoring/params.h
+ * calls score_params_t.  A new scoring key: one field here, one row in the
+ * table of config.c. */
 typedef struct config_score {
     int64_t bucket_ms;
     int32_t window_buckets;
