@@ -27,14 +27,10 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include "common/clock.h"
+
 #define MAX_PROPS 32
 #define MAX_PARTITIONS 4096
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static double cpu_s(void) {
     struct rusage ru;
@@ -187,9 +183,9 @@ int main(int argc, char **argv) {
     }
 
     uint64_t events = 0, bytes = 0;
-    double t_start = now_s(), t_first = 0, t_last = 0, cpu_first = 0, cpu_last = 0;
+    double t_start = clock_s(), t_first = 0, t_last = 0, cpu_first = 0, cpu_last = 0;
     while (parts_left > 0) {
-        if (now_s() - t_start > timeout) {
+        if (clock_s() - t_start > timeout) {
             fprintf(stderr, "ceiling: timeout after %.0f s with %" PRIu64 " of %" PRIu64
                     " events\n", timeout, events, expected);
             goto close;
@@ -199,7 +195,7 @@ int main(int argc, char **argv) {
             continue;
         if (!m->err && m->partition >= 0 && m->partition < n_parts) {
             if (events == 0) {
-                t_first = now_s();
+                t_first = clock_s();
                 cpu_first = cpu_s();
             }
             events++;
@@ -212,7 +208,7 @@ int main(int argc, char **argv) {
         }
         rd_kafka_message_destroy(m);
     }
-    t_last = now_s();
+    t_last = clock_s();
     cpu_last = cpu_s();
     double secs = t_last - t_first;
     printf("events=%" PRIu64 " bytes=%" PRIu64 " seconds=%.3f rate=%.0f cpu_s=%.2f\n", events,

@@ -33,24 +33,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "sinks/redis.h"
 
 #define MAX_PARTITIONS 4096
 #define MAX_SAMPLES 100000
 #define MAX_CMDS 128
 #define SAMPLE_EVERY_S 0.25
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void sleep_s(double s) {
-    struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
-    while (nanosleep(&ts, &ts) == -1 && errno == EINTR) {
-    }
-}
 
 /* utime + stime of pid in seconds, or -1 when it is gone. */
 static double proc_cpu_s(pid_t pid) {
@@ -327,12 +316,12 @@ int main(int argc, char **argv) {
             freeReplyObject(r);
     }
 
-    double t_start = now_s(), t_first = 0, t_last = 0, next_sample = 0;
+    double t_start = clock_s(), t_first = 0, t_last = 0, next_sample = 0;
     double cpu_first = 0, cpu_last = 0;
     uint64_t events_at_first = 0;
     bool started = false;
     for (;;) {
-        double t = now_s();
+        double t = clock_s();
         if (t - t_start > timeout) {
             fprintf(stderr, "watch: timeout after %.0f s\n", timeout);
             goto out;
@@ -373,7 +362,7 @@ int main(int argc, char **argv) {
             cpu_last = cpu;
             break;
         }
-        sleep_s(poll_ms / 1000.0);
+        clock_sleep_ms(poll_ms >= 1 ? (int64_t)poll_ms : 1); /* whole ms */
     }
     cpu1 = info(&w, "cpu");
     mem = info(&w, "memory");

@@ -26,10 +26,15 @@
 #include <unistd.h>
 
 #include "cli/commands.h"
+#include "cli/view.h"
+#include "common/clock.h"
 #include "common/redis_proc.h"
 #include "gen/encode.h"
 #include "gen/produce.h"
 #include "gen/story.h"
+
+#define DEMO_PREFIX "rapport:"  /* the processor's key prefix, set explicitly */
+#define DEMO_COLS 100           /* width of an alert's lines */
 
 static volatile sig_atomic_t demo_stop;
 
@@ -65,12 +70,6 @@ static int rm_entry(const char *path, const struct stat *sb, int flag, struct FT
     return remove(path);
 }
 
-static void sleep_ms(int ms) {
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) == -1 && errno == EINTR && !demo_stop) {
-    }
-}
-
 /* Starts `rapport run` (this same binary) with its log in logpath. */
 static pid_t start_processor(const char *brokers, const char *redis_url, const char *schema_dir,
                              const char *logpath) {
@@ -85,71 +84,44 @@ static pid_t start_processor(const char *brokers, const char *redis_url, const c
     char sd[700];
     snprintf(sd, sizeof(sd), "schema_dir=%s", schema_dir);
     execl("/proc/self/exe", "rapport", "run", "-b", brokers, "-r", redis_url, "-X", sd, "-X",
-          "metrics_listen=", "-X", "flush_ms=50", (char *)NULL);
+          "prefix=" DEMO_PREFIX, "-X", "metrics_listen=", "-X", "flush_ms=50", (char *)NULL);
     fprintf(stderr, "exec rapport run: %s\n", strerror(errno));
     _exit(127);
-}
-
-static const char *field(const redisReply *entry, const char *name) {
-    /* entry: [id, [f1, v1, f2, v2, ...]] */
-    const redisReply *kv = entry->element[1];
-    for (size_t i = 0; i + 1 < kv->elements; i += 2)
-        if (!strcmp(kv->element[i]->str, name)) return kv->element[i + 1]->str;
-    return "";
 }
 
 typedef struct tally {
     long churn_risk, recovered, needs_human;
 } tally_t;
 
-/* Prints alerts newer than *last_id; returns how many. */
-static int show_alerts(redisContext *rc, char *last_id, size_t size, tally_t *t, int max_show) {
-    redisReply *r = redisCommand(rc, "XRANGE rapport:alerts (%s + COUNT 1000", last_id);
+/* Prints the alerts of <prefix>alerts newer than *last_id (at most
+ * max_show of them, then how many more), counts every one by type, and
+ * moves *last_id past them. */
+static void show_alerts(redisContext *rc, char *last_id, size_t size, tally_t *t, int max_show) {
+    char err[256];
+    redisReply *r = view_command(rc, err, sizeof(err), "XRANGE %salerts (%s + COUNT 1000",
+                                 DEMO_PREFIX, last_id);
+    if (!r) return;
     int n = 0;
-    if (!r || r->type != REDIS_REPLY_ARRAY) goto done;
     for (size_t i = 0; i < r->elements; i++) {
         const redisReply *e = r->element[i];
-        const char *type = field(e, "type");
+        size_t len;
+        const char *type = view_alert_field(e, "type", &len);
         if (!strcmp(type, "churn_risk")) t->churn_risk++;
         if (!strcmp(type, "recovered")) t->recovered++;
         if (!strcmp(type, "needs_human")) t->needs_human++;
-        if (n < max_show) {
-            const char *narr = field(e, "narrative");
-            printf("  ALERT %-12s %-12s ci %7s  %s%s%s%s\n", type, field(e, "customer_id"),
-                   field(e, "score"), field(e, "reason"), *narr ? "\n        customer: \"" : "",
-                   narr, *narr ? "\"" : "");
-        }
+        if (n < max_show) view_alert(stdout, e, DEMO_COLS);
         n++;
-        snprintf(last_id, size, "%s", e->element[0]->str);
+        if (e->type == REDIS_REPLY_ARRAY && e->elements > 0 && e->element[0]->str)
+            snprintf(last_id, size, "%s", e->element[0]->str);
     }
     if (n > max_show) printf("  … and %d more alerts\n", n - max_show);
-done:
-    freeReplyObject(r);
-    return n;
-}
-
-static void show_lowest(redisContext *rc) {
-    redisReply *r = redisCommand(rc, "ZRANGE rapport:scores 0 7 WITHSCORES");
-    if (!r || r->type != REDIS_REPLY_ARRAY) {
-        freeReplyObject(r);
-        return;
-    }
-    printf("  lowest connection index:\n");
-    for (size_t i = 0; i + 1 < r->elements; i += 2) {
-        const char *cid = r->element[i]->str;
-        redisReply *h = redisCommand(rc, "HMGET rapport:ci:%s contacts resolved streak at_risk ai_share", cid);
-        if (h && h->type == REDIS_REPLY_ARRAY && h->elements == 5 && h->element[0]->str)
-            printf("    %-12s ci %8.2f  contacts %-3s resolved %-3s ai-streak %-2s ai_share %-6s%s\n",
-                   cid, strtod(r->element[i + 1]->str, NULL), h->element[0]->str, h->element[1]->str,
-                   h->element[2]->str, h->element[4]->str,
-                   (h->element[3]->str && !strcmp(h->element[3]->str, "1")) ? "  AT RISK" : "");
-        freeReplyObject(h);
-    }
     freeReplyObject(r);
 }
 
+/* ZCARD <prefix>scores, or -1 when Redis does not answer. */
 static long long zcard(redisContext *rc) {
-    redisReply *r = redisCommand(rc, "ZCARD rapport:scores");
+    char err[256];
+    redisReply *r = rc ? view_command(rc, err, sizeof(err), "ZCARD %sscores", DEMO_PREFIX) : NULL;
     long long n = (r && r->type == REDIS_REPLY_INTEGER) ? r->integer : -1;
     freeReplyObject(r);
     return n;
@@ -208,6 +180,7 @@ int cmd_demo(int argc, char **argv) {
     rd_kafka_mock_cluster_t *mc = NULL;
     redis_proc_t *redis = NULL;
     redisContext *rctx = NULL;
+    redis_url_t url;
     gen_thread_t gt;
     memset(&gt, 0, sizeof(gt));
     bool gen_started = false;
@@ -245,7 +218,7 @@ int cmd_demo(int argc, char **argv) {
 
     /* Private Redis. */
     redis = redis_proc_start(NULL, err, sizeof(err));
-    if (!redis) {
+    if (!redis || redis_url_parse(redis_proc_url(redis), &url, err, sizeof(err)) != 0) {
         fprintf(stderr, "rapport demo: %s\n", err);
         goto out;
     }
@@ -293,17 +266,17 @@ int cmd_demo(int argc, char **argv) {
 
     char last_id[64] = "0-0";
     tally_t tally = {0, 0, 0};
-    struct timespec t0, now;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    double t0 = clock_s();
     int tick = 0;
     for (;;) {
-        sleep_ms(1000);
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        double el = (double)(now.tv_sec - t0.tv_sec) + (double)(now.tv_nsec - t0.tv_nsec) / 1e9;
-        if (!rctx || rctx->err) {
-            if (rctx) redisFree(rctx);
-            rctx = redisConnect("127.0.0.1", redis_proc_port(redis));
+        /* One second, in steps short enough to notice Ctrl-C. */
+        for (int i = 0; i < 10 && !demo_stop; i++) clock_sleep_ms(100);
+        double el = clock_s() - t0;
+        if (rctx && rctx->err) {
+            redisFree(rctx);
+            rctx = NULL;
         }
+        if (!rctx) rctx = view_connect(&url, err, sizeof(err));
         int status;
         if (waitpid(child, &status, WNOHANG) == child) {
             fprintf(stderr, "rapport demo: the processor exited early; see %s\n", logpath);
@@ -313,8 +286,10 @@ int cmd_demo(int argc, char **argv) {
         tick++;
         printf("── %2.0f s ─ customers scored: %lld ─────────────────────────────────────────\n",
                el, zcard(rctx));
-        show_alerts(rctx, last_id, sizeof(last_id), &tally, 6);
-        if (tick % 3 == 0) show_lowest(rctx);
+        if (rctx) {
+            show_alerts(rctx, last_id, sizeof(last_id), &tally, 6);
+            if (tick % 3 == 0) view_lowest(stdout, rctx, DEMO_PREFIX, 8, err, sizeof(err));
+        }
         fflush(stdout);
         if (demo_stop || el >= o.seconds) break;
     }
@@ -330,8 +305,7 @@ out:
         kill(child, SIGTERM);
         int status = 0, waited = 0;
         while (waitpid(child, &status, WNOHANG) == 0 && waited < 12000) {
-            struct timespec ts = {0, 50000000L};
-            nanosleep(&ts, NULL);
+            clock_sleep_ms(50);
             waited += 50;
         }
         if (waited >= 12000) {

@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli/cli.h"
+#include "cli/commands.h"
 #include "gen/encode.h"
 #include "gen/produce.h"
 #include "gen/story.h"
@@ -237,7 +237,7 @@ int cmd_gen(int argc, char **argv) {
         return 1;
     }
     gen_t *g = gen_new(&a.gen, errstr, sizeof errstr);
-    if (!g) {   /* the arguments were checked: this is memory */
+    if (!g) {   /* the arguments were checked: too many customers for this machine */
         fprintf(stderr, "rapport gen: %s\n", errstr);
         return 1;
     }

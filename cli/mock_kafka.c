@@ -17,9 +17,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
-#include "cli/cli.h"
+#include "cli/commands.h"
+#include "common/clock.h"
 #include "common/log.h"
 
 #define MAX_TOPICS 64
@@ -176,10 +176,7 @@ int cmd_mock_kafka(int argc, char **argv) {
     log_info("mock kafka cluster up", "bootstrap=%s brokers=%d topics=%d", bootstrap, brokers,
              n_topics);
 
-    while (!mock_stop) {
-        struct timespec ts = {0, 100 * 1000 * 1000};
-        nanosleep(&ts, NULL);
-    }
+    while (!mock_stop) clock_sleep_ms(100);
     log_info("mock kafka cluster stopping", NULL);
     rd_kafka_mock_cluster_destroy(mc);
     rd_kafka_destroy(rk);

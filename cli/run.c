@@ -61,7 +61,6 @@ int cmd_run(int argc, char **argv) {
         return 2;
     }
     config_t *conf = config_new();
-    if (!conf) return 1;
     metrics_t *metrics = NULL;
     consumer_t *c = NULL;
     http_server_t *http = NULL;
@@ -92,7 +91,7 @@ int cmd_run(int argc, char **argv) {
         }
         if (config_set(conf, key, val, err, sizeof(err)) != 0) goto bad;
     }
-    if (config_validate(conf, err, sizeof(err)) != 0) goto bad;
+    if (config_finish(conf, err, sizeof(err)) != 0) goto bad;
     log_level_t lvl;
     log_level_parse(conf->log_level, &lvl);
     log_set_level(lvl);
@@ -109,10 +108,6 @@ int cmd_run(int argc, char **argv) {
      * than any wait it does on purpose: a Redis call can take two
      * timeouts (connect, then the command). */
     metrics = metrics_new(RAPPORT_VERSION, 10000 + 2 * conf->redis_timeout_ms);
-    if (!metrics) {
-        snprintf(err, sizeof(err), "out of memory");
-        goto bad;
-    }
     c = consumer_new(conf, metrics, err, sizeof(err));
     if (!c) goto bad;
     if (*conf->metrics_listen) {

@@ -37,9 +37,11 @@
 #include <unistd.h>
 
 #include "cli/commands.h"
+#include "cli/view.h"
+#include "common/alloc.h"
+#include "common/clock.h"
 #include "sinks/redis.h"
 
-#define TOP_TIMEOUT_MS 2000
 #define TOP_MAX_PARTITIONS 4096
 
 static volatile sig_atomic_t top_stop;
@@ -70,56 +72,7 @@ typedef struct sample {
     double at;              /* monotonic seconds */
 } sample_t;
 
-static double mono_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /* ---- Text ------------------------------------------------------------- */
-
-/* Writes s (n bytes) to f in at most `cols` columns: control bytes (a
- * customer id or a narrative could hold terminal escapes) become '?', and
- * a cut falls on a UTF-8 character boundary, marked with "…".  Counts one
- * column per character. */
-static void put_text(FILE *f, const char *s, size_t n, int cols) {
-    int used = 0;
-    if (cols <= 0) return;
-    for (size_t i = 0; i < n;) {
-        unsigned char ch = (unsigned char)s[i];
-        size_t len = ch < 0x80 ? 1 : (ch >> 5) == 6 ? 2 : (ch >> 4) == 14 ? 3 : (ch >> 3) == 30 ? 4 : 1;
-        if (i + len > n) len = n - i;
-        if (used == cols - 1 && i + len < n) {
-            fputs("…", f);
-            return;
-        }
-        if (used >= cols) return;
-        if (ch < 0x20 || ch == 0x7f || (ch >= 0x80 && len == 1))
-            fputc('?', f);
-        else
-            fwrite(s + i, 1, len, f);
-        used++;
-        i += len;
-    }
-}
-
-/* Like put_text, padded with spaces to exactly `cols` columns. */
-static void put_cell(FILE *f, const char *s, int cols) {
-    size_t n = strlen(s);
-    size_t chars = 0;
-    for (size_t i = 0; i < n; i++) chars += ((unsigned char)s[i] & 0xC0) != 0x80;
-    put_text(f, s, n, cols);
-    for (int i = (int)chars; i < cols; i++) fputc(' ', f);
-}
-
-/* "2026-02-05 02:41:06" (UTC) for ms since the epoch; "-" when < 0. */
-static const char *fmt_time(int64_t ms, char *buf, size_t size) {
-    if (ms < 0) return "-";
-    time_t t = (time_t)(ms / 1000);
-    struct tm tm;
-    if (!gmtime_r(&t, &tm) || !strftime(buf, size, "%Y-%m-%d %H:%M:%S", &tm)) return "?";
-    return buf;
-}
 
 /* "3600x" style speed of event time against the wall clock. */
 static const char *fmt_speed(double x, char *buf, size_t size) {
@@ -132,54 +85,6 @@ static const char *fmt_speed(double x, char *buf, size_t size) {
 }
 
 /* ---- Redis ------------------------------------------------------------ */
-
-static redisContext *top_connect(const redis_url_t *u, char *errstr, size_t errstr_size) {
-    struct timeval tv = {TOP_TIMEOUT_MS / 1000, (TOP_TIMEOUT_MS % 1000) * 1000};
-    redisContext *c = u->path[0] ? redisConnectUnixWithTimeout(u->path, tv)
-                                 : redisConnectWithTimeout(u->host, u->port, tv);
-    if (!c || c->err) {
-        snprintf(errstr, errstr_size, "cannot connect: %s", c ? c->errstr : "out of memory");
-        goto fail;
-    }
-    redisSetTimeout(c, tv);
-    redisReply *r = NULL;
-    if (u->password[0]) {
-        r = redisCommand(c, "AUTH %s", u->password);
-        if (!r || r->type == REDIS_REPLY_ERROR) goto reply_fail;
-        freeReplyObject(r);
-    }
-    if (u->db) {
-        r = redisCommand(c, "SELECT %d", u->db);
-        if (!r || r->type == REDIS_REPLY_ERROR) goto reply_fail;
-        freeReplyObject(r);
-    }
-    return c;
-reply_fail:
-    snprintf(errstr, errstr_size, "%s", r ? r->str : c->errstr);
-    freeReplyObject(r);
-fail:
-    if (c) redisFree(c);
-    return NULL;
-}
-
-/* Sends a command; NULL with errstr on an I/O error or an error reply. */
-static redisReply *top_command(redisContext *c, char *errstr, size_t errstr_size,
-                               const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    redisReply *r = redisvCommand(c, fmt, ap);
-    va_end(ap);
-    if (!r) {
-        snprintf(errstr, errstr_size, "%s", c->errstr);
-        return NULL;
-    }
-    if (r->type == REDIS_REPLY_ERROR) {
-        snprintf(errstr, errstr_size, "%s", r->str);
-        freeReplyObject(r);
-        return NULL;
-    }
-    return r;
-}
 
 static int64_t reply_i64(const redisReply *r) {
     if (r && r->type == REDIS_REPLY_INTEGER) return r->integer;
@@ -208,15 +113,15 @@ static part_sample_t *sample_find(sample_t *s, const char *field) {
 /* Reads <prefix>watermarks and <prefix>_offsets into s (replacing it). */
 static int sample_read(redisContext *c, const char *prefix, sample_t *s, char *errstr,
                        size_t errstr_size) {
-    redisReply *w = top_command(c, errstr, errstr_size, "HGETALL %swatermarks", prefix);
+    redisReply *w = view_command(c, errstr, errstr_size, "HGETALL %swatermarks", prefix);
     if (!w) return -1;
-    redisReply *o = top_command(c, errstr, errstr_size, "HGETALL %s_offsets", prefix);
+    redisReply *o = view_command(c, errstr, errstr_size, "HGETALL %s_offsets", prefix);
     if (!o) {
         freeReplyObject(w);
         return -1;
     }
     s->n = 0;
-    s->at = mono_s();
+    s->at = clock_s();
     const redisReply *lists[2] = {w, o};
     for (int k = 0; k < 2; k++) {
         for (size_t i = 0; i + 1 < lists[k]->elements && s->n < TOP_MAX_PARTITIONS; i += 2) {
@@ -256,8 +161,8 @@ static void draw_partitions(FILE *f, const sample_t *cur, sample_t *prev) {
         if (q && q->offset >= 0 && p->offset >= q->offset) rate = (double)(p->offset - q->offset) / dt;
         if (q && q->watermark >= 0 && p->watermark >= q->watermark)
             speed = (double)(p->watermark - q->watermark) / 1000.0 / dt;
-        put_cell(f, p->field, 22);
-        fprintf(f, " %-20s %12" PRId64 " ", fmt_time(p->watermark, t, sizeof(t)), p->offset);
+        view_cell(f, p->field, strlen(p->field), 22);
+        fprintf(f, " %-20s %12" PRId64 " ", view_time(p->watermark, t, sizeof(t)), p->offset);
         if (rate >= 0)
             snprintf(b1, sizeof(b1), "%.1f", rate);
         else
@@ -266,97 +171,13 @@ static void draw_partitions(FILE *f, const sample_t *cur, sample_t *prev) {
     }
 }
 
-static const char *hash_str(const redisReply *r, size_t i) {
-    if (!r || r->type != REDIS_REPLY_ARRAY || i >= r->elements || !r->element[i]->str) return "-";
-    return r->element[i]->str;
-}
-
-static int draw_lowest(FILE *f, redisContext *c, const top_opts_t *o, char *errstr,
-                       size_t errstr_size) {
-    redisReply *z = top_command(c, errstr, errstr_size, "ZRANGE %sscores 0 %d WITHSCORES",
-                                o->prefix, o->scores - 1);
-    if (!z) return -1;
-    fprintf(f, "lowest connection index\n");
-    fprintf(f, "  %-24s %8s %-7s %6s %8s %8s  %-19s\n", "customer", "ci", "at risk", "streak",
-            "contacts", "ai share", "updated (UTC)");
-    size_t n = z->elements / 2;
-    for (size_t i = 0; i < n; i++) /* pipelined: one round trip for every row */
-        redisAppendCommand(c, "HMGET %sci:%b at_risk streak contacts ai_share updated_at",
-                           o->prefix, z->element[2 * i]->str, (size_t)z->element[2 * i]->len);
-    int rc = 0;
-    for (size_t i = 0; i < n; i++) {
-        redisReply *h = NULL;
-        if (redisGetReply(c, (void **)&h) != REDIS_OK) {
-            snprintf(errstr, errstr_size, "%s", c->errstr);
-            rc = -1;
-            break;
-        }
-        char t[32];
-        const redisReply *id = z->element[2 * i];
-        const char *updated = hash_str(h, 4);
-        fputs("  ", f);
-        put_cell(f, id->str, 24);
-        fprintf(f, " %8.2f %-7s %6s %8s %8s  %-19s\n", strtod(z->element[2 * i + 1]->str, NULL),
-                strcmp(hash_str(h, 0), "1") == 0 ? "YES" : "no", hash_str(h, 1), hash_str(h, 2),
-                hash_str(h, 3),
-                fmt_time(strcmp(updated, "-") ? strtoll(updated, NULL, 10) : -1, t, sizeof(t)));
-        freeReplyObject(h);
-    }
-    if (n == 0) fprintf(f, "  (no scores yet)\n");
-    freeReplyObject(z);
-    return rc;
-}
-
-static const char *entry_field(const redisReply *e, const char *name, size_t *len) {
-    const redisReply *kv = e->element[1];
-    for (size_t i = 0; kv && i + 1 < kv->elements; i += 2) {
-        if (kv->element[i]->str && !strcmp(kv->element[i]->str, name)) {
-            *len = kv->element[i + 1]->len;
-            return kv->element[i + 1]->str;
-        }
-    }
-    *len = 0;
-    return "";
-}
-
 static int draw_alerts(FILE *f, redisContext *c, const top_opts_t *o, int cols, char *errstr,
                        size_t errstr_size) {
-    redisReply *x = top_command(c, errstr, errstr_size, "XREVRANGE %salerts + - COUNT %d",
-                                o->prefix, o->alerts);
+    redisReply *x = view_command(c, errstr, errstr_size, "XREVRANGE %salerts + - COUNT %d",
+                                 o->prefix, o->alerts);
     if (!x) return -1;
     fprintf(f, "newest alerts (event time, UTC)\n");
-    for (size_t i = 0; i < x->elements; i++) {
-        const redisReply *e = x->element[i];
-        if (e->type != REDIS_REPLY_ARRAY || e->elements < 2) continue;
-        size_t n;
-        char t[32], head[160];
-        const char *type = entry_field(e, "type", &n);
-        const char *cid = entry_field(e, "customer_id", &n);
-        size_t cid_len = n;
-        const char *score = entry_field(e, "score", &n);
-        const char *prev = entry_field(e, "previous_score", &n);
-        const char *reason = entry_field(e, "reason", &n);
-        size_t reason_len = n;
-        const char *narr = entry_field(e, "narrative", &n);
-        size_t narr_len = n;
-        const char *at = entry_field(e, "occurred_at", &n);
-        snprintf(head, sizeof(head), "  %s  %-11s ", fmt_time(strtoll(at, NULL, 10), t, sizeof(t)),
-                 type);
-        fputs(head, f);
-        put_text(f, cid, cid_len, 24);
-        if (*prev)
-            fprintf(f, "  ci %s (was %s)\n", score, prev);
-        else
-            fprintf(f, "  ci %s (new)\n", score);
-        fputs("      ", f);
-        put_text(f, reason, reason_len, cols - 6);
-        fputc('\n', f);
-        if (narr_len) {
-            fputs("      \"", f);
-            put_text(f, narr, narr_len, cols - 8);
-            fputs("\"\n", f);
-        }
-    }
+    for (size_t i = 0; i < x->elements; i++) view_alert(f, x->element[i], cols);
     if (x->elements == 0) fprintf(f, "  (no alerts yet)\n");
     freeReplyObject(x);
     return 0;
@@ -366,9 +187,9 @@ static int draw_alerts(FILE *f, redisContext *c, const top_opts_t *o, int cols, 
 static int draw_frame(FILE *f, redisContext *c, const top_opts_t *o, sample_t *prev,
                       sample_t *cur, int cols, char *errstr, size_t errstr_size) {
     if (sample_read(c, o->prefix, cur, errstr, errstr_size) != 0) return -1;
-    redisReply *zc = top_command(c, errstr, errstr_size, "ZCARD %sscores", o->prefix);
+    redisReply *zc = view_command(c, errstr, errstr_size, "ZCARD %sscores", o->prefix);
     if (!zc) return -1;
-    redisReply *xl = top_command(c, errstr, errstr_size, "XLEN %salerts", o->prefix);
+    redisReply *xl = view_command(c, errstr, errstr_size, "XLEN %salerts", o->prefix);
     if (!xl) {
         freeReplyObject(zc);
         return -1;
@@ -377,13 +198,13 @@ static int draw_frame(FILE *f, redisContext *c, const top_opts_t *o, sample_t *p
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     fprintf(f, "rapport top  %s  prefix %s  %s UTC%s\n", o->url, o->prefix,
-            fmt_time((int64_t)ts.tv_sec * 1000, now, sizeof(now)), o->once ? "" : "   (q quits)");
+            view_time((int64_t)ts.tv_sec * 1000, now, sizeof(now)), o->once ? "" : "   (q quits)");
     fprintf(f, "customers scored %lld   alerts in stream %lld\n\n", zc->integer, xl->integer);
     freeReplyObject(zc);
     freeReplyObject(xl);
     draw_partitions(f, cur, prev);
     fputc('\n', f);
-    if (draw_lowest(f, c, o, errstr, errstr_size) != 0) return -1;
+    if (view_lowest(f, c, o->prefix, o->scores, errstr, errstr_size) != 0) return -1;
     fputc('\n', f);
     return draw_alerts(f, c, o, cols, errstr, errstr_size);
 }
@@ -527,20 +348,15 @@ int cmd_top(int argc, char **argv) {
     }
 
     sample_t a = {0}, b = {0};
-    a.p = calloc(TOP_MAX_PARTITIONS, sizeof(*a.p));
-    b.p = calloc(TOP_MAX_PARTITIONS, sizeof(*b.p));
+    a.p = xcalloc(TOP_MAX_PARTITIONS, sizeof(*a.p));
+    b.p = xcalloc(TOP_MAX_PARTITIONS, sizeof(*b.p));
     char *text = NULL;
     size_t text_len = 0;
     redisContext *c = NULL;
     int rc = 0;
-    if (!a.p || !b.p) {
-        fprintf(stderr, "rapport top: out of memory\n");
-        rc = 1;
-        goto out;
-    }
     if (o.once) {
         FILE *f = open_memstream(&text, &text_len);
-        c = f ? top_connect(&url, err, sizeof(err)) : NULL;
+        c = f ? view_connect(&url, err, sizeof(err)) : NULL;
         int ok = c && draw_frame(f, c, &o, &b, &a, 120, err, sizeof(err)) == 0;
         if (f) fclose(f);
         if (!ok) {
@@ -567,7 +383,7 @@ int cmd_top(int argc, char **argv) {
         term_size(&term, &cols, &rows);
         FILE *f = open_memstream(&text, &text_len);
         if (!f) break;
-        if (!c) c = top_connect(&url, err, sizeof(err));
+        if (!c) c = view_connect(&url, err, sizeof(err));
         if (!c || draw_frame(f, c, &o, prev, cur, cols, err, sizeof(err)) != 0) {
             fclose(f);
             free(text);

@@ -3,27 +3,15 @@
  */
 #include "common/alloc.h"
 
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static void default_oom(size_t size) {
+static _Noreturn void oom(size_t size) {
     /* No log_emit(): it formats into a stack buffer, but stay minimal. */
     fprintf(stderr, "level=error msg=\"out of memory, aborting\" bytes=%zu\n", size);
     fflush(stderr);
     abort();
-}
-
-static _Atomic(alloc_oom_handler_t) oom_handler = default_oom;
-
-void alloc_set_oom_handler(alloc_oom_handler_t h) {
-    atomic_store(&oom_handler, h ? h : default_oom);
-}
-
-static void oom(size_t size) {
-    atomic_load(&oom_handler)(size);
-    abort(); /* a handler must not return */
 }
 
 void *xmalloc(size_t n) {

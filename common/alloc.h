@@ -2,11 +2,11 @@
  * alloc.h — rapport's one out-of-memory policy.
  *
  * Every allocation in the product goes through these wrappers.  When the
- * allocator fails, the handler runs: by default it logs one line naming
- * the size and aborts, as Redis's zmalloc does.  A daemon that cannot
- * allocate a few hundred bytes cannot make progress, and carrying an
- * out-of-memory flag through every layer only turns the crash into a
- * retry loop that never succeeds.  Nothing is lost by aborting: the next
+ * allocator fails they log one line naming the size and abort, as Redis's
+ * zmalloc does (docs/DESIGN.md §6).  A daemon that cannot allocate a few
+ * hundred bytes cannot make progress, and carrying an out-of-memory flag
+ * through every layer only turns the crash into a retry loop that never
+ * succeeds.  Nothing is lost by aborting: the next
  * start resumes from the offsets Redis holds (docs/SPEC.md §6).
  *
  * What keeps rapport from reaching that point is bounding what it holds,
@@ -27,10 +27,5 @@ void *xrealloc(void *p, size_t n);
 char *xstrdup(const char *s);
 /* n bytes of s and a terminating NUL. */
 char *xstrndup(const char *s, size_t n);
-
-/* Replaces the handler called with the size that could not be allocated
- * (tests use it; it must not return).  NULL restores the default. */
-typedef void (*alloc_oom_handler_t)(size_t size);
-void alloc_set_oom_handler(alloc_oom_handler_t h);
 
 #endif

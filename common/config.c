@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "common/alloc.h"
 #include "common/log.h"
 
 typedef enum { T_STR, T_I64, T_I32, T_F64 } ctype_t;
@@ -88,7 +89,7 @@ static const ckey_t keys[] = {
      "on SIGTERM, give up writing the last batch after this long (plus one "
      "redis_timeout_ms for a write already under way)"},
     {"metrics_listen", T_STR, ":9464", 0, 0, O(metrics_listen),
-     "[host]:port for /metrics, /healthz and /readyz; empty disables"},
+     "[host]:port for /metrics, /healthz and /readyz, bound at start-up; empty disables"},
     {"log_level", T_STR, "info", 0, 0, O(log_level), "error, warn, info or debug"},
 };
 
@@ -98,12 +99,6 @@ static const ckey_t *key_find(const char *name) {
     for (size_t i = 0; i < NKEYS; i++)
         if (strcmp(keys[i].name, name) == 0) return &keys[i];
     return NULL;
-}
-
-static char *xstrdup(const char *s) {
-    char *d = strdup(s);
-    if (!d) abort();
-    return d;
 }
 
 static int set_key(config_t *c, const ckey_t *k, const char *value, char *errstr,
@@ -144,13 +139,23 @@ static int set_key(config_t *c, const ckey_t *k, const char *value, char *errstr
     return -1;
 }
 
-config_t *config_new(void) {
-    config_t *c = calloc(1, sizeof(*c));
-    if (!c) return NULL;
+static void set_default(config_t *c, const ckey_t *k) {
     char err[256];
-    for (size_t i = 0; i < NKEYS; i++)
-        if (set_key(c, &keys[i], keys[i].def, err, sizeof(err)) != 0) abort(); /* table bug */
+    if (set_key(c, k, k->def, err, sizeof(err)) != 0) abort(); /* a bug in the table */
+}
+
+config_t *config_new(void) {
+    config_t *c = xcalloc(1, sizeof(*c));
+    for (size_t i = 0; i < NKEYS; i++) set_default(c, &keys[i]);
     return c;
+}
+
+void config_score_defaults(config_score_t *s) {
+    config_t c = {0};
+    for (size_t i = 0; i < NKEYS; i++)
+        if (keys[i].off >= O(score) && keys[i].off < O(score) + sizeof(c.score))
+            set_default(&c, &keys[i]); /* numbers only: nothing to free */
+    *s = c.score;
 }
 
 void config_free(config_t *c) {
@@ -189,9 +194,7 @@ int config_set(config_t *c, const char *key, const char *value, char *errstr,
                 return 0;
             }
         }
-        config_kv_t *kv = realloc(c->kafka, (c->kafka_count + 1) * sizeof(*kv));
-        if (!kv) abort();
-        c->kafka = kv;
+        c->kafka = xrealloc(c->kafka, (c->kafka_count + 1) * sizeof(*c->kafka));
         c->kafka[c->kafka_count].key = xstrdup(prop);
         c->kafka[c->kafka_count].value = xstrdup(value);
         c->kafka_count++;
@@ -247,13 +250,27 @@ int config_load_file(config_t *c, const char *path, char *errstr, size_t errstr_
     return rc;
 }
 
-int config_validate(const config_t *c, char *errstr, size_t errstr_size) {
+/* ---- Rules between keys ----
+ *
+ * What one key's range cannot say.  config_finish() checks them in this
+ * order and docs/CONFIG.md lists them from this same table.  A check
+ * returns 0, or -1 with errstr naming the key at fault. */
+
+typedef struct crule {
+    const char *keys;   /* the keys involved, for the doc */
+    const char *doc;    /* the rule in one line of Markdown */
+    int (*check)(const config_t *c, char *errstr, size_t errstr_size);
+} crule_t;
+
+static int rule_log_level(const config_t *c, char *errstr, size_t errstr_size) {
     log_level_t lvl;
-    if (log_level_parse(c->log_level, &lvl) != 0) {
-        snprintf(errstr, errstr_size, "log_level: \"%s\" is not error, warn, info or debug",
-                 c->log_level);
-        return -1;
-    }
+    if (log_level_parse(c->log_level, &lvl) == 0) return 0;
+    snprintf(errstr, errstr_size, "log_level: \"%s\" is not error, warn, info or debug",
+             c->log_level);
+    return -1;
+}
+
+static int rule_required(const config_t *c, char *errstr, size_t errstr_size) {
     const struct {
         const char *name, *value;
     } required[] = {{"brokers", c->brokers}, {"group", c->group}, {"topic", c->topic},
@@ -264,54 +281,100 @@ int config_validate(const config_t *c, char *errstr, size_t errstr_size) {
             return -1;
         }
     }
-    if (!*c->schema_dir && !*c->schema_registry_url) {
-        snprintf(errstr, errstr_size, "schema_dir: set schema_dir or schema_registry_url");
-        return -1;
-    }
-    if ((*c->schema_registry_user || *c->schema_registry_password) &&
-        !*c->schema_registry_url) {
-        snprintf(errstr, errstr_size, "%s: set without schema_registry_url",
-                 *c->schema_registry_user ? "schema_registry_user" : "schema_registry_password");
-        return -1;
-    }
-    if (*c->schema_registry_password && !*c->schema_registry_user) {
-        snprintf(errstr, errstr_size, "schema_registry_password: set without schema_registry_user");
-        return -1;
-    }
-    struct stat st;
-    if (*c->schema_dir && !*c->schema_registry_url &&
-        (stat(c->schema_dir, &st) != 0 || !S_ISDIR(st.st_mode))) {
-        snprintf(errstr, errstr_size, "schema_dir: %s is not a directory", c->schema_dir);
-        return -1;
-    }
-    if (c->score.prior_weight <= 0) {
-        snprintf(errstr, errstr_size,
-                 "prior_weight: must be greater than 0 (a customer without signals would "
-                 "divide 0 by 0)");
-        return -1;
-    }
-    if (c->score.recover_threshold < c->score.risk_threshold) {
-        snprintf(errstr, errstr_size,
-                 "recover_threshold: %g is below risk_threshold %g (alerts would flap)",
-                 c->score.recover_threshold, c->score.risk_threshold);
-        return -1;
-    }
-    if (c->score.w_resolution + c->score.w_sentiment + c->score.w_loyalty <= 0) {
-        snprintf(errstr, errstr_size, "w_resolution: the three weights must not all be 0");
-        return -1;
-    }
-    if (strcmp(c->topic, c->dlq_topic) == 0) {
-        snprintf(errstr, errstr_size, "dlq_topic: must differ from topic");
-        return -1;
-    }
     return 0;
 }
 
-const char *config_dlq_topic(config_t *c) {
-    if (*c->dlq_topic) return c->dlq_topic;
-    snprintf(c->dlq_buf, sizeof(c->dlq_buf), "%s.dlq", c->topic);
-    return c->dlq_buf;
+static int rule_schema_source(const config_t *c, char *errstr, size_t errstr_size) {
+    if (*c->schema_dir || *c->schema_registry_url) return 0;
+    snprintf(errstr, errstr_size, "schema_dir: set schema_dir or schema_registry_url");
+    return -1;
 }
+
+static int rule_credentials_need_url(const config_t *c, char *errstr, size_t errstr_size) {
+    if (!(*c->schema_registry_user || *c->schema_registry_password) || *c->schema_registry_url)
+        return 0;
+    snprintf(errstr, errstr_size, "%s: set without schema_registry_url",
+             *c->schema_registry_user ? "schema_registry_user" : "schema_registry_password");
+    return -1;
+}
+
+static int rule_password_needs_user(const config_t *c, char *errstr, size_t errstr_size) {
+    if (!*c->schema_registry_password || *c->schema_registry_user) return 0;
+    snprintf(errstr, errstr_size, "schema_registry_password: set without schema_registry_user");
+    return -1;
+}
+
+static int rule_schema_dir_exists(const config_t *c, char *errstr, size_t errstr_size) {
+    struct stat st;
+    if (!*c->schema_dir || *c->schema_registry_url ||
+        (stat(c->schema_dir, &st) == 0 && S_ISDIR(st.st_mode)))
+        return 0;
+    snprintf(errstr, errstr_size, "schema_dir: %s is not a directory", c->schema_dir);
+    return -1;
+}
+
+static int rule_prior_weight(const config_t *c, char *errstr, size_t errstr_size) {
+    if (c->score.prior_weight > 0) return 0;
+    snprintf(errstr, errstr_size,
+             "prior_weight: must be greater than 0 (a customer without signals would "
+             "divide 0 by 0)");
+    return -1;
+}
+
+static int rule_recover_above_risk(const config_t *c, char *errstr, size_t errstr_size) {
+    if (c->score.recover_threshold >= c->score.risk_threshold) return 0;
+    snprintf(errstr, errstr_size,
+             "recover_threshold: %g is below risk_threshold %g (alerts would flap)",
+             c->score.recover_threshold, c->score.risk_threshold);
+    return -1;
+}
+
+static int rule_weights(const config_t *c, char *errstr, size_t errstr_size) {
+    if (c->score.w_resolution + c->score.w_sentiment + c->score.w_loyalty > 0) return 0;
+    snprintf(errstr, errstr_size, "w_resolution: the three weights must not all be 0");
+    return -1;
+}
+
+static int rule_dlq_topic(const config_t *c, char *errstr, size_t errstr_size) {
+    if (strcmp(c->topic, c->dlq_topic) != 0) return 0;
+    snprintf(errstr, errstr_size, "dlq_topic: must differ from topic");
+    return -1;
+}
+
+static const crule_t rules[] = {
+    {"`log_level`", "one of `error`, `warn`, `info`, `debug`", rule_log_level},
+    {"`brokers`, `group`, `topic`, `redis_url`", "must not be empty", rule_required},
+    {"`schema_dir`, `schema_registry_url`", "at least one must be set", rule_schema_source},
+    {"`schema_registry_user`, `schema_registry_password`",
+     "need `schema_registry_url`", rule_credentials_need_url},
+    {"`schema_registry_password`", "needs `schema_registry_user`", rule_password_needs_user},
+    {"`schema_dir`", "must be an existing directory, unless `schema_registry_url` is set",
+     rule_schema_dir_exists},
+    {"`prior_weight`", "must be greater than 0 (a customer without signals would divide 0 by 0)",
+     rule_prior_weight},
+    {"`recover_threshold`, `risk_threshold`",
+     "`recover_threshold` must be at least `risk_threshold` (alerts would flap)",
+     rule_recover_above_risk},
+    {"`w_resolution`, `w_sentiment`, `w_loyalty`", "must not all be 0", rule_weights},
+    {"`dlq_topic`, `topic`", "must differ", rule_dlq_topic},
+};
+
+#define NRULES (sizeof(rules) / sizeof(rules[0]))
+
+int config_finish(config_t *c, char *errstr, size_t errstr_size) {
+    if (!*c->dlq_topic) {
+        size_t n = strlen(c->topic) + sizeof(".dlq");
+        char *t = xmalloc(n);
+        snprintf(t, n, "%s.dlq", c->topic);
+        free(c->dlq_topic);
+        c->dlq_topic = t;
+    }
+    for (size_t i = 0; i < NRULES; i++)
+        if (rules[i].check(c, errstr, errstr_size) != 0) return -1;
+    return 0;
+}
+
+const char *config_dlq_topic(const config_t *c) { return c->dlq_topic; }
 
 static void range_text(const ckey_t *k, char *buf, size_t size) {
     if (k->type == T_STR)
@@ -354,11 +417,9 @@ void config_print_markdown(FILE *out) {
             "| `kafka.<property>` | | | any librdkafka property, set on both the consumer and "
             "the dead-letter producer (e.g. `kafka.security.protocol=SASL_SSL`); checked by "
             "librdkafka at start-up |\n\n"
-            "Cross-key rules: `prior_weight` must be greater than 0; `recover_threshold` must\n"
-            "be at least `risk_threshold`; one of\n"
-            "`schema_dir` and `schema_registry_url` must be set (a `schema_dir` that does not\n"
-            "exist is an error unless a registry is set); `schema_registry_user` and\n"
-            "`schema_registry_password` need `schema_registry_url`, and a password needs a\n"
-            "user; `dlq_topic` must differ from `topic`; `metrics_listen` must be a free\n"
-            "`[host]:port`.\n");
+            "## Rules between keys\n\n"
+            "Checked in this order once every key is set; the first one broken stops start-up\n"
+            "with exit status 2 and a message that names the key.\n\n"
+            "| keys | rule |\n| --- | --- |\n");
+    for (size_t i = 0; i < NRULES; i++) fprintf(out, "| %s | %s |\n", rules[i].keys, rules[i].doc);
 }

@@ -3,8 +3,12 @@
  * default, range, help) that drives file parsing, -X overrides, validation,
  * `rapport run --help` and docs/CONFIG.md.
  *
- * A config_t is built once by main and then only read; it is passed down,
- * never global.
+ * A config_t is built once by main (config_new, config_load_file,
+ * config_set, then config_finish) and then only read; it is passed down,
+ * never global.  common/ depends on nothing above it, so the scoring keys
+ * are defined here, as config_score_t, and scoring/params.h names that
+ * struct score_params_t: a new scoring key is one row of the table in
+ * config.c and one field below.
  */
 #ifndef RAPPORT_CONFIG_H
 #define RAPPORT_CONFIG_H
@@ -13,18 +17,33 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "scoring/window.h"
-
 typedef struct config_kv {
     char *key;   /* without the "kafka." prefix */
     char *value;
 } config_kv_t;
 
+/* The scoring parameters of docs/SPEC.md §2–4, which scoring/params.h
+ * calls score_params_t.  A new scoring key: one field here, one row in the
+ * table of config.c. */
+typedef struct config_score {
+    int64_t bucket_ms;
+    int32_t window_buckets;
+    double prior_weight;
+    double w_resolution, w_sentiment, w_loyalty;
+    double streak_penalty;
+    int32_t streak_cap;
+    double risk_threshold;
+    double recover_threshold;
+    int32_t needs_human_streak;
+    double needs_human_sentiment;
+    int64_t needs_human_cooldown_ms;
+} config_score_t;
+
 typedef struct config {
     char *brokers;
     char *group;
     char *topic;
-    char *dlq_topic;            /* "" means <topic>.dlq; config_dlq_topic() resolves it */
+    char *dlq_topic;            /* "" means <topic>.dlq until config_finish() */
     char *schema_dir;
     char *schema_registry_url;
     char *schema_registry_user;
@@ -33,7 +52,7 @@ typedef struct config {
     char *prefix;
     char *metrics_listen;
     char *log_level;
-    score_params_t score;
+    config_score_t score;
     int64_t max_future_skew_ms;
     int64_t max_message_bytes;
     int64_t flush_ms;
@@ -44,10 +63,9 @@ typedef struct config {
     int64_t shutdown_timeout_ms;
     config_kv_t *kafka;         /* kafka.* pass-through, in the order given */
     size_t kafka_count;
-    char dlq_buf[512];
 } config_t;
 
-/* Fills every key with its default. */
+/* Fills every key with its default.  Never NULL. */
 config_t *config_new(void);
 void config_free(config_t *c);
 
@@ -60,10 +78,16 @@ int config_set(config_t *c, const char *key, const char *value, char *errstr, si
  * line and key. */
 int config_load_file(config_t *c, const char *path, char *errstr, size_t errstr_size);
 
-/* Cross-key checks after everything is set.  Returns 0 or -1 with errstr. */
-int config_validate(const config_t *c, char *errstr, size_t errstr_size);
+/* After everything is set: fills in derived values (an empty dlq_topic
+ * becomes <topic>.dlq) and checks the cross-key rules.  Returns 0, or -1
+ * with errstr naming the first key at fault. */
+int config_finish(config_t *c, char *errstr, size_t errstr_size);
 
-const char *config_dlq_topic(config_t *c);
+/* The dead-letter topic (after config_finish()). */
+const char *config_dlq_topic(const config_t *c);
+
+/* The table's defaults of the scoring keys. */
+void config_score_defaults(config_score_t *s);
 
 /* The table as help text (for --help) or as Markdown (docs/CONFIG.md). */
 void config_print_help(FILE *out);

@@ -20,6 +20,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "common/alloc.h"
 #include "common/log.h"
 
 #define HTTP_CONNECTION_LIMIT 32
@@ -170,8 +171,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     const char *text = "text/plain; charset=utf-8";
     if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 && strcmp(method, MHD_HTTP_METHOD_HEAD) != 0) {
         *upload_data_size = 0; /* ignore any body */
-        char *msg = strdup("only GET and HEAD\n");
-        return respond(conn, MHD_HTTP_METHOD_NOT_ALLOWED, msg, msg ? strlen(msg) : 0, text);
+        char *msg = xstrdup("only GET and HEAD\n");
+        return respond(conn, MHD_HTTP_METHOD_NOT_ALLOWED, msg, strlen(msg), text);
     }
     for (size_t i = 0; i < s->nroutes; i++) {
         if (strcmp(url, s->routes[i].path) != 0) continue;
@@ -181,8 +182,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         int status = s->routes[i].fn(s->opaque, &body, &len, &ctype);
         return respond(conn, status, body, len, ctype);
     }
-    char *msg = strdup("not found\n");
-    return respond(conn, MHD_HTTP_NOT_FOUND, msg, msg ? strlen(msg) : 0, text);
+    char *msg = xstrdup("not found\n");
+    return respond(conn, MHD_HTTP_NOT_FOUND, msg, strlen(msg), text);
 }
 
 /* libmicrohttpd's own errors (on its thread): one logfmt line each. */
@@ -197,11 +198,7 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap) {
 
 http_server_t *http_server_start(const char *listen, const http_route_t *routes, size_t n,
                                  void *opaque, char *errstr, size_t errstr_size) {
-    http_server_t *s = calloc(1, sizeof(*s));
-    if (!s) {
-        snprintf(errstr, errstr_size, "out of memory");
-        return NULL;
-    }
+    http_server_t *s = xcalloc(1, sizeof(*s));
     s->routes = routes;
     s->nroutes = n;
     s->opaque = opaque;

@@ -10,6 +10,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/escape.h"
+
 static _Atomic int current_level = LOG_INFO;
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
 
@@ -27,26 +29,13 @@ int log_level_parse(const char *s, log_level_t *out) {
 }
 
 const char *log_quote(const char *s, char *buf, unsigned long size) {
-    size_t o = 0;
     if (size < 3) {
         if (size) buf[0] = '\0';
         return buf;
     }
-    buf[o++] = '"';
-    for (; *s && o + 3 < size; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\') {
-            buf[o++] = '\\';
-            buf[o++] = (char)c;
-        } else if (c == '\n') {
-            buf[o++] = '\\';
-            buf[o++] = 'n';
-        } else if (c < 0x20) {
-            buf[o++] = ' ';
-        } else {
-            buf[o++] = (char)c;
-        }
-    }
+    buf[0] = '"';
+    escape_bytes(s, strlen(s), 0, buf + 1, size - 2);
+    size_t o = 1 + strlen(buf + 1);
     buf[o++] = '"';
     buf[o] = '\0';
     return buf;

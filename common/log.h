@@ -21,7 +21,8 @@ int log_level_parse(const char *s, log_level_t *out);
 void log_emit(log_level_t level, const char *msg, const char *kvfmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-/* Writes s, quoted and escaped for logfmt, into buf.  Returns buf. */
+/* Writes s between double quotes, escaped by escape_bytes() (common/escape.h),
+ * into buf: a logfmt value.  Returns buf. */
 const char *log_quote(const char *s, char *buf, unsigned long size);
 
 #define log_error(msg, ...) log_emit(LOG_ERROR, msg, __VA_ARGS__)

@@ -26,10 +26,12 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <hiredis/hiredis.h>
+
+#include "common/alloc.h"
+#include "common/clock.h"
 
 #define REDIS_PROC_READY_MS 5000  /* how long a start may take to answer PING */
 #define REDIS_PROC_STOP_MS  5000  /* how long SIGTERM may take before SIGKILL */
@@ -44,18 +46,6 @@ struct redis_proc {
     char url[64];
     char **extra;             /* copied extra args, NULL-terminated */
 };
-
-static int64_t now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(int ms) {
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) == -1 && errno == EINTR) {
-    }
-}
 
 /* Finds redis-server in $PATH.  Returns 0, or -1 when it is not there. */
 static int find_exe(char *out, size_t size) {
@@ -125,11 +115,7 @@ static int spawn(redis_proc_t *p, char *errstr, size_t errstr_size) {
     size_t nfixed = sizeof(fixed) / sizeof(fixed[0]);
     size_t nextra = 0;
     while (p->extra[nextra]) nextra++;
-    const char **argv = calloc(nfixed + nextra + 1, sizeof(*argv));
-    if (!argv) {
-        snprintf(errstr, errstr_size, "out of memory");
-        return -1;
-    }
+    const char **argv = xcalloc(nfixed + nextra + 1, sizeof(*argv));
     memcpy(argv, fixed, sizeof(fixed));
     for (size_t i = 0; i < nextra; i++) argv[nfixed + i] = p->extra[i];
 
@@ -179,7 +165,7 @@ static bool reap_if_exited(redis_proc_t *p, int *status) {
  * (*exited set) or the deadline passed. */
 static int wait_ready(redis_proc_t *p, bool *exited, char *errstr, size_t errstr_size) {
     *exited = false;
-    int64_t deadline = now_ms() + REDIS_PROC_READY_MS;
+    int64_t deadline = clock_ms() + REDIS_PROC_READY_MS;
     struct timeval tv = {0, 200000};
     char last[256] = "no answer";
     for (;;) {
@@ -210,12 +196,12 @@ static int wait_ready(redis_proc_t *p, bool *exited, char *errstr, size_t errstr
             snprintf(last, sizeof(last), "%s", c->errstr);
         }
         redisFree(c);
-        if (now_ms() > deadline) {
+        if (clock_ms() > deadline) {
             snprintf(errstr, errstr_size, "redis-server on port %d not ready after %d ms: %s",
                      p->port, REDIS_PROC_READY_MS, last);
             return -1;
         }
-        sleep_ms(20);
+        clock_sleep_ms(20);
     }
 }
 
@@ -224,17 +210,17 @@ static void kill_and_reap(redis_proc_t *p, int sig, int grace_ms) {
     if (p->pid <= 0) return;
     kill(p->pid, sig);
     kill(p->pid, SIGCONT); /* a stopped process acts on SIGTERM only once continued */
-    int64_t deadline = now_ms() + grace_ms;
+    int64_t deadline = clock_ms() + grace_ms;
     int status;
     while (!reap_if_exited(p, &status)) {
-        if (now_ms() > deadline) {
+        if (clock_ms() > deadline) {
             kill(p->pid, SIGKILL);
             while (waitpid(p->pid, &status, 0) < 0 && errno == EINTR) {
             }
             p->pid = -1;
             return;
         }
-        sleep_ms(5);
+        clock_sleep_ms(5);
     }
 }
 
@@ -247,11 +233,7 @@ static int rm_entry(const char *path, const struct stat *sb, int flag, struct FT
 }
 
 redis_proc_t *redis_proc_start(const char *const *extra_args, char *errstr, size_t errstr_size) {
-    redis_proc_t *p = calloc(1, sizeof(*p));
-    if (!p) {
-        snprintf(errstr, errstr_size, "out of memory");
-        return NULL;
-    }
+    redis_proc_t *p = xcalloc(1, sizeof(*p));
     p->pid = -1;
     if (find_exe(p->exe, sizeof(p->exe)) != 0) {
         snprintf(errstr, errstr_size,
@@ -260,17 +242,8 @@ redis_proc_t *redis_proc_start(const char *const *extra_args, char *errstr, size
     }
     size_t nextra = 0;
     while (extra_args && extra_args[nextra]) nextra++;
-    p->extra = calloc(nextra + 1, sizeof(*p->extra));
-    if (!p->extra) {
-        snprintf(errstr, errstr_size, "out of memory");
-        goto fail;
-    }
-    for (size_t i = 0; i < nextra; i++) {
-        if (!(p->extra[i] = strdup(extra_args[i]))) {
-            snprintf(errstr, errstr_size, "out of memory");
-            goto fail;
-        }
-    }
+    p->extra = xcalloc(nextra + 1, sizeof(*p->extra));
+    for (size_t i = 0; i < nextra; i++) p->extra[i] = xstrdup(extra_args[i]);
     const char *tmp = getenv("TMPDIR");
     if (!tmp || !*tmp) tmp = "/tmp";
     int n = snprintf(p->dir, sizeof(p->dir), "%s/rapport-redis-XXXXXX", tmp);

@@ -88,7 +88,7 @@ typedef struct dlq_burst {
 } dlq_burst_t;
 
 struct consumer {
-    config_t *conf;
+    const config_t *conf;
     rd_kafka_t *rk;
     dlq_t *dlq;
     registry_t *registry;   /* NULL without schema_registry_url; used by dec */
@@ -573,7 +573,8 @@ static void resume_waiting_parts(consumer_t *c, int64_t now) {
 /* ------------------------------------------------------------------ */
 /* Life cycle                                                          */
 
-consumer_t *consumer_new(config_t *conf, metrics_t *metrics, char *errstr, size_t errstr_size) {
+consumer_t *consumer_new(const config_t *conf, metrics_t *metrics, char *errstr,
+                         size_t errstr_size) {
     consumer_t *c = xcalloc(1, sizeof(*c));
     rd_kafka_conf_t *kc = NULL;
     c->conf = conf;

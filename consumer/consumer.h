@@ -27,7 +27,8 @@ typedef struct consumer consumer_t;
  * metrics (where the main loop records what /metrics, /healthz and
  * /readyz show) must outlive the consumer.  NULL with errstr on a
  * configuration error. */
-consumer_t *consumer_new(config_t *conf, metrics_t *metrics, char *errstr, size_t errstr_size);
+consumer_t *consumer_new(const config_t *conf, metrics_t *metrics, char *errstr,
+                         size_t errstr_size);
 
 /* Runs until *stop becomes non-zero, then writes the batch in hand,
  * commits, leaves the group and returns 0.  -1 on a fatal error. */

@@ -32,9 +32,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "common/alloc.h"
+#include "common/clock.h"
+#include "common/escape.h"
 #include "common/log.h"
 #include "consumer/schema_plan.h"
 #include "consumer/utf8.h"
@@ -44,6 +46,7 @@
 #define SCHEMA_FILE_MAX_BYTES (1024 * 1024)
 #define MISSING_SLOTS 64               /* power of two */
 #define MISSING_RECHECK_MS 1000
+#define KEY_SHOWN 48                   /* bytes of a key quoted in a dead letter's detail */
 
 const char *const dlq_reason_names[DLQ_REASON_COUNT] = {
     [DLQ_NONE] = "none",
@@ -126,21 +129,16 @@ decoder_t *decoder_new(const decoder_conf_t *conf, char *errstr, size_t errstr_s
                  (long long)conf->max_future_skew_ms);
         return NULL;
     }
-    if (!(d = calloc(1, sizeof *d))) goto oom;
-    if (conf->schema_dir && !(d->schema_dir = strdup(conf->schema_dir))) goto oom;
+    d = xcalloc(1, sizeof *d);
+    if (conf->schema_dir) d->schema_dir = xstrdup(conf->schema_dir);
     d->cache_cap = 16;
-    if (!(d->cache = calloc(d->cache_cap, sizeof *d->cache))) goto oom;
+    d->cache = xcalloc(d->cache_cap, sizeof *d->cache);
     d->fetch = conf->fetch;
     d->fetch_opaque = conf->fetch_opaque;
     d->max_message_bytes = conf->max_message_bytes ? conf->max_message_bytes
                                                    : DEFAULT_MAX_MESSAGE_BYTES;
     d->max_future_skew_ms = conf->max_future_skew_ms;
     return d;
-
-oom:
-    snprintf(errstr, errstr_size, "decoder: out of memory");
-    decoder_free(d);
-    return NULL;
 }
 
 void decoder_free(decoder_t *d) {
@@ -168,13 +166,12 @@ static cache_entry_t *cache_find(decoder_t *d, uint32_t id) {
 }
 
 /* Inserts an entry for an id not in the cache, growing the table to keep
- * it at most half full.  Returns the entry, or NULL when memory ran out
- * (the caller still owns plan and error then). */
+ * it at most half full; the cache takes ownership of plan and error.
+ * Returns the entry. */
 static cache_entry_t *cache_insert(decoder_t *d, uint32_t id, schema_plan_t *plan, char *error) {
     if (2 * (d->cache_count + 1) > d->cache_cap) {
         size_t cap = 2 * d->cache_cap;
-        cache_entry_t *grown = calloc(cap, sizeof *grown);
-        if (!grown) return NULL;
+        cache_entry_t *grown = xcalloc(cap, sizeof *grown);
         for (size_t i = 0; i < d->cache_cap; i++) {
             if (!d->cache[i].used) continue;
             size_t j = cache_slot(d->cache[i].id, cap);
@@ -190,12 +187,6 @@ static cache_entry_t *cache_insert(decoder_t *d, uint32_t id, schema_plan_t *pla
     d->cache[j] = (cache_entry_t){.id = id, .used = true, .plan = plan, .error = error};
     d->cache_count++;
     return &d->cache[j];
-}
-
-static int64_t monotonic_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* Reads <schema_dir>/<id>.avsc.  Returns 0 with *json (caller frees) and
@@ -223,10 +214,7 @@ static int schema_file_read(const char *path, char **json, size_t *len, char *er
         close(fd);
         return -2;
     }
-    if (!(buf = malloc((size_t)st.st_size + 1))) {
-        snprintf(errstr, errstr_size, "out of memory reading the schema file");
-        goto fail;
-    }
+    buf = xmalloc((size_t)st.st_size + 1);
     while (got < (size_t)st.st_size) {
         ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
         if (n < 0 && errno == EINTR) continue;
@@ -271,7 +259,7 @@ static decode_result_t schema_load(decoder_t *d, uint32_t id, cache_entry_t **en
     missing_t *miss = &d->missing[id & (MISSING_SLOTS - 1)];
     const char *where = d->schema_dir ? d->schema_dir : "";
     const char *also = !d->fetch ? "" : d->schema_dir ? " or the registry" : "the registry";
-    int64_t now = monotonic_ms();
+    int64_t now = clock_ms();
     char path[PATH_MAX];
     char err[512] = "";
     char *json = NULL;
@@ -318,18 +306,8 @@ static decode_result_t schema_load(decoder_t *d, uint32_t id, cache_entry_t **en
     if (found == 1) {
         plan = schema_plan_new(json, len, err, sizeof err);
         free(json);
-        if (!plan && errno == ENOMEM) {
-            snprintf(detail, detail_size, "schema id %u: %s", id, err);
-            return DECODE_RETRY;
-        }
     }
-    char *error = plan ? NULL : strdup(err);
-    if ((!plan && !error) || !(*entry = cache_insert(d, id, plan, error))) {
-        schema_plan_free(plan);
-        free(error);
-        snprintf(detail, detail_size, "schema id %u: out of memory caching the schema", id);
-        return DECODE_RETRY;
-    }
+    *entry = cache_insert(d, id, plan, plan ? NULL : xstrdup(err));
     if (plan) {
         log_info("writer schema loaded", "schema_id=%u source=%s", id, source);
     } else {
@@ -366,25 +344,6 @@ static decode_result_t schema_lookup(decoder_t *d, uint32_t id, const schema_pla
 }
 
 /* ---- field checks ---- */
-
-/* Writes up to 48 bytes of s, with non-printable bytes as \xNN, into out. */
-static const char *escaped(const char *s, size_t len, char *out, size_t size) {
-    size_t o = 0, i;
-    for (i = 0; i < len && i < 48 && o + 5 < size; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c >= 0x20 && c < 0x7F && c != '\\') {
-            out[o++] = (char)c;
-        } else {
-            o += (size_t)snprintf(out + o, size - o, "\\x%02x", c);
-        }
-    }
-    if (i < len && o + 4 < size) {
-        memcpy(out + o, "...", 3);
-        o += 3;
-    }
-    out[o < size ? o : size - 1] = '\0';
-    return out;
-}
 
 static bool check_string(const char *name, strview_t s, size_t max, bool may_be_empty,
                          char *detail, size_t detail_size) {
@@ -500,8 +459,9 @@ decode_result_t decoder_decode(decoder_t *d, const kafka_msg_view_t *msg, event_
         char k[200], c[200];
         return dead(reason, DLQ_KEY_MISMATCH, detail, detail_size,
                     "key \"%s\" differs from customer_id \"%s\"",
-                    escaped(msg->key, msg->key_len, k, sizeof k),
-                    escaped(out->customer_id.ptr, out->customer_id.len, c, sizeof c));
+                    escape_bytes(msg->key, msg->key_len, KEY_SHOWN, k, sizeof k),
+                    escape_bytes(out->customer_id.ptr, out->customer_id.len, KEY_SHOWN, c,
+                                 sizeof c));
     }
 
     if (msg->timestamp >= 0) {

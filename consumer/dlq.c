@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/alloc.h"
 #include "common/log.h"
 #include "consumer/kafka_log.h"
 
@@ -30,8 +31,7 @@ struct dlq {
 
 static void *memdup(const void *p, size_t n) {
     if (!p) return NULL;
-    void *d = malloc(n ? n : 1);
-    if (!d) abort();
+    void *d = xmalloc(n);
     memcpy(d, p, n);
     return d;
 }
@@ -44,8 +44,7 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
         log_error("dead-letter copy not delivered, will retry", "topic=%s err=\"%s\"", d->topic,
                   rd_kafka_err2str(m->err));
     d->last_err = m->err;
-    failed_t *f = calloc(1, sizeof(*f));
-    if (!f) abort();
+    failed_t *f = xcalloc(1, sizeof(*f));
     f->key = memdup(m->key, m->key_len);
     f->key_len = m->key_len;
     f->value = memdup(m->payload, m->len);
@@ -57,10 +56,9 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
 }
 
 dlq_t *dlq_new(const config_t *conf, const char *topic, char *errstr, size_t errstr_size) {
-    dlq_t *d = calloc(1, sizeof(*d));
+    dlq_t *d = xcalloc(1, sizeof(*d));
     rd_kafka_conf_t *kc = rd_kafka_conf_new();
-    if (!d || !kc) goto fail;
-    d->topic = strdup(topic);
+    d->topic = xstrdup(topic);
     const char *defaults[][2] = {{"bootstrap.servers", conf->brokers},
                                  {"enable.idempotence", "true"},
                                  {"message.timeout.ms", "0"},
@@ -82,11 +80,9 @@ dlq_t *dlq_new(const config_t *conf, const char *topic, char *errstr, size_t err
     if (!d->rk) goto fail;
     return d; /* kc is owned by rk now */
 fail:
-    if (kc && !(d && d->rk)) rd_kafka_conf_destroy(kc);
-    if (d) {
-        free(d->topic);
-        free(d);
-    }
+    rd_kafka_conf_destroy(kc); /* rd_kafka_new() failing leaves it ours */
+    free(d->topic);
+    free(d);
     return NULL;
 }
 
@@ -150,8 +146,6 @@ int dlq_sync(dlq_t *d, int timeout_ms) {
     else rd_kafka_poll(d->rk, 0);
     return (d->outstanding || d->failed) ? -1 : 0;
 }
-
-size_t dlq_outstanding(const dlq_t *d) { return d->outstanding; }
 
 void dlq_free(dlq_t *d) {
     if (!d) return;

@@ -35,7 +35,4 @@ int dlq_send(dlq_t *d, const rd_kafka_message_t *m, dlq_reason_t reason, const c
  * again any that failed.  Returns 0 when none is outstanding, else -1. */
 int dlq_sync(dlq_t *d, int timeout_ms);
 
-/* Copies queued and not yet acknowledged. */
-size_t dlq_outstanding(const dlq_t *d);
-
 #endif

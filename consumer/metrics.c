@@ -11,7 +11,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+
+#include "common/alloc.h"
+#include "common/clock.h"
 
 /* Upper bounds (seconds) of the flush histogram's buckets: a flush over
  * loopback takes well under a millisecond, a large one or a slow Redis
@@ -43,21 +45,11 @@ struct metrics {
     uint64_t customers;
 };
 
-int64_t metrics_clock_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 metrics_t *metrics_new(const char *version, int64_t stale_after_ms) {
-    metrics_t *m = calloc(1, sizeof(*m));
-    if (!m) return NULL;
-    if (!(m->version = strdup(version))) {
-        free(m);
-        return NULL;
-    }
+    metrics_t *m = xcalloc(1, sizeof(*m));
+    m->version = xstrdup(version);
     m->stale_after_ms = stale_after_ms;
-    atomic_store(&m->heartbeat_ms, metrics_clock_ms());
+    atomic_store(&m->heartbeat_ms, clock_ms());
     pthread_mutex_init(&m->lock, NULL);
     return m;
 }
@@ -106,9 +98,7 @@ void metrics_partitions(metrics_t *m, const metrics_partition_t *parts, size_t n
                         uint64_t customers) {
     pthread_mutex_lock(&m->lock);
     if (n > m->parts_cap) {
-        metrics_partition_t *np = realloc(m->parts, n * sizeof(*np));
-        if (!np) abort(); /* a few bytes per partition; see window_add() on OOM */
-        m->parts = np;
+        m->parts = xrealloc(m->parts, n * sizeof(*m->parts));
         m->parts_cap = n;
     }
     if (n) memcpy(m->parts, parts, n * sizeof(*parts));
@@ -247,8 +237,7 @@ int metrics_check_ready(metrics_t *m, int64_t now_ms, char *why, size_t why_size
 
 static int text_body(int status, const char *msg, char **body, size_t *len) {
     size_t n = strlen(msg);
-    char *b = malloc(n + 1);
-    if (!b) return 500;
+    char *b = xmalloc(n + 1);
     memcpy(b, msg, n);
     b[n] = '\n';
     *body = b;
@@ -265,7 +254,7 @@ static int on_metrics(void *opaque, char **body, size_t *len, const char **conte
 static int on_healthz(void *opaque, char **body, size_t *len, const char **content_type) {
     (void)content_type;
     char why[200];
-    if (metrics_check_live(opaque, metrics_clock_ms(), why, sizeof(why)) != 0)
+    if (metrics_check_live(opaque, clock_ms(), why, sizeof(why)) != 0)
         return text_body(503, why, body, len);
     return text_body(200, "ok", body, len);
 }
@@ -273,7 +262,7 @@ static int on_healthz(void *opaque, char **body, size_t *len, const char **conte
 static int on_readyz(void *opaque, char **body, size_t *len, const char **content_type) {
     (void)content_type;
     char why[400];
-    if (metrics_check_ready(opaque, metrics_clock_ms(), why, sizeof(why)) != 0)
+    if (metrics_check_ready(opaque, clock_ms(), why, sizeof(why)) != 0)
         return text_body(503, why, body, len);
     return text_body(200, "ready", body, len);
 }

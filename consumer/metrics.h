@@ -26,13 +26,9 @@
 typedef struct metrics metrics_t;
 
 /* version: the rapport_build_info label (copied).  stale_after_ms: how long
- * the main thread may go without a heartbeat before /healthz fails.  NULL
- * when memory runs out. */
+ * the main thread may go without a heartbeat before /healthz fails. */
 metrics_t *metrics_new(const char *version, int64_t stale_after_ms);
 void metrics_free(metrics_t *m);
-
-/* The monotonic clock (ms) that heartbeats and health checks use. */
-int64_t metrics_clock_ms(void);
 
 /* ---- Main thread ------------------------------------------------------ */
 
@@ -60,7 +56,7 @@ typedef struct metrics_partition {
 void metrics_partitions(metrics_t *m, const metrics_partition_t *parts, size_t n,
                         uint64_t customers);
 
-/* The main loop came round at now_ms (metrics_clock_ms()). */
+/* The main loop came round at now_ms (clock_ms() of common/clock.h). */
 void metrics_heartbeat(metrics_t *m, int64_t now_ms);
 /* The consumer is shutting down: /readyz answers 503 from now on. */
 void metrics_stopping(metrics_t *m);

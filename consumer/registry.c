@@ -39,8 +39,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
 
+#include "common/alloc.h"
+#include "common/clock.h"
 #include "common/log.h"
 
 /* A schema is at most 1 MiB in a schema file (decode.c); its JSON-escaped
@@ -59,19 +60,13 @@ struct registry {
 
     char *body;                 /* the last answer's bytes, NUL-terminated; owned */
     size_t body_len, body_cap;
-    bool body_too_big, body_oom;
+    bool body_too_big;
 
     bool down;                  /* the last request got no usable answer */
     int backoff_ms;
     int64_t retry_at;           /* CLOCK_MONOTONIC ms; ask again from then */
     char last_err[512];
 };
-
-static int64_t monotonic_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* Makes s safe inside a logfmt quoted value: quotes become ', backslashes
  * /, control characters spaces. */
@@ -134,13 +129,14 @@ done:
 }
 
 /* The normalised form of a checked URL without its trailing '/'s (caller
- * frees with free()), or NULL when memory ran out. */
+ * frees with free()), or NULL when libcurl ran out of memory. */
 static char *url_base(const char *url) {
     CURLU *u = curl_url();
     char *norm = NULL, *base = NULL;
 
     if (u && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
-        curl_url_get(u, CURLUPART_URL, &norm, 0) == CURLUE_OK && (base = strdup(norm))) {
+        curl_url_get(u, CURLUPART_URL, &norm, 0) == CURLUE_OK) {
+        base = xstrdup(norm);
         size_t n = strlen(base);
         while (n > 0 && base[n - 1] == '/') base[--n] = '\0';
     }
@@ -161,12 +157,7 @@ static size_t body_append(char *data, size_t size, size_t nmemb, void *opaque) {
     if (r->body_len + n + 1 > r->body_cap) {
         size_t cap = r->body_cap ? r->body_cap : 4096;
         while (cap < r->body_len + n + 1) cap *= 2;
-        char *grown = realloc(r->body, cap);
-        if (!grown) {
-            r->body_oom = true;
-            return 0;
-        }
-        r->body = grown;
+        r->body = xrealloc(r->body, cap);
         r->body_cap = cap;
     }
     memcpy(r->body + r->body_len, data, n);
@@ -192,11 +183,11 @@ registry_t *registry_new(const char *url, const char *user, const char *password
         snprintf(errstr, errstr_size, "registry: libcurl failed to initialise");
         return NULL;
     }
-    if (!(r = calloc(1, sizeof *r))) goto oom;
+    r = xcalloc(1, sizeof *r);
     if (!(r->base = url_base(url))) goto oom;
     if (user && *user) {
-        if (!(r->user = strdup(user)) || !(r->password = strdup(password ? password : "")))
-            goto oom;
+        r->user = xstrdup(user);
+        r->password = xstrdup(password ? password : "");
     }
     if (!(r->headers = curl_slist_append(
               NULL, "Accept: application/vnd.schemaregistry.v1+json, "
@@ -235,11 +226,7 @@ registry_t *registry_new(const char *url, const char *user, const char *password
 oom:
     snprintf(errstr, errstr_size, "registry: out of memory");
 fail:
-    if (r) {
-        registry_free(r);
-    } else {
-        curl_global_cleanup();
-    }
+    registry_free(r); /* and curl_global_cleanup() */
     return NULL;
 }
 
@@ -304,14 +291,7 @@ static schema_lookup_t found_body(registry_t *r, const char *where, char **json,
                  log_quote(type, q, sizeof q));
     }
     size_t n = json_string_length(schema);
-    char *copy = malloc(n + 1);
-    if (!copy) {
-        snprintf(errstr, errstr_size, "%s: out of memory for a %zu-byte schema", where, n);
-        goto done;
-    }
-    memcpy(copy, json_string_value(schema), n);
-    copy[n] = '\0';
-    *json = copy;
+    *json = xstrndup(json_string_value(schema), n);
     *len = n;
     res = SCHEMA_FOUND;
 
@@ -329,7 +309,7 @@ static schema_lookup_t request(registry_t *r, uint32_t id, char **json, size_t *
     snprintf(url, sizeof url, "%s/schemas/ids/%" PRIu32, r->base, id);
     snprintf(where, sizeof where, "GET %s", url);
     r->body_len = 0;
-    r->body_too_big = r->body_oom = false;
+    r->body_too_big = false;
     r->curl_err[0] = '\0';
     if (curl_easy_setopt(r->curl, CURLOPT_URL, url) != CURLE_OK) {
         snprintf(errstr, errstr_size, "%s: libcurl refused the URL", where);
@@ -340,8 +320,6 @@ static schema_lookup_t request(registry_t *r, uint32_t id, char **json, size_t *
         if (r->body_too_big)
             snprintf(errstr, errstr_size, "%s: the answer is over %d bytes", where,
                      RESPONSE_MAX_BYTES);
-        else if (r->body_oom)
-            snprintf(errstr, errstr_size, "%s: out of memory reading the answer", where);
         else
             snprintf(errstr, errstr_size, "%s: %s", where,
                      r->curl_err[0] ? r->curl_err : curl_easy_strerror(cc));
@@ -377,7 +355,7 @@ static schema_lookup_t request(registry_t *r, uint32_t id, char **json, size_t *
 schema_lookup_t registry_fetch(void *opaque, uint32_t id, char **json, size_t *len,
                                char *errstr, size_t errstr_size) {
     registry_t *r = opaque;
-    int64_t now = monotonic_ms();
+    int64_t now = clock_ms();
     char q[600];
 
     assert(errstr_size > 0);
@@ -404,6 +382,6 @@ schema_lookup_t registry_fetch(void *opaque, uint32_t id, char **json, size_t *l
         r->backoff_ms = r->backoff_ms * 2 > REGISTRY_BACKOFF_MAX_MS ? REGISTRY_BACKOFF_MAX_MS
                                                                     : r->backoff_ms * 2;
     }
-    r->retry_at = monotonic_ms() + r->backoff_ms;
+    r->retry_at = clock_ms() + r->backoff_ms;
     return SCHEMA_UNAVAILABLE;
 }

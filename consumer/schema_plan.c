@@ -37,12 +37,13 @@
 #include "consumer/schema_plan.h"
 
 #include <avro.h>
-#include <errno.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "common/alloc.h"
 
 /* How deep compiling may recurse into a schema (the JSON parser allows
  * more; no real schema comes close). */
@@ -175,7 +176,6 @@ typedef struct compiler {
     size_t nmemo, memo_cap;
     char *errstr;
     size_t errstr_size;
-    bool oom;
 } compiler_t;
 
 static int compile_error(compiler_t *c, const char *fmt, ...)
@@ -187,11 +187,6 @@ static int compile_error(compiler_t *c, const char *fmt, ...) {
     vsnprintf(c->errstr, c->errstr_size, fmt, ap);
     va_end(ap);
     return -1;
-}
-
-static int compile_oom(compiler_t *c) {
-    c->oom = true;
-    return compile_error(c, "out of memory compiling the writer schema");
 }
 
 static avro_schema_t deref(avro_schema_t s) {
@@ -232,9 +227,7 @@ static int64_t node_add(compiler_t *c, skip_kind_t kind) {
     schema_plan_t *p = c->plan;
     if (p->nnodes == p->nodes_cap) {
         size_t cap = p->nodes_cap ? 2 * p->nodes_cap : 16;
-        skip_node_t *n = realloc(p->nodes, cap * sizeof *n);
-        if (!n) return compile_oom(c);
-        p->nodes = n;
+        p->nodes = xrealloc(p->nodes, cap * sizeof *p->nodes);
         p->nodes_cap = cap;
     }
     p->nodes[p->nnodes] = (skip_node_t){.kind = (uint8_t)kind};
@@ -246,9 +239,7 @@ static int kids_append(compiler_t *c, const uint32_t *kids, size_t n, uint32_t *
     if (p->nkids + n > p->kids_cap) {
         size_t cap = p->kids_cap ? p->kids_cap : 16;
         while (cap < p->nkids + n) cap *= 2;
-        uint32_t *k = realloc(p->kids, cap * sizeof *k);
-        if (!k) return compile_oom(c);
-        p->kids = k;
+        p->kids = xrealloc(p->kids, cap * sizeof *p->kids);
         p->kids_cap = cap;
     }
     *first = (uint32_t)p->nkids;
@@ -260,9 +251,7 @@ static int kids_append(compiler_t *c, const uint32_t *kids, size_t n, uint32_t *
 static int memo_add(compiler_t *c, avro_schema_t s, uint32_t node) {
     if (c->nmemo == c->memo_cap) {
         size_t cap = c->memo_cap ? 2 * c->memo_cap : 8;
-        memo_entry_t *m = realloc(c->memo, cap * sizeof *m);
-        if (!m) return compile_oom(c);
-        c->memo = m;
+        c->memo = xrealloc(c->memo, cap * sizeof *c->memo);
         c->memo_cap = cap;
     }
     c->memo[c->nmemo++] = (memo_entry_t){s, node};
@@ -286,7 +275,7 @@ static int compile_children(compiler_t *c, avro_schema_t s, int64_t node, size_t
     int rc = -1;
 
     if (n > UINT32_MAX / 2) return compile_error(c, "type %s has too many children", type_label(s));
-    if (n && !(kids = malloc(n * sizeof *kids))) return compile_oom(c);
+    if (n) kids = xmalloc(n * sizeof *kids);
     for (size_t i = 0; i < n; i++) {
         avro_schema_t child = avro_typeof(s) == AVRO_RECORD
                                   ? avro_schema_record_field_get_by_index(s, (int)i)
@@ -417,11 +406,11 @@ static int resolve_branch(compiler_t *c, avro_schema_t w, const reader_field_t *
     st->op = (uint8_t)op;
     if (op == OP_ENUM) {
         int n = avro_schema_enum_number_of_symbols(w);
-        if (n <= 0 || !(st->u.enum_map = malloc((size_t)n))) {
+        if (n <= 0) {
             st->op = OP_NULL;   /* nothing owned */
-            return n <= 0 ? compile_error(c, "enum %s has no symbols", rf->enum_name)
-                          : compile_oom(c);
+            return compile_error(c, "enum %s has no symbols", rf->enum_name);
         }
+        st->u.enum_map = xmalloc((size_t)n);
         st->n = (uint32_t)n;
         st->wenum = w;
         for (int i = 0; i < n; i++) {
@@ -435,10 +424,7 @@ static int resolve_branch(compiler_t *c, avro_schema_t w, const reader_field_t *
         char text[256];
         snprintf(text, sizeof text, "field %s: writer type %s does not resolve to reader type %s%s",
                  fname, type_label(w), rf->nullable ? "null or " : "", reader_label(rf));
-        if (!(st->u.fail = strdup(text))) {
-            st->op = OP_NULL;
-            return compile_oom(c);
-        }
+        st->u.fail = xstrdup(text);
         return 1;
     }
     return 0;
@@ -460,8 +446,7 @@ static int resolve_field(compiler_t *c, avro_schema_t w, const reader_field_t *r
     if (n == 0 || n > UINT32_MAX / 2) {
         return compile_error(c, "field %s: union has %zu branches", fname, n);
     }
-    step_t *br = calloc(n, sizeof *br);
-    if (!br) return compile_oom(c);
+    step_t *br = xcalloc(n, sizeof *br);
     st->op = OP_UNION;
     st->name = fname;
     st->rf = rf;
@@ -536,11 +521,7 @@ schema_plan_t *schema_plan_new(const char *json, size_t len, char *errstr, size_
     bool seen[READER_FIELD_COUNT] = {false};
     avro_schema_t w;
 
-    if (!(c.plan = calloc(1, sizeof *c.plan))) {
-        snprintf(errstr, errstr_size, "out of memory compiling the writer schema");
-        errno = ENOMEM;
-        return NULL;
-    }
+    c.plan = xcalloc(1, sizeof *c.plan);
     if (len == 0 || avro_schema_from_json_length(json, len, &c.plan->writer) != 0) {
         c.plan->writer = NULL;
         const char *why = len ? avro_strerror() : "empty text";
@@ -558,10 +539,7 @@ schema_plan_t *schema_plan_new(const char *json, size_t len, char *errstr, size_
     }
 
     size_t nfields = avro_schema_record_size(w);
-    if (!(c.plan->steps = calloc(nfields ? nfields : 1, sizeof *c.plan->steps))) {
-        compile_oom(&c);
-        goto fail;
-    }
+    c.plan->steps = xcalloc(nfields, sizeof *c.plan->steps);
     c.plan->nsteps = nfields;
     for (size_t i = 0; i < nfields; i++) {
         const char *fname = avro_schema_record_field_name(w, (int)i);
@@ -599,7 +577,6 @@ schema_plan_t *schema_plan_new(const char *json, size_t len, char *errstr, size_
 fail:
     free(c.memo);
     schema_plan_free(c.plan);
-    errno = c.oom ? ENOMEM : EINVAL;
     return NULL;
 }
 

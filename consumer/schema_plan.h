@@ -29,9 +29,8 @@ typedef struct schema_plan schema_plan_t;
 
 /* Parses `len` bytes of writer schema JSON (no NUL needed) with avro-c and
  * compiles it.  Returns the plan (caller frees with schema_plan_free()), or
- * NULL with one line in errstr: errno is EINVAL when the text is not an Avro
- * schema or cannot be resolved to the reader schema, ENOMEM when memory ran
- * out. */
+ * NULL with one line in errstr when the text is not an Avro schema or cannot
+ * be resolved to the reader schema. */
 schema_plan_t *schema_plan_new(const char *json, size_t len, char *errstr, size_t errstr_size);
 void schema_plan_free(schema_plan_t *plan);
 

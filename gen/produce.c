@@ -13,6 +13,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/clock.h"
 #include "common/log.h"
 
 #define FLUSH_MS 10000
@@ -38,12 +39,6 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
         log_warn("delivery failed", "error=%s (further failures are only counted)",
                  log_quote(rd_kafka_err2str(m->err), q, sizeof q));
     }
-}
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 /* Waits up to secs (at most 0.1 s), serving delivery reports meanwhile. */
@@ -155,13 +150,13 @@ int produce_run(gen_t *gen, const produce_conf_t *conf, produce_stats_t *stats, 
 
     gen_msg_t msg;
     bool pending = false;   /* msg was made but librdkafka's queue was full */
-    double t0 = now_s();
+    double t0 = clock_s();
     for (;;) {
         if (conf->stop && *conf->stop)
             break;
         if (conf->count > 0 && stats->produced >= conf->count)
             break;
-        double elapsed = now_s() - t0;
+        double elapsed = clock_s() - t0;
         if (conf->seconds > 0 && elapsed >= conf->seconds)
             break;
         if (conf->rate > 0) {
@@ -210,6 +205,6 @@ int produce_run(gen_t *gen, const produce_conf_t *conf, produce_stats_t *stats, 
     /* A report that never came (purge could not reach it) is a failure too. */
     if (stats->delivered + stats->failed < stats->produced)
         stats->failed = stats->produced - stats->delivered;
-    stats->seconds = now_s() - t0;
+    stats->seconds = clock_s() - t0;
     return rc;
 }

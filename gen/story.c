@@ -22,6 +22,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/alloc.h"
+
 #define MIN_MS  INT64_C(60000)
 #define HOUR_MS INT64_C(3600000)
 #define DAY_MS  INT64_C(86400000)
@@ -440,9 +442,7 @@ gen_t *gen_new(const gen_conf_t *conf, char *errstr, size_t errstr_size) {
         snprintf(errstr, errstr_size, "%s", err);
         return NULL;
     }
-    gen_t *g = calloc(1, sizeof *g);
-    if (!g)
-        goto nomem;
+    gen_t *g = xcalloc(1, sizeof *g);
     g->conf = *conf;
     g->step_ms = conf->step_ms > 0 ? conf->step_ms : 43200000 / (int64_t)conf->customers;
     if (g->step_ms < 1)
@@ -453,10 +453,12 @@ gen_t *gen_new(const gen_conf_t *conf, char *errstr, size_t errstr_size) {
         if (conf->schemas & (1u << s))
             g->schemas[g->n_schemas++] = (encode_schema_t)s;
     }
+    /* Sized by --customers (up to 10^7): a clear error, not the abort of
+     * common/alloc.h, when the machine cannot hold that many. */
     g->cust = calloc(conf->customers, sizeof *g->cust);
     g->heap = calloc(conf->customers, sizeof *g->heap);
-    g->buf = malloc(ENCODE_MALFORMED_BUF_MIN);
-    if (!g->cust || !g->heap || !g->buf)
+    g->buf = xmalloc(ENCODE_MALFORMED_BUF_MIN);
+    if (!g->cust || !g->heap)
         goto nomem;
     for (uint32_t i = 0; i < conf->customers; i++) {
         story_start(g, &g->cust[i]);
@@ -487,7 +489,6 @@ gen_story_t gen_customer_story(const gen_t *g, uint32_t customer) {
 }
 
 int64_t gen_clock(const gen_t *g) { return g->clock; }
-int64_t gen_step_ms(const gen_t *g) { return g->step_ms; }
 
 /* Fills g->ev (and the id buffers it points at) from a step. */
 static void event_fill(gen_t *g, uint32_t customer, const step_t *st, int64_t at) {

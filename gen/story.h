@@ -121,8 +121,7 @@ int gen_next(gen_t *g, gen_msg_t *out);
  * gen_next(): its first story). */
 gen_story_t gen_customer_story(const gen_t *g, uint32_t customer);
 
-/* The simulated clock (ms epoch) and the step in use (after the default). */
+/* The simulated clock (ms epoch). */
 int64_t gen_clock(const gen_t *g);
-int64_t gen_step_ms(const gen_t *g);
 
 #endif

@@ -59,22 +59,6 @@
 const char *const alert_type_names[ALERT_TYPE_COUNT] = {"churn_risk", "recovered", "needs_human"};
 const char *const alert_trigger_names[2] = {"event", "expiry"};
 
-void score_params_default(score_params_t *p) {
-    p->bucket_ms = 86400000;
-    p->window_buckets = 30;
-    p->prior_weight = 3;
-    p->w_resolution = 0.4;
-    p->w_sentiment = 0.3;
-    p->w_loyalty = 0.3;
-    p->streak_penalty = 4;
-    p->streak_cap = 5;
-    p->risk_threshold = 35;
-    p->recover_threshold = 50;
-    p->needs_human_streak = 3;
-    p->needs_human_sentiment = -0.6;
-    p->needs_human_cooldown_ms = 86400000;
-}
-
 /* ------------------------------------------------------------------ */
 /* Data                                                                */
 

@@ -20,24 +20,7 @@
 
 #include "batch/batch.h"
 #include "scoring/event.h"
-
-/* The scoring parameters of SPEC §2–4, with their defaults in
- * score_params_default(). */
-typedef struct score_params {
-    int64_t bucket_ms;
-    int32_t window_buckets;
-    double prior_weight;
-    double w_resolution, w_sentiment, w_loyalty;
-    double streak_penalty;
-    int32_t streak_cap;
-    double risk_threshold;
-    double recover_threshold;
-    int32_t needs_human_streak;
-    double needs_human_sentiment;
-    int64_t needs_human_cooldown_ms;
-} score_params_t;
-
-void score_params_default(score_params_t *p);
+#include "scoring/params.h"
 
 typedef enum { ALERT_CHURN_RISK = 0, ALERT_RECOVERED, ALERT_NEEDS_HUMAN } alert_type_t;
 typedef enum { TRIGGER_EVENT = 0, TRIGGER_EXPIRY } alert_trigger_t;

@@ -17,12 +17,8 @@
 
 #include <hiredis/hiredis.h>
 
+#include "common/clock.h"
 #include "tests/support/env.h"
-
-static void msleep(int ms) {
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
 
 /* A killed member leaves the group after this long, so a run takes
  * seconds, not minutes.  (The mock cluster holds a first JoinGroup for 3 s,
@@ -45,7 +41,7 @@ static int assignments(const env_t *e) {
 
 /* Waits until the count of assignments passes `seen`. */
 static void wait_assigned(const env_t *e, int seen) {
-    for (int i = 0; i < 300 && assignments(e) <= seen; i++) msleep(50);
+    for (int i = 0; i < 300 && assignments(e) <= seen; i++) clock_sleep_ms(50);
 }
 
 static bool alive(pid_t pid) { return waitpid(pid, NULL, WNOHANG) == 0; }
@@ -62,7 +58,7 @@ Test(exactly_once, crash_loop, .timeout = 300) {
         int seen = assignments(&e);
         pid_t pid = env_rapport(&e, fast_group);
         wait_assigned(&e, seen);
-        msleep(100 + (int)(rand_r(&seed) % 1200));
+        clock_sleep_ms(100 + (int)(rand_r(&seed) % 1200));
         cr_assert(alive(pid), "rapport exited on its own in round %d", i);
         kill(pid, SIGKILL);
         waitpid(pid, NULL, 0);
@@ -84,12 +80,12 @@ Test(exactly_once, group_churn, .timeout = 300) {
     env_produce_start(&e, &prod, &gc, 20000, 2000);
     pid_t a = env_rapport(&e, fast_group), b = env_rapport(&e, fast_group),
           c = env_rapport(&e, fast_group);
-    msleep(3000);
+    clock_sleep_ms(3000);
     kill(a, SIGKILL);
     waitpid(a, NULL, 0);
-    msleep(2000);
+    clock_sleep_ms(2000);
     cr_assert_eq(proc_stop(b, SIGTERM, 10000), 0, "a leaving member must exit 0");
-    msleep(1500);
+    clock_sleep_ms(1500);
     pid_t d = env_rapport(&e, fast_group);
     env_produce_join(&prod);
     env_assert_matches_replay(&e, 120000);
@@ -108,9 +104,9 @@ Test(exactly_once, zombie_is_fenced, .timeout = 300) {
     gen_conf_t gc = env_mix(303, 400);
     env_produce_start(&e, &prod, &gc, 16000, 2000);
     pid_t a = env_rapport(&e, fast_group), b = env_rapport(&e, fast_group);
-    msleep(2500);
+    clock_sleep_ms(2500);
     kill(a, SIGSTOP);
-    msleep(5000); /* b takes a's partitions and writes them */
+    clock_sleep_ms(5000); /* b takes a's partitions and writes them */
     kill(a, SIGCONT);
     env_produce_join(&prod);
     env_assert_matches_replay(&e, 120000);
@@ -130,9 +126,9 @@ Test(exactly_once, redis_frozen, .timeout = 300) {
     gen_conf_t gc = env_mix(404, 400);
     env_produce_start(&e, &prod, &gc, 12000, 2000);
     pid_t pid = env_rapport(&e, fast_group);
-    msleep(2000);
+    clock_sleep_ms(2000);
     redis_proc_signal(e.redis, SIGSTOP);
-    msleep(5000);
+    clock_sleep_ms(5000);
     cr_assert(alive(pid), "rapport must not exit while Redis is frozen");
     redis_proc_signal(e.redis, SIGCONT);
     env_produce_join(&prod);
@@ -153,9 +149,9 @@ Test(exactly_once, redis_crash, .timeout = 300) {
     env_produce_start(&e, &prod, &gc, 12000, 2000);
     pid_t pid = env_rapport(&e, fast_group);
     for (int i = 0; i < 3; i++) {
-        msleep(1500);
+        clock_sleep_ms(1500);
         redis_proc_signal(e.redis, SIGKILL);
-        msleep(1500);
+        clock_sleep_ms(1500);
         cr_assert(alive(pid), "rapport must not exit while Redis is down");
         cr_assert_eq(redis_proc_restart(e.redis, err, sizeof(err)), 0, "%s", err);
     }
@@ -175,7 +171,7 @@ Test(exactly_once, broker_errors, .timeout = 300) {
     env_produce_start(&e, &prod, &gc, 12000, 2000);
     pid_t pid = env_rapport(&e, fast_group);
     for (int i = 0; i < 5; i++) {
-        msleep(800);
+        clock_sleep_ms(800);
         rd_kafka_mock_push_request_errors(e.mk.mc, 1 /* Fetch */, 4,
                                           RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
                                           RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT,
@@ -204,9 +200,9 @@ Test(exactly_once, broker_down, .timeout = 300) {
     env_produce(&e, &gc, 6000, NULL);
     pid_t pid = env_rapport(&e, fast_group);
     wait_assigned(&e, 0);
-    msleep(300);
+    clock_sleep_ms(300);
     rd_kafka_mock_broker_set_down(e.mk.mc, 1);
-    msleep(3000);
+    clock_sleep_ms(3000);
     cr_assert(alive(pid), "rapport must not exit while the broker is down");
     rd_kafka_mock_broker_set_up(e.mk.mc, 1);
     gc.seed = 708;
@@ -238,12 +234,10 @@ Test(exactly_once, sigterm_while_redis_hangs, .timeout = 300) {
     gc.seed = 809;
     gc.start_ms += 5LL * 86400000;
     env_produce(&e, &gc, 2000, NULL);
-    msleep(1500); /* consumed, not written: the batch in hand */
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    clock_sleep_ms(1500); /* consumed, not written: the batch in hand */
+    double t0 = clock_s();
     int st = proc_stop(pid, SIGTERM, 15000);
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    double secs = clock_s() - t0;
     redis_proc_signal(e.redis, SIGCONT);
     if (st != 0 || secs > 10) env_dump_log(&e);
     cr_assert_eq(st, 0, "exit status %d", st);

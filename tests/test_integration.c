@@ -77,7 +77,7 @@ Test(integration, restart_resumes, .timeout = 180) {
 /* Bad configuration: exit status 2 and a message naming the key. */
 Test(integration, bad_configuration) {
     struct {
-        const char *args[8];
+        const char *args[12];
         const char *needle;
     } t[] = {
         {{"run", "-X", "bogus_key=1", NULL}, "bogus_key"},
@@ -91,6 +91,17 @@ Test(integration, bad_configuration) {
         {{"run", "-X", "schema_dir=/tmp", "-X", "prior_weight=0", NULL}, "prior_weight"},
         {{"run", "-X", "schema_registry_url=ftp://x", NULL}, "schema_registry_url"},
         {{"run", "-X", "log_level=loud", NULL}, "log_level"},
+        {{"run", "-b", "", "-X", "schema_dir=/tmp", NULL}, "brokers: must not be empty"},
+        {{"run", "-X", "schema_dir=/tmp", "-X", "schema_registry_user=u", NULL},
+         "schema_registry_user: set without schema_registry_url"},
+        {{"run", "-X", "schema_registry_url=http://localhost", "-X", "schema_registry_password=p",
+          NULL},
+         "schema_registry_password: set without schema_registry_user"},
+        {{"run", "-X", "schema_dir=/tmp", "-X", "w_resolution=0", "-X", "w_sentiment=0", "-X",
+          "w_loyalty=0", NULL},
+         "w_resolution"},
+        {{"run", "-X", "schema_dir=/tmp", "-X", "dlq_topic=interactions", NULL},
+         "dlq_topic: must differ"},
         {{"run", "-c", "/nonexistent/rapport.conf", NULL}, "/nonexistent/rapport.conf"},
     };
     char log[] = "/tmp/rapport-cfg-XXXXXX";

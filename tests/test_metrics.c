@@ -23,9 +23,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "common/http.h"
 #include "consumer/metrics.h"
 #include "consumer/decode.h"
@@ -39,13 +39,6 @@
  * Only that library's leaks are suppressed. */
 const char *__lsan_default_suppressions(void);
 const char *__lsan_default_suppressions(void) { return "leak:libcriterion.so\n"; }
-
-static void msleep(int ms) {
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
-static int64_t mono_ms(void) { return metrics_clock_ms(); }
 
 /* ------------------------------------------------------------------ */
 /* Helpers: HTTP client, exposition parser, free port, sockets          */
@@ -508,9 +501,9 @@ static void replay_count(env_t *e, expected_t *x) {
     }
     rd_kafka_assign(rk, l);
     rd_kafka_topic_partition_list_destroy(l);
-    int64_t deadline = mono_ms() + 60000;
+    int64_t deadline = clock_ms() + 60000;
     while (remaining > 0) {
-        cr_assert_lt(mono_ms(), deadline, "replay timed out");
+        cr_assert_lt(clock_ms(), deadline, "replay timed out");
         rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 200);
         if (!m) continue;
         if (!m->err && m->partition < PARTS && m->offset >= next[m->partition]) {
@@ -573,7 +566,7 @@ static long long redis_int(redisContext *rc, const char *fmt, const char *arg) {
  * the one in Redis (the metrics are republished every second), or 10 s. */
 static char *scrape_settled(int port, redisContext *rc) {
     char *text = NULL;
-    int64_t deadline = mono_ms() + 10000;
+    int64_t deadline = clock_ms() + 10000;
     for (;;) {
         free(text);
         cr_assert_eq(http_get(port, "/metrics", &text), 200);
@@ -586,21 +579,21 @@ static char *scrape_settled(int port, redisContext *rc) {
             snprintf(s, sizeof(s), "rapport_watermark_ms{partition=\"%d\"}", p);
             settled &= sample(text, s) == (double)redis_int(rc, "HGET rapport:watermarks %s", field);
         }
-        if (settled || mono_ms() > deadline) return text;
-        msleep(200);
+        if (settled || clock_ms() > deadline) return text;
+        clock_sleep_ms(200);
     }
 }
 
 /* Polls path until it answers `status`; returns the last body. */
 static char *wait_status(int port, const char *path, long status, int timeout_ms) {
-    int64_t deadline = mono_ms() + timeout_ms;
+    int64_t deadline = clock_ms() + timeout_ms;
     char *body = NULL;
     long st;
     for (;;) {
         free(body);
         st = http_get(port, path, &body);
-        if (st == status || mono_ms() > deadline) break;
-        msleep(100);
+        if (st == status || clock_ms() > deadline) break;
+        clock_sleep_ms(100);
     }
     cr_assert_eq(st, status, "%s answered %ld (%s), want %ld", path, st, body ? body : "", status);
     return body;

@@ -21,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "consumer/decode.h"
 #include "consumer/registry.h"
 #include "gen/encode.h"
@@ -33,17 +34,6 @@
 
 static const char *const lookup_names[] = {"SCHEMA_FOUND", "SCHEMA_NOT_FOUND",
                                            "SCHEMA_UNAVAILABLE"};
-
-static int64_t now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(int ms) {
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
 
 static http_fixture_t *fixture(const char *dir, const char *user, const char *password) {
     char err[256];
@@ -117,9 +107,9 @@ Test(registry, fetch_cases) {
         snprintf(url, sizeof url, "%s%s", http_fixture_url(f), c->path);
         registry_t *r = client(url, c->user, c->password, c->timeout_ms ? c->timeout_ms : 2000);
 
-        int64_t t0 = now_ms();
+        int64_t t0 = clock_ms();
         schema_lookup_t got = registry_fetch(r, c->id, &json, &len, err, sizeof err);
-        int64_t took = now_ms() - t0;
+        int64_t took = clock_ms() - t0;
 
         cr_expect_eq(got, c->want, "%s: %s, want %s (%s)", c->name, lookup_names[got],
                      lookup_names[c->want], err);
@@ -163,15 +153,15 @@ Test(registry, backoff) {
     cr_assert_not_null(strstr(err, "not asked again for"), "%s", err);
     cr_assert_not_null(strstr(err, "HTTP 500"), "%s", err);
 
-    sleep_ms(REGISTRY_BACKOFF_MIN_MS + 50);
+    clock_sleep_ms(REGISTRY_BACKOFF_MIN_MS + 50);
     cr_assert_eq(registry_fetch(r, 1, &json, &len, err, sizeof err), SCHEMA_UNAVAILABLE);
     cr_assert_eq(http_fixture_requests(f), 2);
 
     http_fixture_set_status(f, 0); /* healthy again, but the back-off doubled */
-    sleep_ms(REGISTRY_BACKOFF_MIN_MS + 50);
+    clock_sleep_ms(REGISTRY_BACKOFF_MIN_MS + 50);
     cr_assert_eq(registry_fetch(r, 1, &json, &len, err, sizeof err), SCHEMA_UNAVAILABLE);
     cr_assert_eq(http_fixture_requests(f), 2);
-    sleep_ms(REGISTRY_BACKOFF_MIN_MS + 50);
+    clock_sleep_ms(REGISTRY_BACKOFF_MIN_MS + 50);
     cr_assert_eq(registry_fetch(r, 1, &json, &len, err, sizeof err), SCHEMA_FOUND, "%s", err);
     free(json);
     cr_assert_eq(registry_fetch(r, 5, &json, &len, err, sizeof err), SCHEMA_NOT_FOUND, "%s", err);
@@ -204,7 +194,7 @@ Test(registry, connection_reused) {
     http_fixture_pause(f);
     cr_assert_eq(registry_fetch(r, 1, &json, &len, err, sizeof err), SCHEMA_UNAVAILABLE);
     cr_assert_eq(http_fixture_resume(f, err, sizeof err), 0, "%s", err);
-    sleep_ms(REGISTRY_BACKOFF_MIN_MS + 50);
+    clock_sleep_ms(REGISTRY_BACKOFF_MIN_MS + 50);
     cr_assert_eq(registry_fetch(r, 1, &json, &len, err, sizeof err), SCHEMA_FOUND, "%s", err);
     free(json);
     cr_assert_eq(http_fixture_connections(f), 2);
@@ -400,16 +390,16 @@ Test(registry, decoder_integration) {
     /* Slow: the same. */
     cr_assert_eq(http_fixture_resume(f, err, sizeof err), 0, "%s", err);
     http_fixture_set_delay(f, 3000);
-    sleep_ms(REGISTRY_BACKOFF_MAX_MS / 2);
+    clock_sleep_ms(REGISTRY_BACKOFF_MAX_MS / 2);
     cr_assert_eq(decode(d, &v2, &reason, detail, sizeof detail), DECODE_RETRY, "%s", detail);
     http_fixture_set_delay(f, 0);
 
     /* Back: within a few back-offs, v2 and v3 decode. */
-    int64_t deadline = now_ms() + 4 * REGISTRY_BACKOFF_MAX_MS;
+    int64_t deadline = clock_ms() + 4 * REGISTRY_BACKOFF_MAX_MS;
     decode_result_t res;
     while ((res = decode(d, &v2, &reason, detail, sizeof detail)) == DECODE_RETRY &&
-           now_ms() < deadline)
-        sleep_ms(50);
+           clock_ms() < deadline)
+        clock_sleep_ms(50);
     cr_assert_eq(res, DECODE_OK, "%s", detail);
     cr_assert_eq(decode(d, &v3, &reason, detail, sizeof detail), DECODE_OK, "%s", detail);
 
@@ -471,7 +461,7 @@ static void expect_dlq_equals(env_t *e, const long *bad) {
 /* Fails at once, with rapport's log, when rapport run did not start. */
 static void expect_running(env_t *e, pid_t pid) {
     int st;
-    sleep_ms(500);
+    clock_sleep_ms(500);
     if (waitpid(pid, &st, WNOHANG) == pid) {
         env_dump_log(e);
         cr_assert_fail("rapport run exited at start (status %d); is the registry wired into "
@@ -495,7 +485,7 @@ Test(registry, end_to_end_with_basic_auth, .timeout = 180) {
     snprintf(url, sizeof url, "schema_registry_url=%s", http_fixture_url(f));
     const char *extra[] = {"schema_dir=", url, "schema_registry_user=" USER,
                            "schema_registry_password=" PASSWORD, NULL};
-    int64_t t0 = now_ms();
+    int64_t t0 = clock_ms();
     pid_t pid = env_rapport(&e, extra);
     expect_running(&e, pid);
     gen_conf_t gc = env_mix(11, 300);
@@ -505,7 +495,7 @@ Test(registry, end_to_end_with_basic_auth, .timeout = 180) {
     cr_expect(log_contains(&e, "source=registry"), "no schema was loaded from the registry");
     /* Found schemas are asked for once; the missing id 999 at most once a
      * second (the decoder's recheck interval). */
-    unsigned long bound = 4 + (unsigned long)(now_ms() - t0) / 1000 + 4;
+    unsigned long bound = 4 + (unsigned long)(clock_ms() - t0) / 1000 + 4;
     cr_expect_leq(http_fixture_requests(f), bound, "schemas are cached: %lu requests, %lu allowed",
                   http_fixture_requests(f), bound);
 
@@ -542,7 +532,7 @@ Test(registry, end_to_end_registry_down_then_back) {
     gen_conf_t gc = env_mix(12, 300);
     env_produce(&e, &gc, 3000, bad);
 
-    sleep_ms(4000);
+    clock_sleep_ms(4000);
     cr_assert_eq(waitpid(pid, NULL, WNOHANG), 0, "rapport exited while the registry was down");
     cr_assert_geq(dlq_read(e.mk.brokers, ENV_TOPIC ".dlq", 1, dlq, err, sizeof err), 0, "%s",
                   err);

@@ -20,6 +20,8 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include "common/clock.h"
+
 #define JSON_TYPE "application/vnd.schemaregistry.v1+json"
 #define FILE_MAX_BYTES (8 * 1024 * 1024)
 
@@ -106,8 +108,7 @@ static bool auth_ok(http_fixture_t *f, struct MHD_Connection *conn) {
 static void delay(http_fixture_t *f) {
     int left = atomic_load(&f->delay_ms);
     while (left > 0 && !atomic_load(&f->stopping)) {
-        struct timespec ts = {0, 10 * 1000000L};
-        nanosleep(&ts, NULL);
+        clock_sleep_ms(10);
         left -= 10;
     }
 }

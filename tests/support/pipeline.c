@@ -18,18 +18,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "consumer/decode.h"
-
-static void msleep(int ms) {
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
-static int64_t mono_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* ------------------------------------------------------------------ */
 
@@ -107,17 +97,17 @@ pid_t proc_start(const char *logpath, const char *const *args) {
 
 int proc_stop(pid_t pid, int sig, int timeout_ms) {
     if (sig) kill(pid, sig);
-    int64_t end = mono_ms() + timeout_ms;
+    int64_t end = clock_ms() + timeout_ms;
     int status;
     for (;;) {
         pid_t r = waitpid(pid, &status, WNOHANG);
         if (r == pid) break;
-        if (mono_ms() >= end) {
+        if (clock_ms() >= end) {
             kill(pid, SIGKILL);
             waitpid(pid, &status, 0);
             return -1;
         }
-        msleep(20);
+        clock_sleep_ms(20);
     }
     if (WIFEXITED(status)) return WEXITSTATUS(status);
     return 128 + WTERMSIG(status);
@@ -237,10 +227,10 @@ int replay_render(const char *brokers, const char *topic, int partitions,
     }
     rd_kafka_assign(rk, l);
     rd_kafka_topic_partition_list_destroy(l);
-    int64_t deadline = mono_ms() + 60000;
+    int64_t deadline = clock_ms() + 60000;
     int rc = 0;
     while (remaining > 0) {
-        if (mono_ms() > deadline) {
+        if (clock_ms() > deadline) {
             snprintf(errstr, errstr_size, "replay: timed out reading %s", topic);
             rc = -1;
             break;
@@ -385,8 +375,8 @@ int redis_render(int port, const char *prefix, lines_t *out, char *errstr, size_
 
 int redis_wait_offsets(int port, const char *prefix, const char *topic, int partitions,
                        const int64_t *end, int timeout_ms) {
-    int64_t deadline = mono_ms() + timeout_ms;
-    while (mono_ms() < deadline) {
+    int64_t deadline = clock_ms() + timeout_ms;
+    while (clock_ms() < deadline) {
         redisContext *rc = redisConnect("127.0.0.1", port);
         int done = 0;
         for (int p = 0; rc && !rc->err && p < partitions; p++) {
@@ -397,7 +387,7 @@ int redis_wait_offsets(int port, const char *prefix, const char *topic, int part
         }
         if (rc) redisFree(rc);
         if (done == partitions) return 0;
-        msleep(100);
+        clock_sleep_ms(100);
     }
     return -1;
 }
@@ -420,8 +410,8 @@ long dlq_read(const char *brokers, const char *topic, int partitions, long *coun
     rd_kafka_assign(rk, l);
     rd_kafka_topic_partition_list_destroy(l);
     long n = 0;
-    int64_t deadline = mono_ms() + 30000;
-    while (remaining > 0 && mono_ms() < deadline) {
+    int64_t deadline = clock_ms() + 30000;
+    while (remaining > 0 && clock_ms() < deadline) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 200);
         if (!m) continue;
         if (!m->err) {
