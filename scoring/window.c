@@ -1,6 +1,8 @@
 /*
  * window.c — the scoring state of one partition: customers, buckets,
- * watermark, expiry, the connection index and its alerts (SPEC §2–4).
+ * watermark, expiry, the connection index and its alerts (SPEC §2–4), each
+ * customer's route and pending follow-up (§10), and the history and
+ * organisation counters a flush must add (§9).
  *
  * Design note.
  *
@@ -42,6 +44,17 @@
  *   the sink deletes its keys exactly once; an event for it before the
  *   commit brings it back as a new customer.
  *
+ *   The route (§10.1), the pending follow-up (§10.2) and the latest
+ *   sentiment with its bucket are rare-ish fields of the body, so they
+ *   live in the state blob too.  History (§9.1) is accumulated per flush
+ *   in a small open-addressing map keyed by (bucket start, field), one
+ *   entry per pair touched, cleared by window_commit().  The organisation
+ *   (§9.2) is one array of 14 deltas kept up to date at every re-score and
+ *   eviction: the customer's contribution before is subtracted and the one
+ *   after added, so the sum over a flush is "now minus as last written".
+ *   A customer's contribution is a function of what its blob stores (the
+ *   last score, at_risk and the route), so it survives a restart.
+ *
  * Pure: no I/O, no clock.  One thread owns a window.
  */
 #include "scoring/window.h"
@@ -72,6 +85,8 @@ void score_params_default(score_params_t *p) {
     p->needs_human_streak = 3;
     p->needs_human_sentiment = -0.6;
     p->needs_human_cooldown_ms = 86400000;
+    p->route_streak = 2;
+    p->route_sentiment = -0.5;
 }
 
 /* ------------------------------------------------------------------ */
@@ -87,9 +102,23 @@ typedef struct bucket {
     double aht_sum;
 } bucket_t;
 
+/* SPEC §10.1: the route and the rule that chose it. */
+typedef enum {
+    ROUTE_AI = 0, ROUTE_AT_RISK, ROUTE_NEEDS_HUMAN, ROUTE_STREAK, ROUTE_SENTIMENT
+} route_t;
+#define ROUTE_COUNT 5
+static const char *const route_reason_names[ROUTE_COUNT] = {
+    "", "at_risk", "needs_human", "streak", "sentiment"};
+
 /* A customer's body, decoded.  Strings point into the customer's data or
  * into the event being applied. */
 typedef struct body {
+    uint8_t route;             /* route_t, as of the last re-score */
+    bool pending;              /* a needs_human awaits a person (§10.2) */
+    bool has_sent;             /* an event with a sentiment was seen */
+    int64_t pending_since;     /* when pending: the first needs_human's time */
+    int64_t sent_bucket;       /* when has_sent: the latest such event's bucket */
+    float last_sent;           /* when has_sent: its sentiment */
     int64_t last_fail_at;      /* when streak > 0 */
     int64_t last_nh_at;        /* when F_HAS_NH */
     int64_t narrative_bucket;  /* when F_NARR */
@@ -166,6 +195,18 @@ struct window {
 
     /* The thresholds as alert reasons print them ("%g"), formatted once. */
     char risk_g[32], recover_g[32], nh_sentiment_g[32];
+
+    /* History deltas since the last commit (SPEC §9.1): hist[i] is the
+     * exported entry, hkeys[i] its key and its slot in htab (which holds
+     * 1 + the entry's index, 0 for empty). */
+    window_hist_delta_t *hist;
+    struct hkey { int64_t start; uint32_t fid, slot; } *hkeys;
+    size_t nhist, hist_cap;
+    uint32_t *htab;
+    size_t htab_mask;          /* capacity - 1; 0 before the first entry */
+
+    /* Org deltas since the last commit (SPEC §9.2), window_org_field_names order. */
+    int64_t org[WINDOW_ORG_FIELDS];
 };
 
 static void *xrealloc(void *p, size_t n) {
@@ -209,7 +250,9 @@ static cust_t *cust_at(const window_t *w, uint32_t id) {
 /* Body encoding                                                       */
 /*
  * All integers LEB128 varints (signed ones zigzagged), doubles 8 bytes
- * little-endian:
+ * little-endian, floats 4:
+ *   routing: route | pending << 3 | has_sent << 4
+ *   [pending_since if pending] [sent_bucket, last_sent if has_sent]
  *   [last_fail_at if streak > 0] [last_nh_at if F_HAS_NH]
  *   [narrative_bucket, narrative (len, bytes) if F_NARR]
  *   nbuckets, then per bucket: b (first absolute, then the gap to the
@@ -235,6 +278,13 @@ static void put_f64(bytes_t *o, double d) {
     for (int i = 0; i < 8; i++) o->p[o->len++] = (char)(u >> (8 * i));
 }
 
+static void put_f32(bytes_t *o, float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    bytes_need(o, 4);
+    for (int i = 0; i < 4; i++) o->p[o->len++] = (char)(u >> (8 * i));
+}
+
 static void put_raw(bytes_t *o, const void *s, size_t n) {
     bytes_need(o, n);
     if (n) memcpy(o->p + o->len, s, n);
@@ -242,6 +292,12 @@ static void put_raw(bytes_t *o, const void *s, size_t n) {
 }
 
 static void body_encode(bytes_t *o, uint32_t streak, uint8_t flags, const body_t *y) {
+    put_u64(o, (uint64_t)y->route | (uint64_t)y->pending << 3 | (uint64_t)y->has_sent << 4);
+    if (y->pending) put_i64(o, y->pending_since);
+    if (y->has_sent) {
+        put_i64(o, y->sent_bucket);
+        put_f32(o, y->last_sent);
+    }
     if (streak) put_i64(o, y->last_fail_at);
     if (flags & F_HAS_NH) put_i64(o, y->last_nh_at);
     if (flags & F_NARR) {
@@ -311,6 +367,19 @@ static double get_f64(rd_t *r) {
     return d;
 }
 
+static float get_f32(rd_t *r) {
+    if (r->end - r->p < 4) {
+        r->bad = true;
+        return 0;
+    }
+    uint32_t u = 0;
+    for (int i = 0; i < 4; i++) u |= (uint32_t)r->p[i] << (8 * i);
+    r->p += 4;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
 static void bk_reserve(window_t *w, uint32_t n) {
     if (n <= w->bk_cap) return;
     uint32_t cap = w->bk_cap ? w->bk_cap : 8;
@@ -325,6 +394,17 @@ static int body_decode(window_t *w, const unsigned char *p, size_t len, uint32_t
                        uint8_t flags, body_t *y) {
     rd_t r = {p, p + len, false};
     memset(y, 0, sizeof(*y));
+    uint64_t routing = get_u64(&r);
+    if (r.bad || (routing & 7) >= ROUTE_COUNT || routing >> 5) return -1;
+    y->route = (uint8_t)(routing & 7);
+    y->pending = (routing >> 3) & 1;
+    y->has_sent = (routing >> 4) & 1;
+    if (y->pending) y->pending_since = get_i64(&r);
+    if (y->has_sent) {
+        y->sent_bucket = get_i64(&r);
+        y->last_sent = get_f32(&r);
+        if (!(y->last_sent >= -1.0f && y->last_sent <= 1.0f)) return -1;
+    }
     if (streak) y->last_fail_at = get_i64(&r);
     if (flags & F_HAS_NH) y->last_nh_at = get_i64(&r);
     if (flags & F_NARR) {
@@ -571,10 +651,15 @@ static uint32_t cust_lookup(const window_t *w, strview_t id) {
     return (s->id && !(cust_at(w, s->id)->flags & F_TOMB)) ? s->id : 0;
 }
 
-/* Evicts: the customer's state is forgotten; it stays as a tombstone until
- * the commit so that the sink deletes its keys.  Not in the wheel. */
-static void cust_evict(window_t *w, uint32_t id) {
+static void org_add(window_t *w, int64_t sign, double ci, bool at_risk, bool route_human);
+
+/* Evicts: the customer's state is forgotten (a pending follow-up ends with
+ * none); it stays as a tombstone until the commit so that the sink deletes
+ * its keys.  Not in the wheel.  y is its body, for its route. */
+static void cust_evict(window_t *w, uint32_t id, const body_t *y) {
     cust_t *c = cust_at(w, id);
+    if (c->flags & F_HAS_SCORE)
+        org_add(w, -1, c->last_ci, (c->flags & F_AT_RISK) != 0, y->route != ROUTE_AI);
     cust_clear(c);
     c->flags |= F_TOMB;
     w->tombs++;
@@ -651,6 +736,152 @@ static bool below(double ci, double threshold) {
 }
 
 /* ------------------------------------------------------------------ */
+/* History and organisation deltas (SPEC §9)                           */
+
+/* C(x): the %.4f text of x without its decimal point, as an integer
+ * (31.6000 -> 316000).  A ci is finite in [0, 100]; a non-finite value
+ * (which no valid configuration produces) counts as 0. */
+static int64_t c4(double x) {
+    char buf[NUMFMT_MAX];
+    fmt_f4(buf, x);
+    int64_t v = 0;
+    bool neg = buf[0] == '-';
+    for (const char *q = buf + neg; *q; q++) {
+        if (*q == '.') continue;
+        if (*q < '0' || *q > '9' || v > (INT64_MAX - 9) / 10) return 0;
+        v = v * 10 + (*q - '0');
+    }
+    return neg ? -v : v;
+}
+
+/* The counters of one segment `<CHANNEL>:<HANDLER>:<counter>`; a field id
+ * is (channel * EVENT_HANDLER_COUNT + handler) * HC_COUNT + counter, and the
+ * ids after the segments are `EXPIRY:<alert type>`.  The three alert
+ * counters follow alert_type_t's order. */
+enum {
+    HC_EVENTS = 0, HC_CONTACTS, HC_RESOLVED, HC_UNRESOLVED, HC_AHT_N, HC_AHT_SUM,
+    HC_SENT_N, HC_SENT_SUM, HC_CI_N, HC_CI_SUM, HC_ALERT, /* + alert type */
+    HC_FOLLOWUPS = HC_ALERT + ALERT_TYPE_COUNT, HC_FOLLOWUP_MS, HC_COUNT
+};
+static const char *const hc_names[HC_COUNT] = {
+    "events", "contacts", "resolved", "unresolved", "aht_n", "aht_sum", "sent_n", "sent_sum",
+    "ci_n", "ci_sum", "churn_risk", "recovered", "needs_human", "followups", "followup_ms"};
+#define HIST_SEGMENT_FIELDS (EVENT_CHANNEL_COUNT * EVENT_HANDLER_COUNT * HC_COUNT)
+
+const char *const window_org_field_names[WINDOW_ORG_FIELDS] = {
+    "customers", "at_risk", "route_human", "ci_sum", "ci_bin:0", "ci_bin:1", "ci_bin:2",
+    "ci_bin:3", "ci_bin:4", "ci_bin:5", "ci_bin:6", "ci_bin:7", "ci_bin:8", "ci_bin:9"};
+
+static void hist_field_name(uint32_t fid, char *out) {
+    if (fid >= HIST_SEGMENT_FIELDS) {
+        stpcpy(stpcpy(out, "EXPIRY:"), alert_type_names[fid - HIST_SEGMENT_FIELDS]);
+        return;
+    }
+    uint32_t seg = fid / HC_COUNT;
+    char *q = stpcpy(out, event_channel_names[seg / EVENT_HANDLER_COUNT]);
+    *q++ = ':';
+    q = stpcpy(q, event_handler_names[seg % EVENT_HANDLER_COUNT]);
+    *q++ = ':';
+    stpcpy(q, hc_names[fid % HC_COUNT]);
+}
+
+/* The first field id of e's segment. */
+static uint32_t hist_segment(const event_t *e) {
+    return ((uint32_t)e->channel * EVENT_HANDLER_COUNT + (uint32_t)e->handled_by) * HC_COUNT;
+}
+
+static size_t hist_home(const window_t *w, int64_t start, uint32_t fid) {
+    uint64_t h = (uint64_t)start * 0x9E3779B97F4A7C15ULL ^ (uint64_t)fid * 0xC2B2AE3D27D4EB4FULL;
+    h ^= h >> 32;
+    return (size_t)h & w->htab_mask;
+}
+
+/* Doubles the map (or creates it) and re-inserts every entry. */
+static void hist_grow(window_t *w) {
+    size_t cap = w->htab_mask ? 2 * (w->htab_mask + 1) : 256;
+    free(w->htab);
+    w->htab = calloc(cap, sizeof(*w->htab));
+    if (!w->htab) {
+        fputs("rapport: out of memory\n", stderr);
+        abort();
+    }
+    w->htab_mask = cap - 1;
+    for (size_t i = 0; i < w->nhist; i++) {
+        size_t j = hist_home(w, w->hkeys[i].start, w->hkeys[i].fid);
+        while (w->htab[j]) j = (j + 1) & w->htab_mask;
+        w->htab[j] = (uint32_t)i + 1;
+        w->hkeys[i].slot = (uint32_t)j;
+    }
+}
+
+/* Adds v to field fid of the history hash of bucket b, saturating (only an
+ * aht_sum or followup_ms of huge values can reach the limits). */
+static void hist_add(window_t *w, int64_t b, uint32_t fid, int64_t v) {
+    int64_t start = b * w->p.bucket_ms;   /* <= occurred_at: no overflow */
+    if ((w->nhist + 1) * 2 > w->htab_mask + 1 || !w->htab_mask) hist_grow(w);
+    size_t j = hist_home(w, start, fid);
+    for (; w->htab[j]; j = (j + 1) & w->htab_mask) {
+        uint32_t i = w->htab[j] - 1;
+        if (w->hkeys[i].start == start && w->hkeys[i].fid == fid) {
+            int64_t *d = &w->hist[i].delta;
+            if (__builtin_add_overflow(*d, v, d)) *d = v > 0 ? INT64_MAX : INT64_MIN;
+            return;
+        }
+    }
+    if (w->nhist == w->hist_cap) {
+        w->hist_cap = w->hist_cap ? 2 * w->hist_cap : 64;
+        w->hist = xrealloc(w->hist, w->hist_cap * sizeof(*w->hist));
+        w->hkeys = xrealloc(w->hkeys, w->hist_cap * sizeof(*w->hkeys));
+    }
+    size_t i = w->nhist++;
+    w->hist[i].bucket_start = start;
+    hist_field_name(fid, w->hist[i].field);
+    w->hist[i].delta = v;
+    w->hkeys[i].start = start;
+    w->hkeys[i].fid = fid;
+    w->hkeys[i].slot = (uint32_t)j;
+    w->htab[j] = (uint32_t)i + 1;
+}
+
+/* SPEC §9.1 for event e in bucket b, after its re-score (ci), but for its
+ * alerts (counted by cust_rescore) and follow-up (window_add). */
+static void hist_event(window_t *w, const event_t *e, int64_t b, double ci) {
+    uint32_t seg = hist_segment(e);
+    hist_add(w, b, seg + HC_EVENTS, 1);
+    if (e->kind == KIND_CONTACT) {
+        hist_add(w, b, seg + HC_CONTACTS, 1);
+        if (e->resolved == TRI_TRUE) hist_add(w, b, seg + HC_RESOLVED, 1);
+        if (e->resolved == TRI_FALSE) hist_add(w, b, seg + HC_UNRESOLVED, 1);
+        if (e->has_handle_time) {
+            hist_add(w, b, seg + HC_AHT_N, 1);
+            hist_add(w, b, seg + HC_AHT_SUM, e->handle_time_ms);
+        }
+        hist_add(w, b, seg + HC_CI_N, 1);
+        hist_add(w, b, seg + HC_CI_SUM, c4(ci));
+    }
+    if (e->has_sentiment) {
+        hist_add(w, b, seg + HC_SENT_N, 1);
+        /* exact: a float times 10^4 fits a double; llround rounds a half
+         * away from zero */
+        hist_add(w, b, seg + HC_SENT_SUM, (int64_t)llround(10000.0 * (double)e->sentiment));
+    }
+}
+
+/* Adds sign times a customer's contribution to the organisation (SPEC
+ * §9.2): ci is the score as written, so its bin is read off C(ci). */
+static void org_add(window_t *w, int64_t sign, double ci, bool at_risk, bool route_human) {
+    int64_t c = c4(ci);
+    int64_t bin = c / 100000;  /* [10k, 10k + 10) is C in [k * 100000, (k + 1) * 100000) */
+    if (bin > 9) bin = 9;      /* 100 counts in bin 9 */
+    if (bin < 0) bin = 0;
+    w->org[0] += sign;
+    w->org[1] += at_risk ? sign : 0;
+    w->org[2] += route_human ? sign : 0;
+    w->org[3] += sign * c;
+    w->org[4 + bin] += sign;
+}
+
+/* ------------------------------------------------------------------ */
 /* Alerts (SPEC §4)                                                    */
 
 static alert_t *alert_push(window_t *w, alert_type_t type, alert_trigger_t trigger,
@@ -715,6 +946,8 @@ static void cust_rescore(window_t *w, uint32_t id, body_t *y, const event_t *e, 
     strview_t eid = e ? e->event_id : (strview_t){NULL, 0};
     int64_t at = e ? e->occurred_at : w->watermark;
     alert_t *a;
+    size_t first_alert = w->nalerts;
+    bool was_at_risk = (c->flags & F_AT_RISK) != 0, was_human = y->route != ROUTE_AI;
 
     /* The reasons are built by appending, not with snprintf: a quarter of
      * the events raise an alert, and printf's "%.2f" was most of the
@@ -766,8 +999,40 @@ static void cust_rescore(window_t *w, uint32_t id, body_t *y, const event_t *e, 
             if (!by_streak) stpcpy(stpcpy(r, ", at or below "), w->nh_sentiment_g);
             if (!has_nh || y->last_nh_at < e->occurred_at) y->last_nh_at = e->occurred_at;
             c->flags |= F_HAS_NH;
+            /* SPEC §10.2: pending since the first needs_human */
+            if (!y->pending) {
+                y->pending = true;
+                y->pending_since = e->occurred_at;
+            }
         }
     }
+
+    /* SPEC §10.1, after the alerts: the first rule that holds. */
+    if (c->flags & F_AT_RISK)
+        y->route = ROUTE_AT_RISK;
+    else if (y->pending)
+        y->route = ROUTE_NEEDS_HUMAN;
+    else if (c->streak >= (uint32_t)p->route_streak)
+        y->route = ROUTE_STREAK;
+    else if (y->has_sent && (double)y->last_sent <= p->route_sentiment &&
+             y->sent_bucket >= window_start(w, bucket_of(w, w->watermark)))
+        y->route = ROUTE_SENTIMENT;
+    else
+        y->route = ROUTE_AI;
+
+    /* SPEC §9.1: each alert in e's segment, or EXPIRY:<type> at T_p. */
+    for (size_t i = first_alert; i < w->nalerts; i++) {
+        if (e)
+            hist_add(w, bucket_of(w, e->occurred_at),
+                     hist_segment(e) + HC_ALERT + (uint32_t)w->alerts[i].type, 1);
+        else
+            hist_add(w, bucket_of(w, w->watermark),
+                     HIST_SEGMENT_FIELDS + (uint32_t)w->alerts[i].type, 1);
+    }
+    /* SPEC §9.2: the contribution changes from the last score's to this one's. */
+    if (has_prev) org_add(w, -1, prev, was_at_risk, was_human);
+    org_add(w, 1, s.ci, (c->flags & F_AT_RISK) != 0, y->route != ROUTE_AI);
+
     c->last_ci = s.ci;
     c->flags |= F_HAS_SCORE;
     c->updated_at = w->watermark;
@@ -819,7 +1084,7 @@ static void window_expire(window_t *w, int64_t old_b, int64_t new_b, int64_t off
         while (drop < y.nbuckets && y.bk[drop].b < new_start) drop++;
         assert(drop > 0);
         if (drop == y.nbuckets) {
-            cust_evict(w, id);
+            cust_evict(w, id, &y);
             continue;
         }
         memmove(y.bk, y.bk + drop, (y.nbuckets - drop) * sizeof(bucket_t));
@@ -839,6 +1104,10 @@ window_t *window_new(const score_params_t *params, int32_t partition, char *errs
                      size_t errstr_size) {
     if (params->bucket_ms <= 0 || params->window_buckets <= 0 || params->streak_cap < 0) {
         snprintf(errstr, errstr_size, "bucket_ms and window_buckets must be positive");
+        return NULL;
+    }
+    if (params->route_streak < 1) {
+        snprintf(errstr, errstr_size, "route_streak must be at least 1");
         return NULL;
     }
     window_t *w = calloc(1, sizeof(*w));
@@ -876,6 +1145,9 @@ void window_free(window_t *w) {
     free(w->event_ids.p);
     free(w->bk);
     free(w->enc.p);
+    free(w->hist);
+    free(w->hkeys);
+    free(w->htab);
     free(w);
 }
 
@@ -929,6 +1201,17 @@ window_result_t window_add(window_t *w, const event_t *e, int64_t offset) {
     if (e->has_sentiment) {
         bk->sent_sum += (double)e->sentiment;
         bk->sent_n++;
+        y.has_sent = true;
+        y.last_sent = e->sentiment;
+        y.sent_bucket = b;
+    }
+    /* SPEC §10.2: a person's contact ends a pending follow-up. */
+    if (y.pending && e->kind == KIND_CONTACT &&
+        (e->handled_by == HANDLER_HUMAN || e->handled_by == HANDLER_HYBRID)) {
+        uint32_t seg = hist_segment(e);
+        hist_add(w, b, seg + HC_FOLLOWUPS, 1);
+        hist_add(w, b, seg + HC_FOLLOWUP_MS, t > y.pending_since ? t - y.pending_since : 0);
+        y.pending = false;
     }
     if (e->has_nps) {
         bk->loy_half += e->nps >= 9 ? 2 : (e->nps >= 7 ? 0 : -2);
@@ -961,9 +1244,10 @@ window_result_t window_add(window_t *w, const event_t *e, int64_t offset) {
     memcpy(w->event_ids.p + w->event_ids.len, e->event_id.ptr, e->event_id.len);
     w->event_ids.len += e->event_id.len;
 
-    /* 4. Re-score and evaluate alerts; store the body. */
+    /* 4. Re-score, evaluate alerts, route; store the body; history. */
     cust_rescore(w, id, &y, e, offset);
     cust_store(w, c, &y);
+    hist_event(w, e, b, c->last_ci);
     if (y.bk[0].b != old_oldest) {
         if (old_oldest != INT64_MIN) wheel_unlink(w, id, old_oldest);
         wheel_link(w, id, y.bk[0].b);
@@ -985,13 +1269,23 @@ const alert_t *window_alerts(const window_t *w, size_t *count) {
 /* ------------------------------------------------------------------ */
 /* State blob                                                          */
 /*
- * Version 2: u8 version, u8 flags (1 at_risk, 2 has_score, 4 has_nh,
+ * Version 3: u8 version, u8 flags (1 at_risk, 2 has_score, 4 has_nh,
  * 8 narrative), streak, [last_ci if has_score], updated_at, then the body
- * (see "Body encoding" above).  last_event_id is not part of it: the
- * customer's hash holds it.
+ * (see "Body encoding" above), which since version 3 starts with the route,
+ * the pending follow-up and the latest sentiment (SPEC §10).
+ * last_event_id is not part of it: the customer's hash holds it.
+ *
+ * The blob is written with the customer's hash, so last_ci, at_risk and the
+ * route it holds are the customer's contribution to <prefix>org as last
+ * written (SPEC §9.2): a restarted window goes on from there.
+ *
+ * Version 2 blobs are refused, loudly: they lack the route inputs and the
+ * pending follow-up, and a Redis written by a version without §9 has no
+ * history and no org to continue, so such a prefix must be rebuilt from the
+ * log (docs/STATE.md).
  */
 
-#define STATE_VERSION 2
+#define STATE_VERSION 3
 
 static size_t cust_blob(window_t *w, const cust_t *c) {
     bytes_t *o = &w->enc;
@@ -1010,6 +1304,12 @@ int window_load_customer(window_t *w, strview_t customer_id, const unsigned char
                          size_t state_len, char *errstr, size_t errstr_size) {
     if (customer_id.len == 0 || customer_id.len > EVENT_CUSTOMER_ID_MAX) {
         snprintf(errstr, errstr_size, "customer id of %zu bytes", customer_id.len);
+        return -1;
+    }
+    if (state_len >= 2 && state[0] == 2) {
+        snprintf(errstr, errstr_size,
+                 "state version 2 was written by a rapport without routing, history and org "
+                 "(SPEC §9-10); rebuild this prefix from the log (docs/STATE.md)");
         return -1;
     }
     if (state_len < 2 || state[0] != STATE_VERSION || (state[1] & ~F_STORED)) {
@@ -1085,6 +1385,8 @@ static void cust_view(window_t *w, const cust_t *c, window_customer_view_t *v) {
      * may pass it to memcmp/memcpy. */
     v->last_event_id = c->eid ? (strview_t){w->event_ids.p + c->eid - 1, c->eid_len}
                               : (strview_t){"", 0};
+    v->route_human = y.route != ROUTE_AI;
+    v->route_reason = route_reason_names[y.route];
     v->state_len = cust_blob(w, c);
     v->state = (const unsigned char *)w->enc.p;
 }
@@ -1127,8 +1429,20 @@ void window_commit(window_t *w) {
         }
     }
     w->ndirty = 0;
+    for (size_t i = 0; i < w->nhist; i++) w->htab[w->hkeys[i].slot] = 0;
+    w->nhist = 0;
+    memset(w->org, 0, sizeof(w->org));
     w->nalerts = 0;
     w->alert_text.len = 0;
     w->event_ids.len = 0;
     w->watermark_dirty = false;
+}
+
+const window_hist_delta_t *window_history_deltas(const window_t *w, size_t *count) {
+    *count = w->nhist;
+    return w->hist;
+}
+
+void window_org_deltas(const window_t *w, int64_t out[WINDOW_ORG_FIELDS]) {
+    memcpy(out, w->org, sizeof(w->org));
 }

@@ -20,7 +20,7 @@
 
 #include "scoring/event.h"
 
-/* The scoring parameters of SPEC §2–4, with their defaults in
+/* The scoring parameters of SPEC §2–4 and §10, with their defaults in
  * score_params_default(). */
 typedef struct score_params {
     int64_t bucket_ms;
@@ -34,6 +34,8 @@ typedef struct score_params {
     int32_t needs_human_streak;
     double needs_human_sentiment;
     int64_t needs_human_cooldown_ms;
+    int32_t route_streak;         /* SPEC §10.1 rule 3 */
+    double route_sentiment;       /* SPEC §10.1 rule 4 */
 } score_params_t;
 
 void score_params_default(score_params_t *p);
@@ -71,6 +73,9 @@ typedef struct window_customer_view {
     int at_risk;
     int64_t updated_at;
     strview_t last_event_id;
+    bool route_human;             /* SPEC §10.1: route human (true) or ai */
+    const char *route_reason;     /* "at_risk", "needs_human", "streak",
+                                   * "sentiment", or "" for ai; static */
     const unsigned char *state;   /* window_load_customer() reads this back */
     size_t state_len;
 } window_customer_view_t;
@@ -112,7 +117,36 @@ void window_foreach_change(window_t *w, window_upsert_cb upsert,
 /* The alerts raised since the last commit, in the order they were raised. */
 const alert_t *window_alerts(const window_t *w, size_t *count);
 
-/* Forget the changes and alerts: the sink has written them. */
+/* History counters (SPEC §9.1) added since the last window_commit(),
+ * coalesced: one entry per (bucket_start, field), in the order each pair was
+ * first touched.  `field` is `<CHANNEL>:<HANDLER>:<counter>` or
+ * `EXPIRY:<alert type>`; `bucket_start` is S = b(t) * bucket_ms, the hash
+ * `<prefix>history:<S>`.  Deltas are never negative except `sent_sum`, and
+ * saturate at INT64_MAX (an `aht_sum` of huge handle times; docs/DESIGN.md
+ * §3).  Owned by the window; valid until the next window_add() or
+ * window_commit(). */
+#define WINDOW_HIST_FIELD_MAX 48
+typedef struct window_hist_delta {
+    int64_t bucket_start;
+    char field[WINDOW_HIST_FIELD_MAX];   /* NUL-terminated */
+    int64_t delta;
+} window_hist_delta_t;
+
+const window_hist_delta_t *window_history_deltas(const window_t *w, size_t *count);
+
+/* The organisation counters (SPEC §9.2), in this order. */
+#define WINDOW_ORG_FIELDS 14
+extern const char *const window_org_field_names[WINDOW_ORG_FIELDS];
+
+/* What `<prefix>org` must change by to account for this partition's
+ * changes since the last window_commit(): the sum over changed customers of
+ * their contribution now minus their contribution as last written (0 for an
+ * evicted customer now, 0 for a new one before).  Fills out[] in the order
+ * of window_org_field_names; a field may be 0. */
+void window_org_deltas(const window_t *w, int64_t out[WINDOW_ORG_FIELDS]);
+
+/* Forget the changes, alerts, history and org deltas: the sink has written
+ * them. */
 void window_commit(window_t *w);
 
 /* Restore one customer from a state blob written by the upsert callback.
