@@ -112,6 +112,7 @@ typedef struct model_case {
     int32_t route_streak;         /* 0: route_streak and route_sentiment default */
     double route_sentiment;
     bool use_defaults;            /* ignore the fields above */
+    bool expect_clamped;          /* scores of exactly 0 and 100 must occur */
 } model_case_t;
 
 static void case_params(const model_case_t *c, score_params_t *p)
@@ -171,6 +172,11 @@ static model_case_t cases[] = {
     { .name = "widest_window", .seed_base = 10000,
       .g = { 10, 2000, 3, 40, 200, 0.01, 0.02, 0.02, 50000, false, 0, false },
       1, 100000, 3, 0.4, 0.3, 0.3, 4, 5, 35, 50, 3, -0.6, 100000 },
+    /* weights over 1 and a heavy penalty: ci clamped at 100 (org bin 9)
+     * and at 0 (bin 0) */
+    { .name = "clamped", .seed_base = 13000, .expect_clamped = true,
+      .g = { 20, 2000, 3, 40, 300, 0.01, 0.02, 0.02, 2500, false },
+      1000, 5, 3, 0.7, 0.5, 0.5, 40, 3, 35, 50, 3, -0.6, 2500, 2, -0.5 },
     /* a restart: a new window, window_set_watermark() and
      * window_load_customer() from the blobs of the upsert callbacks, must
      * go on exactly as the uninterrupted model (SPEC §6) */
@@ -1234,6 +1240,7 @@ typedef struct coverage {
     size_t with_narrative, narrative_cut, narrative_gone, needs_human_by_sentiment;
     size_t route[5];              /* at_risk, needs_human, streak, sentiment, ai */
     size_t followups, followups_late, pending_evictions, expiry_history, half_sentiments;
+    size_t ci_100, ci_0;          /* re-scores written as 100.0000 and 0.0000 */
 } coverage_t;
 
 static const char *const route_reasons[5] = { "at_risk", "needs_human", "streak", "sentiment",
@@ -1256,6 +1263,10 @@ static void coverage_add(coverage_t *cov, const score_params_t *p, const stream_
             for (int k = 0; k < 5; k++)
                 if (strcmp(v.route_reason, route_reasons[k]) == 0)
                     cov->route[k]++;
+        if (model_c(v.ci) == 1000000)
+            cov->ci_100++;
+        if (model_c(v.ci) == 0)
+            cov->ci_0++;
         if (e->has_sentiment && fabs(fmod(10000.0 * (double)e->sentiment, 1.0)) == 0.5)
             cov->half_sentiments++;
     }
@@ -1439,10 +1450,10 @@ ParameterizedTest(model_case_t *c, model, differential, .timeout = 120)
                 cov.with_narrative, cov.narrative_cut, cov.narrative_gone);
     cr_log_info("%s: routes at_risk %zu, needs_human %zu, streak %zu, sentiment %zu, ai %zu; "
                 "%zu follow-ups (%zu counters with waits), %zu pending evicted, %zu expiry "
-                "alerts in history, %zu sentiments at a half", c->name, cov.route[0],
-                cov.route[1], cov.route[2], cov.route[3], cov.route[4], cov.followups,
-                cov.followups_late, cov.pending_evictions, cov.expiry_history,
-                cov.half_sentiments);
+                "alerts in history, %zu sentiments at a half; ci 100 %zu times, 0 %zu times",
+                c->name, cov.route[0], cov.route[1], cov.route[2], cov.route[3], cov.route[4],
+                cov.followups, cov.followups_late, cov.pending_evictions, cov.expiry_history,
+                cov.half_sentiments, cov.ci_100, cov.ci_0);
     if (only == NULL) {
         /* what every case must exercise, or it checks less than it claims */
         score_params_t p;
@@ -1462,6 +1473,18 @@ ParameterizedTest(model_case_t *c, model, differential, .timeout = 120)
                       "%s: no recovered or no expiry alert", c->name);
         if (c->g.restart_prob > 0)
             cr_expect(cov.restarts > 0, "%s: no restart", c->name);
+        /* SPEC §9–10: every route rule but the streak (which needs_human
+         * and at_risk shadow when their thresholds are close), follow-ups
+         * with a wait, pending customers evicted, sentiments at a half */
+        cr_expect(cov.route[0] > 0 && cov.route[1] > 0 && cov.route[3] > 0 && cov.route[4] > 0,
+                  "%s: a route rule never chose", c->name);
+        cr_expect(cov.followups > 0 && cov.followups_late > 0 && cov.pending_evictions > 0,
+                  "%s: no follow-up, or no pending customer evicted", c->name);
+        cr_expect(cov.half_sentiments > 0, "%s: no sentiment at a half", c->name);
+        if (p.window_buckets > 1)
+            cr_expect(cov.expiry_history > 0, "%s: no expiry alert in the history", c->name);
+        if (c->expect_clamped)
+            cr_expect(cov.ci_100 > 0 && cov.ci_0 > 0, "%s: no ci of 100 or of 0", c->name);
     }
     cr_expect_eq(failed, 0, "case %s: %d stream(s) disagree with the model, first seed %" PRIu64
                  " (details on stderr)", c->name, failed, first_bad);
