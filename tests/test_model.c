@@ -972,7 +972,8 @@ static void compare_history(run_t *r, size_t idx)
     hsums_t all = { 0 };
     all.v = malloc((r->hist.n ? r->hist.n : 1) * sizeof *all.v);
     cr_assert_not_null(all.v);
-    memcpy(all.v, r->hist.v, r->hist.n * sizeof *all.v);
+    if (r->hist.n > 0)
+        memcpy(all.v, r->hist.v, r->hist.n * sizeof *all.v);
     all.n = all.cap = r->hist.n;
     size_t nd;
     const window_hist_delta_t *d = window_history_deltas(r->w, &nd);
@@ -1013,7 +1014,8 @@ static void take_deltas(run_t *r, size_t idx)
     const window_hist_delta_t *d = window_history_deltas(r->w, &nd);
     window_hist_delta_t *sorted = malloc((nd ? nd : 1) * sizeof *sorted);
     cr_assert_not_null(sorted);
-    memcpy(sorted, d, nd * sizeof *sorted);
+    if (nd > 0)
+        memcpy(sorted, d, nd * sizeof *sorted);
     qsort(sorted, nd, sizeof *sorted, hdelta_cmp);
     for (size_t i = 0; i < nd; i++) {
         if (i > 0 && hdelta_cmp(&sorted[i - 1], &sorted[i]) == 0)
