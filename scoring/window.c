@@ -165,6 +165,26 @@ typedef struct bytes {
     size_t len, cap;
 } bytes_t;
 
+/* The counters of one history segment `<CHANNEL>:<HANDLER>:<counter>`
+ * (SPEC §9.1), the three alert counters in alert_type_t's order.  The
+ * segment HIST_EXPIRY holds `EXPIRY:<type>`, its counters indexed by
+ * alert type. */
+enum {
+    HC_EVENTS = 0, HC_CONTACTS, HC_RESOLVED, HC_UNRESOLVED, HC_AHT_N, HC_AHT_SUM,
+    HC_SENT_N, HC_SENT_SUM, HC_CI_N, HC_CI_SUM, HC_ALERT, /* + alert type */
+    HC_FOLLOWUPS = HC_ALERT + ALERT_TYPE_COUNT, HC_FOLLOWUP_MS, HC_COUNT
+};
+#define HIST_EXPIRY ((uint32_t)(EVENT_CHANNEL_COUNT * EVENT_HANDLER_COUNT))
+
+/* One segment's deltas in one bucket since the last commit. */
+typedef struct hseg {
+    int64_t start;             /* S = b * bucket_ms */
+    uint32_t seg;              /* channel * EVENT_HANDLER_COUNT + handler, or HIST_EXPIRY */
+    uint32_t slot;             /* its slot in hseg_tab */
+    uint32_t touched;          /* bit c: counter c was added to */
+    int64_t d[HC_COUNT];
+} hseg_t;
+
 struct window {
     score_params_t p;
     int32_t partition;
@@ -196,14 +216,15 @@ struct window {
     /* The thresholds as alert reasons print them ("%g"), formatted once. */
     char risk_g[32], recover_g[32], nh_sentiment_g[32];
 
-    /* History deltas since the last commit (SPEC §9.1): hist[i] is the
-     * exported entry, hkeys[i] its key and its slot in htab (which holds
-     * 1 + the entry's index, 0 for empty). */
+    /* History deltas since the last commit (SPEC §9.1): one record per
+     * (bucket, segment) touched, found through hseg_tab (1 + the record's
+     * index, 0 for empty); hist is their flat export. */
+    hseg_t *hsegs;
+    size_t nhsegs, hsegs_cap;
+    uint32_t *hseg_tab;
+    size_t hseg_mask;          /* capacity - 1; 0 before the first record */
     window_hist_delta_t *hist;
-    struct hkey { int64_t start; uint32_t fid, slot; } *hkeys;
-    size_t nhist, hist_cap;
-    uint32_t *htab;
-    size_t htab_mask;          /* capacity - 1; 0 before the first entry */
+    size_t hist_cap;
 
     /* Org deltas since the last commit (SPEC §9.2), window_org_field_names order. */
     int64_t org[WINDOW_ORG_FIELDS];
@@ -742,6 +763,12 @@ static bool below(double ci, double threshold) {
  * (31.6000 -> 316000).  A ci is finite in [0, 100]; a non-finite value
  * (which no valid configuration produces) counts as 0. */
 static int64_t c4(double x) {
+    /* Fast path: below 2^32 the product is within 2^-21 of x * 10^4, so
+     * unless its fraction is within 1e-6 of a half, the nearest integer is
+     * the one %.4f rounds to.  Near a half, format (the exact answer). */
+    double p = x * 10000.0;
+    if (p > -4294967296.0 && p < 4294967296.0 && fabs(p - floor(p) - 0.5) > 1e-6)
+        return (int64_t)llround(p);
     char buf[NUMFMT_MAX];
     fmt_f4(buf, x);
     int64_t v = 0;
@@ -754,116 +781,107 @@ static int64_t c4(double x) {
     return neg ? -v : v;
 }
 
-/* The counters of one segment `<CHANNEL>:<HANDLER>:<counter>`; a field id
- * is (channel * EVENT_HANDLER_COUNT + handler) * HC_COUNT + counter, and the
- * ids after the segments are `EXPIRY:<alert type>`.  The three alert
- * counters follow alert_type_t's order. */
-enum {
-    HC_EVENTS = 0, HC_CONTACTS, HC_RESOLVED, HC_UNRESOLVED, HC_AHT_N, HC_AHT_SUM,
-    HC_SENT_N, HC_SENT_SUM, HC_CI_N, HC_CI_SUM, HC_ALERT, /* + alert type */
-    HC_FOLLOWUPS = HC_ALERT + ALERT_TYPE_COUNT, HC_FOLLOWUP_MS, HC_COUNT
-};
 static const char *const hc_names[HC_COUNT] = {
     "events", "contacts", "resolved", "unresolved", "aht_n", "aht_sum", "sent_n", "sent_sum",
     "ci_n", "ci_sum", "churn_risk", "recovered", "needs_human", "followups", "followup_ms"};
-#define HIST_SEGMENT_FIELDS (EVENT_CHANNEL_COUNT * EVENT_HANDLER_COUNT * HC_COUNT)
 
 const char *const window_org_field_names[WINDOW_ORG_FIELDS] = {
     "customers", "at_risk", "route_human", "ci_sum", "ci_bin:0", "ci_bin:1", "ci_bin:2",
     "ci_bin:3", "ci_bin:4", "ci_bin:5", "ci_bin:6", "ci_bin:7", "ci_bin:8", "ci_bin:9"};
 
-static void hist_field_name(uint32_t fid, char *out) {
-    if (fid >= HIST_SEGMENT_FIELDS) {
-        stpcpy(stpcpy(out, "EXPIRY:"), alert_type_names[fid - HIST_SEGMENT_FIELDS]);
+static void hist_field_name(uint32_t seg, uint32_t counter, char *out) {
+    if (seg == HIST_EXPIRY) {
+        stpcpy(stpcpy(out, "EXPIRY:"), alert_type_names[counter]);
         return;
     }
-    uint32_t seg = fid / HC_COUNT;
     char *q = stpcpy(out, event_channel_names[seg / EVENT_HANDLER_COUNT]);
     *q++ = ':';
     q = stpcpy(q, event_handler_names[seg % EVENT_HANDLER_COUNT]);
     *q++ = ':';
-    stpcpy(q, hc_names[fid % HC_COUNT]);
+    stpcpy(q, hc_names[counter]);
 }
 
-/* The first field id of e's segment. */
+/* e's segment. */
 static uint32_t hist_segment(const event_t *e) {
-    return ((uint32_t)e->channel * EVENT_HANDLER_COUNT + (uint32_t)e->handled_by) * HC_COUNT;
+    return (uint32_t)e->channel * EVENT_HANDLER_COUNT + (uint32_t)e->handled_by;
 }
 
-static size_t hist_home(const window_t *w, int64_t start, uint32_t fid) {
-    uint64_t h = (uint64_t)start * 0x9E3779B97F4A7C15ULL ^ (uint64_t)fid * 0xC2B2AE3D27D4EB4FULL;
+static size_t hist_home(const window_t *w, int64_t start, uint32_t seg) {
+    uint64_t h = (uint64_t)start * 0x9E3779B97F4A7C15ULL ^ (uint64_t)seg * 0xC2B2AE3D27D4EB4FULL;
     h ^= h >> 32;
-    return (size_t)h & w->htab_mask;
+    return (size_t)h & w->hseg_mask;
 }
 
-/* Doubles the map (or creates it) and re-inserts every entry. */
+/* Doubles the map (or creates it) and re-inserts every record. */
 static void hist_grow(window_t *w) {
-    size_t cap = w->htab_mask ? 2 * (w->htab_mask + 1) : 256;
-    free(w->htab);
-    w->htab = calloc(cap, sizeof(*w->htab));
-    if (!w->htab) {
+    size_t cap = w->hseg_mask ? 2 * (w->hseg_mask + 1) : 64;
+    free(w->hseg_tab);
+    w->hseg_tab = calloc(cap, sizeof(*w->hseg_tab));
+    if (!w->hseg_tab) {
         fputs("rapport: out of memory\n", stderr);
         abort();
     }
-    w->htab_mask = cap - 1;
-    for (size_t i = 0; i < w->nhist; i++) {
-        size_t j = hist_home(w, w->hkeys[i].start, w->hkeys[i].fid);
-        while (w->htab[j]) j = (j + 1) & w->htab_mask;
-        w->htab[j] = (uint32_t)i + 1;
-        w->hkeys[i].slot = (uint32_t)j;
+    w->hseg_mask = cap - 1;
+    for (size_t i = 0; i < w->nhsegs; i++) {
+        size_t j = hist_home(w, w->hsegs[i].start, w->hsegs[i].seg);
+        while (w->hseg_tab[j]) j = (j + 1) & w->hseg_mask;
+        w->hseg_tab[j] = (uint32_t)i + 1;
+        w->hsegs[i].slot = (uint32_t)j;
     }
 }
 
-/* Adds v to field fid of the history hash of bucket b, saturating (only an
- * aht_sum or followup_ms of huge values can reach the limits). */
-static void hist_add(window_t *w, int64_t b, uint32_t fid, int64_t v) {
+/* The deltas of segment seg in bucket b, created empty when absent.  Valid
+ * until the next hist_seg(). */
+static hseg_t *hist_seg(window_t *w, int64_t b, uint32_t seg) {
     int64_t start = b * w->p.bucket_ms;   /* <= occurred_at: no overflow */
-    if ((w->nhist + 1) * 2 > w->htab_mask + 1 || !w->htab_mask) hist_grow(w);
-    size_t j = hist_home(w, start, fid);
-    for (; w->htab[j]; j = (j + 1) & w->htab_mask) {
-        uint32_t i = w->htab[j] - 1;
-        if (w->hkeys[i].start == start && w->hkeys[i].fid == fid) {
-            int64_t *d = &w->hist[i].delta;
-            if (__builtin_add_overflow(*d, v, d)) *d = v > 0 ? INT64_MAX : INT64_MIN;
-            return;
-        }
+    if ((w->nhsegs + 1) * 2 > w->hseg_mask + 1) hist_grow(w);
+    size_t j = hist_home(w, start, seg);
+    for (; w->hseg_tab[j]; j = (j + 1) & w->hseg_mask) {
+        hseg_t *h = &w->hsegs[w->hseg_tab[j] - 1];
+        if (h->start == start && h->seg == seg) return h;
     }
-    if (w->nhist == w->hist_cap) {
-        w->hist_cap = w->hist_cap ? 2 * w->hist_cap : 64;
-        w->hist = xrealloc(w->hist, w->hist_cap * sizeof(*w->hist));
-        w->hkeys = xrealloc(w->hkeys, w->hist_cap * sizeof(*w->hkeys));
+    if (w->nhsegs == w->hsegs_cap) {
+        w->hsegs_cap = w->hsegs_cap ? 2 * w->hsegs_cap : 16;
+        w->hsegs = xrealloc(w->hsegs, w->hsegs_cap * sizeof(*w->hsegs));
     }
-    size_t i = w->nhist++;
-    w->hist[i].bucket_start = start;
-    hist_field_name(fid, w->hist[i].field);
-    w->hist[i].delta = v;
-    w->hkeys[i].start = start;
-    w->hkeys[i].fid = fid;
-    w->hkeys[i].slot = (uint32_t)j;
-    w->htab[j] = (uint32_t)i + 1;
+    hseg_t *h = &w->hsegs[w->nhsegs];
+    memset(h, 0, sizeof(*h));
+    h->start = start;
+    h->seg = seg;
+    h->slot = (uint32_t)j;
+    w->hseg_tab[j] = (uint32_t)++w->nhsegs;
+    return h;
+}
+
+/* Adds v to one counter, saturating (only an aht_sum or followup_ms of
+ * huge values can reach the limits). */
+static void hist_bump(hseg_t *h, uint32_t counter, int64_t v) {
+    h->touched |= 1u << counter;
+    if (__builtin_add_overflow(h->d[counter], v, &h->d[counter]))
+        h->d[counter] = v > 0 ? INT64_MAX : INT64_MIN;
 }
 
 /* SPEC §9.1 for event e in bucket b, after its re-score (ci), but for its
  * alerts (counted by cust_rescore) and follow-up (window_add). */
 static void hist_event(window_t *w, const event_t *e, int64_t b, double ci) {
-    uint32_t seg = hist_segment(e);
-    hist_add(w, b, seg + HC_EVENTS, 1);
+    hseg_t *h = hist_seg(w, b, hist_segment(e));
+    hist_bump(h, HC_EVENTS, 1);
     if (e->kind == KIND_CONTACT) {
-        hist_add(w, b, seg + HC_CONTACTS, 1);
-        if (e->resolved == TRI_TRUE) hist_add(w, b, seg + HC_RESOLVED, 1);
-        if (e->resolved == TRI_FALSE) hist_add(w, b, seg + HC_UNRESOLVED, 1);
+        hist_bump(h, HC_CONTACTS, 1);
+        if (e->resolved == TRI_TRUE) hist_bump(h, HC_RESOLVED, 1);
+        if (e->resolved == TRI_FALSE) hist_bump(h, HC_UNRESOLVED, 1);
         if (e->has_handle_time) {
-            hist_add(w, b, seg + HC_AHT_N, 1);
-            hist_add(w, b, seg + HC_AHT_SUM, e->handle_time_ms);
+            hist_bump(h, HC_AHT_N, 1);
+            hist_bump(h, HC_AHT_SUM, e->handle_time_ms);
         }
-        hist_add(w, b, seg + HC_CI_N, 1);
-        hist_add(w, b, seg + HC_CI_SUM, c4(ci));
+        hist_bump(h, HC_CI_N, 1);
+        hist_bump(h, HC_CI_SUM, c4(ci));
     }
     if (e->has_sentiment) {
-        hist_add(w, b, seg + HC_SENT_N, 1);
+        hist_bump(h, HC_SENT_N, 1);
         /* exact: a float times 10^4 fits a double; llround rounds a half
          * away from zero */
-        hist_add(w, b, seg + HC_SENT_SUM, (int64_t)llround(10000.0 * (double)e->sentiment));
+        hist_bump(h, HC_SENT_SUM, (int64_t)llround(10000.0 * (double)e->sentiment));
     }
 }
 
@@ -1023,11 +1041,11 @@ static void cust_rescore(window_t *w, uint32_t id, body_t *y, const event_t *e, 
     /* SPEC §9.1: each alert in e's segment, or EXPIRY:<type> at T_p. */
     for (size_t i = first_alert; i < w->nalerts; i++) {
         if (e)
-            hist_add(w, bucket_of(w, e->occurred_at),
-                     hist_segment(e) + HC_ALERT + (uint32_t)w->alerts[i].type, 1);
+            hist_bump(hist_seg(w, bucket_of(w, e->occurred_at), hist_segment(e)),
+                      HC_ALERT + (uint32_t)w->alerts[i].type, 1);
         else
-            hist_add(w, bucket_of(w, w->watermark),
-                     HIST_SEGMENT_FIELDS + (uint32_t)w->alerts[i].type, 1);
+            hist_bump(hist_seg(w, bucket_of(w, w->watermark), HIST_EXPIRY),
+                      (uint32_t)w->alerts[i].type, 1);
     }
     /* SPEC §9.2: the contribution changes from the last score's to this one's. */
     if (has_prev) org_add(w, -1, prev, was_at_risk, was_human);
@@ -1145,9 +1163,9 @@ void window_free(window_t *w) {
     free(w->event_ids.p);
     free(w->bk);
     free(w->enc.p);
+    free(w->hsegs);
+    free(w->hseg_tab);
     free(w->hist);
-    free(w->hkeys);
-    free(w->htab);
     free(w);
 }
 
@@ -1208,9 +1226,9 @@ window_result_t window_add(window_t *w, const event_t *e, int64_t offset) {
     /* SPEC §10.2: a person's contact ends a pending follow-up. */
     if (y.pending && e->kind == KIND_CONTACT &&
         (e->handled_by == HANDLER_HUMAN || e->handled_by == HANDLER_HYBRID)) {
-        uint32_t seg = hist_segment(e);
-        hist_add(w, b, seg + HC_FOLLOWUPS, 1);
-        hist_add(w, b, seg + HC_FOLLOWUP_MS, t > y.pending_since ? t - y.pending_since : 0);
+        hseg_t *h = hist_seg(w, b, hist_segment(e));
+        hist_bump(h, HC_FOLLOWUPS, 1);
+        hist_bump(h, HC_FOLLOWUP_MS, t > y.pending_since ? t - y.pending_since : 0);
         y.pending = false;
     }
     if (e->has_nps) {
@@ -1429,8 +1447,8 @@ void window_commit(window_t *w) {
         }
     }
     w->ndirty = 0;
-    for (size_t i = 0; i < w->nhist; i++) w->htab[w->hkeys[i].slot] = 0;
-    w->nhist = 0;
+    for (size_t i = 0; i < w->nhsegs; i++) w->hseg_tab[w->hsegs[i].slot] = 0;
+    w->nhsegs = 0;
     memset(w->org, 0, sizeof(w->org));
     w->nalerts = 0;
     w->alert_text.len = 0;
@@ -1438,8 +1456,25 @@ void window_commit(window_t *w) {
     w->watermark_dirty = false;
 }
 
-const window_hist_delta_t *window_history_deltas(const window_t *w, size_t *count) {
-    *count = w->nhist;
+const window_hist_delta_t *window_history_deltas(window_t *w, size_t *count) {
+    size_t n = 0;
+    for (size_t i = 0; i < w->nhsegs; i++) n += (size_t)__builtin_popcount(w->hsegs[i].touched);
+    if (n > w->hist_cap) {
+        w->hist_cap = n;
+        w->hist = xrealloc(w->hist, n * sizeof(*w->hist));
+    }
+    window_hist_delta_t *o = w->hist;
+    for (size_t i = 0; i < w->nhsegs; i++) {
+        const hseg_t *h = &w->hsegs[i];
+        for (uint32_t c = 0; c < HC_COUNT; c++) {
+            if (!(h->touched & (1u << c))) continue;
+            o->bucket_start = h->start;
+            hist_field_name(h->seg, c, o->field);
+            o->delta = h->d[c];
+            o++;
+        }
+    }
+    *count = n;
     return w->hist;
 }
 

@@ -120,8 +120,8 @@ void window_foreach_change(window_t *w, window_upsert_cb upsert,
 const alert_t *window_alerts(const window_t *w, size_t *count);
 
 /* History counters (SPEC §9.1) added since the last window_commit(),
- * coalesced: one entry per (bucket_start, field), in the order each pair was
- * first touched.  `field` is `<CHANNEL>:<HANDLER>:<counter>` or
+ * coalesced: one entry per (bucket_start, field), grouped by bucket and
+ * segment in the order each was first touched.  `field` is `<CHANNEL>:<HANDLER>:<counter>` or
  * `EXPIRY:<alert type>`; `bucket_start` is S = b(t) * bucket_ms, the hash
  * `<prefix>history:<S>`.  Deltas are never negative except `sent_sum`, and
  * saturate at INT64_MAX (an `aht_sum` of huge handle times; docs/DESIGN.md
@@ -134,7 +134,7 @@ typedef struct window_hist_delta {
     int64_t delta;
 } window_hist_delta_t;
 
-const window_hist_delta_t *window_history_deltas(const window_t *w, size_t *count);
+const window_hist_delta_t *window_history_deltas(window_t *w, size_t *count);
 
 /* The organisation counters (SPEC §9.2), in this order. */
 #define WINDOW_ORG_FIELDS 14

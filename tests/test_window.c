@@ -693,7 +693,7 @@ Test(window, churn_of_customers) {
 
 /* ---- SPEC §9 and §10: route, follow-through, history, org ---- */
 
-static int64_t hist_get(const window_t *w, int64_t bucket_start, const char *field) {
+static int64_t hist_get(window_t *w, int64_t bucket_start, const char *field) {
     size_t n;
     const window_hist_delta_t *d = window_history_deltas(w, &n);
     int64_t found = 0;
