@@ -47,8 +47,10 @@
  *   The route (§10.1), the pending follow-up (§10.2) and the latest
  *   sentiment with its bucket are rare-ish fields of the body, so they
  *   live in the state blob too.  History (§9.1) is accumulated per flush
- *   in a small open-addressing map keyed by (bucket start, field), one
- *   entry per pair touched, cleared by window_commit().  The organisation
+ *   in a small open-addressing map keyed by (bucket start, segment), one
+ *   record of counters per pair touched (one lookup per event), flattened
+ *   to (bucket start, field) entries for the sink and cleared by
+ *   window_commit().  The organisation
  *   (§9.2) is one array of 14 deltas kept up to date at every re-score and
  *   eviction: the customer's contribution before is subtracted and the one
  *   after added, so the sum over a flush is "now minus as last written".
