@@ -121,12 +121,13 @@ const alert_t *window_alerts(const window_t *w, size_t *count);
 
 /* History counters (SPEC §9.1) added since the last window_commit(),
  * coalesced: one entry per (bucket_start, field), grouped by bucket and
- * segment in the order each was first touched.  `field` is `<CHANNEL>:<HANDLER>:<counter>` or
- * `EXPIRY:<alert type>`; `bucket_start` is S = b(t) * bucket_ms, the hash
- * `<prefix>history:<S>`.  Deltas are never negative except `sent_sum`, and
- * saturate at INT64_MAX (an `aht_sum` of huge handle times; docs/DESIGN.md
- * §3).  Owned by the window; valid until the next window_add() or
- * window_commit(). */
+ * segment in the order each was first touched.  `field` is
+ * `<CHANNEL>:<HANDLER>:<counter>` or `EXPIRY:<alert type>`; `bucket_start`
+ * is S = b(t) * bucket_ms, the hash `<prefix>history:<S>`.  Deltas are
+ * never negative except `sent_sum` (which may also be 0), and saturate at
+ * the int64 limits (an `aht_sum` of huge handle times; docs/DESIGN.md
+ * §3a).  Owned by the window; valid until the next window_add(),
+ * window_history_deltas() or window_commit(). */
 #define WINDOW_HIST_FIELD_MAX 48
 typedef struct window_hist_delta {
     int64_t bucket_start;
