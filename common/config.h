@@ -37,6 +37,8 @@ typedef struct config_score {
     int32_t needs_human_streak;
     double needs_human_sentiment;
     int64_t needs_human_cooldown_ms;
+    int32_t route_streak;         /* SPEC §10.1 rule 3 */
+    double route_sentiment;       /* SPEC §10.1 rule 4 */
 } config_score_t;
 
 typedef struct config {

@@ -1,6 +1,8 @@
 /*
  * window.c — the scoring state of one partition: customers, buckets,
- * watermark, expiry, the connection index and its alerts (SPEC §2–4).
+ * watermark, expiry, the connection index and its alerts (SPEC §2–4), each
+ * customer's route and pending follow-up (§10), and the history and
+ * organisation counters a flush must add (§9).
  *
  * Design note.
  *
@@ -42,6 +44,19 @@
  *   the sink deletes its keys exactly once; an event for it before the
  *   commit brings it back as a new customer.
  *
+ *   The route (§10.1), the pending follow-up (§10.2) and the latest
+ *   sentiment with its bucket are rare-ish fields of the body, so they
+ *   live in the state blob too.  History (§9.1) is accumulated per flush
+ *   in a small open-addressing map keyed by (bucket start, segment), one
+ *   record of counters per pair touched (one lookup per event), flattened
+ *   to (bucket start, field) entries for the sink and cleared by
+ *   window_commit().  The organisation
+ *   (§9.2) is one array of 14 deltas kept up to date at every re-score and
+ *   eviction: the customer's contribution before is subtracted and the one
+ *   after added, so the sum over a flush is "now minus as last written".
+ *   A customer's contribution is a function of what its blob stores (the
+ *   last score, at_risk and the route), so it survives a restart.
+ *
  * Pure: no I/O, no clock.  One thread owns a window.
  */
 #include "scoring/window.h"
@@ -72,9 +87,23 @@ typedef struct bucket {
     double aht_sum;
 } bucket_t;
 
+/* SPEC §10.1: the route and the rule that chose it. */
+typedef enum {
+    ROUTE_AI = 0, ROUTE_AT_RISK, ROUTE_NEEDS_HUMAN, ROUTE_STREAK, ROUTE_SENTIMENT
+} route_t;
+#define ROUTE_COUNT 5
+static const char *const route_reason_names[ROUTE_COUNT] = {
+    "", "at_risk", "needs_human", "streak", "sentiment"};
+
 /* A customer's body, decoded.  Strings point into the customer's data or
  * into the event being applied. */
 typedef struct body {
+    uint8_t route;             /* route_t, as of the last re-score */
+    bool pending;              /* a needs_human awaits a person (§10.2) */
+    bool has_sent;             /* an event with a sentiment was seen */
+    int64_t pending_since;     /* when pending: the first needs_human's time */
+    int64_t sent_bucket;       /* when has_sent: the latest such event's bucket */
+    float last_sent;           /* when has_sent: its sentiment */
     int64_t last_fail_at;      /* when streak > 0 */
     int64_t last_nh_at;        /* when F_HAS_NH */
     int64_t narrative_bucket;  /* when F_NARR */
@@ -120,6 +149,26 @@ typedef struct bytes {
     size_t len, cap;
 } bytes_t;
 
+/* The counters of one history segment `<CHANNEL>:<HANDLER>:<counter>`
+ * (SPEC §9.1), the three alert counters in alert_type_t's order.  The
+ * segment HIST_EXPIRY holds `EXPIRY:<type>`, its counters indexed by
+ * alert type. */
+enum {
+    HC_EVENTS = 0, HC_CONTACTS, HC_RESOLVED, HC_UNRESOLVED, HC_AHT_N, HC_AHT_SUM,
+    HC_SENT_N, HC_SENT_SUM, HC_CI_N, HC_CI_SUM, HC_ALERT, /* + alert type */
+    HC_FOLLOWUPS = HC_ALERT + ALERT_TYPE_COUNT, HC_FOLLOWUP_MS, HC_COUNT
+};
+#define HIST_EXPIRY ((uint32_t)(EVENT_CHANNEL_COUNT * EVENT_HANDLER_COUNT))
+
+/* One segment's deltas in one bucket since the last commit. */
+typedef struct hseg {
+    int64_t start;             /* S = b * bucket_ms */
+    uint32_t seg;              /* channel * EVENT_HANDLER_COUNT + handler, or HIST_EXPIRY */
+    uint32_t slot;             /* its slot in hseg_tab */
+    uint32_t touched;          /* bit c: counter c was added to */
+    int64_t d[HC_COUNT];
+} hseg_t;
+
 struct window {
     score_params_t p;
     int32_t partition;
@@ -150,6 +199,19 @@ struct window {
 
     /* The thresholds as alert reasons print them ("%g"), formatted once. */
     char risk_g[32], recover_g[32], nh_sentiment_g[32];
+
+    /* History deltas since the last commit (SPEC §9.1): one record per
+     * (bucket, segment) touched, found through hseg_tab (1 + the record's
+     * index, 0 for empty); hist is their flat export. */
+    hseg_t *hsegs;
+    size_t nhsegs, hsegs_cap;
+    uint32_t *hseg_tab;
+    size_t hseg_mask;          /* capacity - 1; 0 before the first record */
+    window_hist_delta_t *hist;
+    size_t hist_cap;
+
+    /* Org deltas since the last commit (SPEC §9.2), window_org_field_names order. */
+    int64_t org[WINDOW_ORG_FIELDS];
 };
 
 /* Makes room for n more bytes; returns the old base (for rebasing). */
@@ -184,7 +246,9 @@ static cust_t *cust_at(const window_t *w, uint32_t id) {
 /* Body encoding                                                       */
 /*
  * All integers LEB128 varints (signed ones zigzagged), doubles 8 bytes
- * little-endian:
+ * little-endian, floats 4:
+ *   routing: route | pending << 3 | has_sent << 4
+ *   [pending_since if pending] [sent_bucket, last_sent if has_sent]
  *   [last_fail_at if streak > 0] [last_nh_at if F_HAS_NH]
  *   [narrative_bucket, narrative (len, bytes) if F_NARR]
  *   nbuckets, then per bucket: b (first absolute, then the gap to the
@@ -210,6 +274,13 @@ static void put_f64(bytes_t *o, double d) {
     for (int i = 0; i < 8; i++) o->p[o->len++] = (char)(u >> (8 * i));
 }
 
+static void put_f32(bytes_t *o, float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    bytes_need(o, 4);
+    for (int i = 0; i < 4; i++) o->p[o->len++] = (char)(u >> (8 * i));
+}
+
 static void put_raw(bytes_t *o, const void *s, size_t n) {
     bytes_need(o, n);
     if (n) memcpy(o->p + o->len, s, n);
@@ -217,6 +288,12 @@ static void put_raw(bytes_t *o, const void *s, size_t n) {
 }
 
 static void body_encode(bytes_t *o, uint32_t streak, uint8_t flags, const body_t *y) {
+    put_u64(o, (uint64_t)y->route | (uint64_t)y->pending << 3 | (uint64_t)y->has_sent << 4);
+    if (y->pending) put_i64(o, y->pending_since);
+    if (y->has_sent) {
+        put_i64(o, y->sent_bucket);
+        put_f32(o, y->last_sent);
+    }
     if (streak) put_i64(o, y->last_fail_at);
     if (flags & F_HAS_NH) put_i64(o, y->last_nh_at);
     if (flags & F_NARR) {
@@ -286,6 +363,19 @@ static double get_f64(rd_t *r) {
     return d;
 }
 
+static float get_f32(rd_t *r) {
+    if (r->end - r->p < 4) {
+        r->bad = true;
+        return 0;
+    }
+    uint32_t u = 0;
+    for (int i = 0; i < 4; i++) u |= (uint32_t)r->p[i] << (8 * i);
+    r->p += 4;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
 static void bk_reserve(window_t *w, uint32_t n) {
     if (n <= w->bk_cap) return;
     uint32_t cap = w->bk_cap ? w->bk_cap : 8;
@@ -300,6 +390,17 @@ static int body_decode(window_t *w, const unsigned char *p, size_t len, uint32_t
                        uint8_t flags, body_t *y) {
     rd_t r = {p, p + len, false};
     memset(y, 0, sizeof(*y));
+    uint64_t routing = get_u64(&r);
+    if (r.bad || (routing & 7) >= ROUTE_COUNT || routing >> 5) return -1;
+    y->route = (uint8_t)(routing & 7);
+    y->pending = (routing >> 3) & 1;
+    y->has_sent = (routing >> 4) & 1;
+    if (y->pending) y->pending_since = get_i64(&r);
+    if (y->has_sent) {
+        y->sent_bucket = get_i64(&r);
+        y->last_sent = get_f32(&r);
+        if (!(y->last_sent >= -1.0f && y->last_sent <= 1.0f)) return -1;
+    }
     if (streak) y->last_fail_at = get_i64(&r);
     if (flags & F_HAS_NH) y->last_nh_at = get_i64(&r);
     if (flags & F_NARR) {
@@ -539,10 +640,15 @@ static uint32_t cust_lookup(const window_t *w, strview_t id) {
     return (s->id && !(cust_at(w, s->id)->flags & F_TOMB)) ? s->id : 0;
 }
 
-/* Evicts: the customer's state is forgotten; it stays as a tombstone until
- * the commit so that the sink deletes its keys.  Not in the wheel. */
-static void cust_evict(window_t *w, uint32_t id) {
+static void org_add(window_t *w, int64_t sign, double ci, bool at_risk, bool route_human);
+
+/* Evicts: the customer's state is forgotten (a pending follow-up ends with
+ * none); it stays as a tombstone until the commit so that the sink deletes
+ * its keys.  Not in the wheel.  y is its body, for its route. */
+static void cust_evict(window_t *w, uint32_t id, const body_t *y) {
     cust_t *c = cust_at(w, id);
+    if (c->flags & F_HAS_SCORE)
+        org_add(w, -1, c->last_ci, (c->flags & F_AT_RISK) != 0, y->route != ROUTE_AI);
     cust_clear(c);
     c->flags |= F_TOMB;
     w->live--;
@@ -618,6 +724,149 @@ static bool below(double ci, double threshold) {
 }
 
 /* ------------------------------------------------------------------ */
+/* History and organisation deltas (SPEC §9)                           */
+
+/* C(x): the %.4f text of x without its decimal point, as an integer
+ * (31.6000 -> 316000).  A ci is finite in [0, 100]; a non-finite value
+ * (which no valid configuration produces) counts as 0. */
+static int64_t c4(double x) {
+    /* Fast path: below 2^32 the product is within 2^-21 of x * 10^4, so
+     * unless its fraction is within 1e-6 of a half, the nearest integer is
+     * the one %.4f rounds to.  Near a half, format (the exact answer). */
+    double p = x * 10000.0;
+    if (p > -4294967296.0 && p < 4294967296.0 && fabs(p - floor(p) - 0.5) > 1e-6)
+        return (int64_t)llround(p);
+    char buf[NUMFMT_MAX];
+    fmt_f4(buf, x);
+    int64_t v = 0;
+    bool neg = buf[0] == '-';
+    for (const char *q = buf + neg; *q; q++) {
+        if (*q == '.') continue;
+        if (*q < '0' || *q > '9' || v > (INT64_MAX - 9) / 10) return 0;
+        v = v * 10 + (*q - '0');
+    }
+    return neg ? -v : v;
+}
+
+static const char *const hc_names[HC_COUNT] = {
+    "events", "contacts", "resolved", "unresolved", "aht_n", "aht_sum", "sent_n", "sent_sum",
+    "ci_n", "ci_sum", "churn_risk", "recovered", "needs_human", "followups", "followup_ms"};
+
+const char *const window_org_field_names[WINDOW_ORG_FIELDS] = {
+    "customers", "at_risk", "route_human", "ci_sum", "ci_bin:0", "ci_bin:1", "ci_bin:2",
+    "ci_bin:3", "ci_bin:4", "ci_bin:5", "ci_bin:6", "ci_bin:7", "ci_bin:8", "ci_bin:9"};
+
+static void hist_field_name(uint32_t seg, uint32_t counter, char *out) {
+    if (seg == HIST_EXPIRY) {
+        stpcpy(stpcpy(out, "EXPIRY:"), alert_type_names[counter]);
+        return;
+    }
+    char *q = stpcpy(out, event_channel_names[seg / EVENT_HANDLER_COUNT]);
+    *q++ = ':';
+    q = stpcpy(q, event_handler_names[seg % EVENT_HANDLER_COUNT]);
+    *q++ = ':';
+    stpcpy(q, hc_names[counter]);
+}
+
+/* e's segment. */
+static uint32_t hist_segment(const event_t *e) {
+    return (uint32_t)e->channel * EVENT_HANDLER_COUNT + (uint32_t)e->handled_by;
+}
+
+static size_t hist_home(const window_t *w, int64_t start, uint32_t seg) {
+    uint64_t h = (uint64_t)start * 0x9E3779B97F4A7C15ULL ^ (uint64_t)seg * 0xC2B2AE3D27D4EB4FULL;
+    h ^= h >> 32;
+    return (size_t)h & w->hseg_mask;
+}
+
+/* Doubles the map (or creates it) and re-inserts every record. */
+static void hist_grow(window_t *w) {
+    size_t cap = w->hseg_mask ? 2 * (w->hseg_mask + 1) : 64;
+    free(w->hseg_tab);
+    w->hseg_tab = calloc(cap, sizeof(*w->hseg_tab));
+    if (!w->hseg_tab) {
+        fputs("rapport: out of memory\n", stderr);
+        abort();
+    }
+    w->hseg_mask = cap - 1;
+    for (size_t i = 0; i < w->nhsegs; i++) {
+        size_t j = hist_home(w, w->hsegs[i].start, w->hsegs[i].seg);
+        while (w->hseg_tab[j]) j = (j + 1) & w->hseg_mask;
+        w->hseg_tab[j] = (uint32_t)i + 1;
+        w->hsegs[i].slot = (uint32_t)j;
+    }
+}
+
+/* The deltas of segment seg in bucket b, created empty when absent.  Valid
+ * until the next hist_seg(). */
+static hseg_t *hist_seg(window_t *w, int64_t b, uint32_t seg) {
+    int64_t start = b * w->p.bucket_ms;   /* <= occurred_at: no overflow */
+    if ((w->nhsegs + 1) * 2 > w->hseg_mask + 1) hist_grow(w);
+    size_t j = hist_home(w, start, seg);
+    for (; w->hseg_tab[j]; j = (j + 1) & w->hseg_mask) {
+        hseg_t *h = &w->hsegs[w->hseg_tab[j] - 1];
+        if (h->start == start && h->seg == seg) return h;
+    }
+    if (w->nhsegs == w->hsegs_cap) {
+        w->hsegs_cap = w->hsegs_cap ? 2 * w->hsegs_cap : 16;
+        w->hsegs = xrealloc(w->hsegs, w->hsegs_cap * sizeof(*w->hsegs));
+    }
+    hseg_t *h = &w->hsegs[w->nhsegs];
+    memset(h, 0, sizeof(*h));
+    h->start = start;
+    h->seg = seg;
+    h->slot = (uint32_t)j;
+    w->hseg_tab[j] = (uint32_t)++w->nhsegs;
+    return h;
+}
+
+/* Adds v to one counter, saturating (only an aht_sum or followup_ms of
+ * huge values can reach the limits). */
+static void hist_bump(hseg_t *h, uint32_t counter, int64_t v) {
+    h->touched |= 1u << counter;
+    if (__builtin_add_overflow(h->d[counter], v, &h->d[counter]))
+        h->d[counter] = v > 0 ? INT64_MAX : INT64_MIN;
+}
+
+/* SPEC §9.1 for event e in bucket b, after its re-score (ci), but for its
+ * alerts (counted by cust_rescore) and follow-up (window_add). */
+static void hist_event(window_t *w, const event_t *e, int64_t b, double ci) {
+    hseg_t *h = hist_seg(w, b, hist_segment(e));
+    hist_bump(h, HC_EVENTS, 1);
+    if (e->kind == KIND_CONTACT) {
+        hist_bump(h, HC_CONTACTS, 1);
+        if (e->resolved == TRI_TRUE) hist_bump(h, HC_RESOLVED, 1);
+        if (e->resolved == TRI_FALSE) hist_bump(h, HC_UNRESOLVED, 1);
+        if (e->has_handle_time) {
+            hist_bump(h, HC_AHT_N, 1);
+            hist_bump(h, HC_AHT_SUM, e->handle_time_ms);
+        }
+        hist_bump(h, HC_CI_N, 1);
+        hist_bump(h, HC_CI_SUM, c4(ci));
+    }
+    if (e->has_sentiment) {
+        hist_bump(h, HC_SENT_N, 1);
+        /* exact: a float times 10^4 fits a double; llround rounds a half
+         * away from zero */
+        hist_bump(h, HC_SENT_SUM, (int64_t)llround(10000.0 * (double)e->sentiment));
+    }
+}
+
+/* Adds sign times a customer's contribution to the organisation (SPEC
+ * §9.2): ci is the score as written, so its bin is read off C(ci). */
+static void org_add(window_t *w, int64_t sign, double ci, bool at_risk, bool route_human) {
+    int64_t c = c4(ci);
+    int64_t bin = c / 100000;  /* [10k, 10k + 10) is C in [k * 100000, (k + 1) * 100000) */
+    if (bin > 9) bin = 9;      /* 100 counts in bin 9 */
+    if (bin < 0) bin = 0;
+    w->org[0] += sign;
+    w->org[1] += at_risk ? sign : 0;
+    w->org[2] += route_human ? sign : 0;
+    w->org[3] += sign * c;
+    w->org[4 + bin] += sign;
+}
+
+/* ------------------------------------------------------------------ */
 /* Alerts (SPEC §4)                                                    */
 
 static alert_t *alert_push(window_t *w, alert_type_t type, alert_trigger_t trigger,
@@ -682,6 +931,8 @@ static void cust_rescore(window_t *w, uint32_t id, body_t *y, const event_t *e, 
     strview_t eid = e ? e->event_id : (strview_t){NULL, 0};
     int64_t at = e ? e->occurred_at : w->watermark;
     alert_t *a;
+    size_t first_alert = w->nalerts;
+    bool was_at_risk = (c->flags & F_AT_RISK) != 0, was_human = y->route != ROUTE_AI;
 
     /* The reasons are built by appending, not with snprintf: a quarter of
      * the events raise an alert, and printf's "%.2f" was most of the
@@ -733,8 +984,40 @@ static void cust_rescore(window_t *w, uint32_t id, body_t *y, const event_t *e, 
             if (!by_streak) stpcpy(stpcpy(r, ", at or below "), w->nh_sentiment_g);
             if (!has_nh || y->last_nh_at < e->occurred_at) y->last_nh_at = e->occurred_at;
             c->flags |= F_HAS_NH;
+            /* SPEC §10.2: pending since the first needs_human */
+            if (!y->pending) {
+                y->pending = true;
+                y->pending_since = e->occurred_at;
+            }
         }
     }
+
+    /* SPEC §10.1, after the alerts: the first rule that holds. */
+    if (c->flags & F_AT_RISK)
+        y->route = ROUTE_AT_RISK;
+    else if (y->pending)
+        y->route = ROUTE_NEEDS_HUMAN;
+    else if (c->streak >= (uint32_t)p->route_streak)
+        y->route = ROUTE_STREAK;
+    else if (y->has_sent && (double)y->last_sent <= p->route_sentiment &&
+             y->sent_bucket >= window_start(w, bucket_of(w, w->watermark)))
+        y->route = ROUTE_SENTIMENT;
+    else
+        y->route = ROUTE_AI;
+
+    /* SPEC §9.1: each alert in e's segment, or EXPIRY:<type> at T_p. */
+    for (size_t i = first_alert; i < w->nalerts; i++) {
+        if (e)
+            hist_bump(hist_seg(w, bucket_of(w, e->occurred_at), hist_segment(e)),
+                      HC_ALERT + (uint32_t)w->alerts[i].type, 1);
+        else
+            hist_bump(hist_seg(w, bucket_of(w, w->watermark), HIST_EXPIRY),
+                      (uint32_t)w->alerts[i].type, 1);
+    }
+    /* SPEC §9.2: the contribution changes from the last score's to this one's. */
+    if (has_prev) org_add(w, -1, prev, was_at_risk, was_human);
+    org_add(w, 1, s.ci, (c->flags & F_AT_RISK) != 0, y->route != ROUTE_AI);
+
     c->last_ci = s.ci;
     c->flags |= F_HAS_SCORE;
     c->updated_at = w->watermark;
@@ -786,7 +1069,7 @@ static void window_expire(window_t *w, int64_t old_b, int64_t new_b, int64_t off
         while (drop < y.nbuckets && y.bk[drop].b < new_start) drop++;
         assert(drop > 0);
         if (drop == y.nbuckets) {
-            cust_evict(w, id);
+            cust_evict(w, id, &y);
             continue;
         }
         memmove(y.bk, y.bk + drop, (y.nbuckets - drop) * sizeof(bucket_t));
@@ -806,6 +1089,10 @@ window_t *window_new(const score_params_t *params, int32_t partition, char *errs
                      size_t errstr_size) {
     if (params->bucket_ms <= 0 || params->window_buckets <= 0 || params->streak_cap < 0) {
         snprintf(errstr, errstr_size, "bucket_ms and window_buckets must be positive");
+        return NULL;
+    }
+    if (params->route_streak < 1) {
+        snprintf(errstr, errstr_size, "route_streak must be at least 1");
         return NULL;
     }
     window_t *w = xcalloc(1, sizeof(*w));
@@ -837,6 +1124,9 @@ void window_free(window_t *w) {
     free(w->event_ids.p);
     free(w->bk);
     free(w->enc.p);
+    free(w->hsegs);
+    free(w->hseg_tab);
+    free(w->hist);
     free(w);
 }
 
@@ -888,6 +1178,17 @@ window_result_t window_add(window_t *w, const event_t *e, int64_t offset) {
     if (e->has_sentiment) {
         bk->sent_sum += (double)e->sentiment;
         bk->sent_n++;
+        y.has_sent = true;
+        y.last_sent = e->sentiment;
+        y.sent_bucket = b;
+    }
+    /* SPEC §10.2: a person's contact ends a pending follow-up. */
+    if (y.pending && e->kind == KIND_CONTACT &&
+        (e->handled_by == HANDLER_HUMAN || e->handled_by == HANDLER_HYBRID)) {
+        hseg_t *h = hist_seg(w, b, hist_segment(e));
+        hist_bump(h, HC_FOLLOWUPS, 1);
+        hist_bump(h, HC_FOLLOWUP_MS, t > y.pending_since ? t - y.pending_since : 0);
+        y.pending = false;
     }
     if (e->has_nps) {
         bk->loy_half += e->nps >= 9 ? 2 : (e->nps >= 7 ? 0 : -2);
@@ -920,9 +1221,10 @@ window_result_t window_add(window_t *w, const event_t *e, int64_t offset) {
     memcpy(w->event_ids.p + w->event_ids.len, e->event_id.ptr, e->event_id.len);
     w->event_ids.len += e->event_id.len;
 
-    /* 4. Re-score and evaluate alerts; store the body. */
+    /* 4. Re-score, evaluate alerts, route; store the body; history. */
     cust_rescore(w, id, &y, e, offset);
     cust_store(w, c, &y);
+    hist_event(w, e, b, c->last_ci);
     if (y.bk[0].b != old_oldest) {
         if (old_oldest != INT64_MIN) wheel_unlink(w, id, old_oldest);
         wheel_link(w, id, y.bk[0].b);
@@ -944,13 +1246,23 @@ const alert_t *window_alerts(const window_t *w, size_t *count) {
 /* ------------------------------------------------------------------ */
 /* State blob                                                          */
 /*
- * Version 2: u8 version, u8 flags (1 at_risk, 2 has_score, 4 has_nh,
+ * Version 3: u8 version, u8 flags (1 at_risk, 2 has_score, 4 has_nh,
  * 8 narrative), streak, [last_ci if has_score], updated_at, then the body
- * (see "Body encoding" above).  last_event_id is not part of it: the
- * customer's hash holds it.
+ * (see "Body encoding" above), which since version 3 starts with the route,
+ * the pending follow-up and the latest sentiment (SPEC §10).
+ * last_event_id is not part of it: the customer's hash holds it.
+ *
+ * The blob is written with the customer's hash, so last_ci, at_risk and the
+ * route it holds are the customer's contribution to <prefix>org as last
+ * written (SPEC §9.2): a restarted window goes on from there.
+ *
+ * Version 2 blobs are refused, loudly: they lack the route inputs and the
+ * pending follow-up, and a Redis written by a version without §9 has no
+ * history and no org to continue, so such a prefix must be rebuilt from the
+ * log (docs/STATE.md).
  */
 
-#define STATE_VERSION 2
+#define STATE_VERSION 3
 
 static size_t cust_blob(window_t *w, const cust_t *c) {
     bytes_t *o = &w->enc;
@@ -969,6 +1281,12 @@ int window_load_customer(window_t *w, strview_t customer_id, const unsigned char
                          size_t state_len, char *errstr, size_t errstr_size) {
     if (customer_id.len == 0 || customer_id.len > EVENT_CUSTOMER_ID_MAX) {
         snprintf(errstr, errstr_size, "customer id of %zu bytes", customer_id.len);
+        return -1;
+    }
+    if (state_len >= 2 && state[0] == 2) {
+        snprintf(errstr, errstr_size,
+                 "state version 2 was written by a rapport without routing, history and org "
+                 "(SPEC §9-10); rebuild this prefix from the log (docs/STATE.md)");
         return -1;
     }
     if (state_len < 2 || state[0] != STATE_VERSION || (state[1] & ~F_STORED)) {
@@ -1043,6 +1361,8 @@ static void cust_view(window_t *w, const cust_t *c, window_customer_view_t *v) {
      * may pass it to memcmp/memcpy. */
     v->last_event_id = c->eid ? (strview_t){w->event_ids.p + c->eid - 1, c->eid_len}
                               : (strview_t){"", 0};
+    v->route_human = y.route != ROUTE_AI;
+    v->route_reason = route_reason_names[y.route];
     v->state_len = cust_blob(w, c);
     v->state = (const unsigned char *)w->enc.p;
 }
@@ -1084,6 +1404,9 @@ void window_commit(window_t *w) {
         }
     }
     w->ndirty = 0;
+    for (size_t i = 0; i < w->nhsegs; i++) w->hseg_tab[w->hsegs[i].slot] = 0;
+    w->nhsegs = 0;
+    memset(w->org, 0, sizeof(w->org));
     w->nalerts = 0;
     w->alert_text.len = 0;
     w->event_ids.len = 0;
@@ -1116,6 +1439,8 @@ static void fill_upsert(void *opaque, const window_customer_view_t *v) {
     c->updated_at = v->updated_at;
     c->last_event_id = batch_copy(f->b, v->last_event_id.ptr, v->last_event_id.len);
     c->state = batch_copy(f->b, v->state, v->state_len);
+    c->route = batch_static(v->route_human ? "human" : "ai");
+    c->route_reason = batch_static(v->route_reason ? v->route_reason : "");
 }
 
 static void fill_delete(void *opaque, strview_t customer_id) {
@@ -1142,6 +1467,14 @@ void window_fill_batch(window_t *w, batch_t *b, batch_partition_t *bp) {
         x->reason = batch_copy(b, a->reason, strlen(a->reason));
         x->narrative = batch_copy(b, a->narrative.ptr, a->narrative.len);
     }
+    size_t nh;
+    const window_hist_delta_t *h = window_history_deltas(w, &nh);
+    for (size_t i = 0; i < nh; i++)
+        batch_add_history(b, bp, h[i].bucket_start, h[i].field, h[i].delta);
+    int64_t org[WINDOW_ORG_FIELDS];
+    window_org_deltas(w, org);
+    for (size_t i = 0; i < WINDOW_ORG_FIELDS; i++)
+        if (org[i]) batch_add_org(b, bp, window_org_field_names[i], org[i]);
     if (w->watermark_dirty) {
         bp->has_watermark = true;
         bp->watermark = w->watermark;
@@ -1161,4 +1494,30 @@ int window_restore_customer(void *opaque, const char *customer_id, size_t id_len
     /* A sink may hand a customer twice (Redis's HSCAN can): the first
      * copy is loaded. */
     return (id_len > 0 && id_len <= EVENT_CUSTOMER_ID_MAX && cust_lookup(w, id)) ? 0 : -1;
+}
+
+const window_hist_delta_t *window_history_deltas(window_t *w, size_t *count) {
+    size_t n = 0;
+    for (size_t i = 0; i < w->nhsegs; i++) n += (size_t)__builtin_popcount(w->hsegs[i].touched);
+    if (n > w->hist_cap) {
+        w->hist_cap = n;
+        w->hist = xrealloc(w->hist, n * sizeof(*w->hist));
+    }
+    window_hist_delta_t *o = w->hist;
+    for (size_t i = 0; i < w->nhsegs; i++) {
+        const hseg_t *h = &w->hsegs[i];
+        for (uint32_t c = 0; c < HC_COUNT; c++) {
+            if (!(h->touched & (1u << c))) continue;
+            o->bucket_start = h->start;
+            hist_field_name(h->seg, c, o->field);
+            o->delta = h->d[c];
+            o++;
+        }
+    }
+    *count = n;
+    return w->hist;
+}
+
+void window_org_deltas(const window_t *w, int64_t out[WINDOW_ORG_FIELDS]) {
+    memcpy(out, w->org, sizeof(w->org));
 }

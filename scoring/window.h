@@ -3,10 +3,12 @@
  *
  * A window_t holds, for one partition, the watermark T_p and every customer
  * seen in the current window: per-bucket counters, the AI-failure streak,
- * the at-risk flag, the needs_human cooldown and the latest narrative.  It
- * applies events in partition order (SPEC §2.1), re-scores (§3), raises
- * alerts (§4), and remembers what changed since the last window_commit() so
- * that a sink can write it in one transaction.
+ * the at-risk flag, the needs_human cooldown, the latest narrative, the
+ * route and the pending follow-up.  It applies events in partition order
+ * (SPEC §2.1), re-scores (§3), raises alerts (§4), routes (§10), and
+ * remembers what changed since the last window_commit() (customers, alerts,
+ * history and organisation deltas, §9) so that a sink can write it in one
+ * transaction.
  *
  * Pure: no I/O, no clock, no Kafka, no Redis.  Not thread-safe: one thread
  * owns a window (the consumer's main loop).
@@ -55,6 +57,9 @@ typedef struct window_customer_view {
     int at_risk;
     int64_t updated_at;
     strview_t last_event_id;
+    bool route_human;             /* SPEC §10.1: route human (true) or ai */
+    const char *route_reason;     /* "at_risk", "needs_human", "streak",
+                                   * "sentiment", or "" for ai; static */
     const unsigned char *state;   /* window_load_customer() reads this back */
     size_t state_len;
 } window_customer_view_t;
@@ -103,7 +108,37 @@ const alert_t *window_alerts(const window_t *w, size_t *count);
  * window is left as it is (window_commit() forgets the changes). */
 void window_fill_batch(window_t *w, batch_t *b, batch_partition_t *bp);
 
-/* Forget the changes and alerts: they are in a batch, or written. */
+/* History counters (SPEC §9.1) added since the last window_commit(),
+ * coalesced: one entry per (bucket_start, field), grouped by bucket and
+ * segment in the order each was first touched.  `field` is
+ * `<CHANNEL>:<HANDLER>:<counter>` or `EXPIRY:<alert type>`; `bucket_start`
+ * is S = b(t) * bucket_ms, the hash `<prefix>history:<S>`.  Deltas are
+ * never negative except `sent_sum` (which may also be 0), and saturate at
+ * the int64 limits (an `aht_sum` of huge handle times; docs/DESIGN.md
+ * §3a).  Owned by the window; valid until the next window_add(),
+ * window_history_deltas() or window_commit(). */
+#define WINDOW_HIST_FIELD_MAX 48
+typedef struct window_hist_delta {
+    int64_t bucket_start;
+    char field[WINDOW_HIST_FIELD_MAX];   /* NUL-terminated */
+    int64_t delta;
+} window_hist_delta_t;
+
+const window_hist_delta_t *window_history_deltas(window_t *w, size_t *count);
+
+/* The organisation counters (SPEC §9.2), in this order. */
+#define WINDOW_ORG_FIELDS 14
+extern const char *const window_org_field_names[WINDOW_ORG_FIELDS];
+
+/* What `<prefix>org` must change by to account for this partition's
+ * changes since the last window_commit(): the sum over changed customers of
+ * their contribution now minus their contribution as last written (0 for an
+ * evicted customer now, 0 for a new one before).  Fills out[] in the order
+ * of window_org_field_names; a field may be 0. */
+void window_org_deltas(const window_t *w, int64_t out[WINDOW_ORG_FIELDS]);
+
+/* Forget the changes, alerts, history and org deltas: the sink has written
+ * them (they are in a batch, or written). */
 void window_commit(window_t *w);
 
 /* Restore one customer from a state blob written by the upsert callback.

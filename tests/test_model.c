@@ -17,8 +17,12 @@
  * that keeps a view into the event is caught (under ASan: at once).
  *
  * Compared after every event: the add result, the watermark, every new
- * alert (all fields but reason; scores as %.4f text), the customer count
- * and the event's customer view.  At commits: the change set that
+ * alert (all fields but reason; scores as %.4f text), the customer count,
+ * the event's customer view (route and route_reason included, SPEC §10.1)
+ * and the organisation (§9.2): the sum of every window_org_deltas() so far,
+ * committed or not, must equal the model's org computed from scratch.  The
+ * history (§9.1): the sum of every flush's window_history_deltas() must
+ * equal the model's totals, compared at random points and at the end.  At commits: the change set that
  * window_foreach_change() reports and the watermark's dirty flag.  At
  * random points and at the end: every customer's view, and the set of
  * customers evicted and not back.  Each case also checks that its streams
@@ -105,7 +109,10 @@ typedef struct model_case {
     int32_t needs_human_streak;
     double needs_human_sentiment;
     int64_t needs_human_cooldown_ms;
+    int32_t route_streak;         /* 0: route_streak and route_sentiment default */
+    double route_sentiment;
     bool use_defaults;            /* ignore the fields above */
+    bool expect_clamped;          /* scores of exactly 0 and 100 must occur */
 } model_case_t;
 
 static void case_params(const model_case_t *c, score_params_t *p)
@@ -126,6 +133,10 @@ static void case_params(const model_case_t *c, score_params_t *p)
     p->needs_human_streak = c->needs_human_streak;
     p->needs_human_sentiment = c->needs_human_sentiment;
     p->needs_human_cooldown_ms = c->needs_human_cooldown_ms;
+    if (c->route_streak > 0) {
+        p->route_streak = c->route_streak;
+        p->route_sentiment = c->route_sentiment;
+    }
 }
 
 /* One row per parameter set; 310 streams × 2,000 events in all. */
@@ -134,13 +145,13 @@ static model_case_t cases[] = {
       .g = { 40, 2000, 20, 300, 7200000, 0.004, 0.01, 0.01, 3 * 86400000LL, false } },
     { .name = "small_window", .seed_base = 2000,
       .g = { 40, 2000, 3, 60, 300, 0.01, 0.02, 0.02, 2500, false },
-      1000, 3, 3, 0.4, 0.3, 0.3, 4, 5, 35, 50, 3, -0.6, 2500 },
+      1000, 3, 3, 0.4, 0.3, 0.3, 4, 5, 35, 50, 3, -0.6, 2500, 1, -1.0 },
     { .name = "one_bucket_window", .seed_base = 3000,
       .g = { 30, 2000, 3, 40, 200, 0.01, 0.02, 0.02, 1500, false },
       1000, 1, 3, 0.4, 0.3, 0.3, 4, 5, 35, 50, 2, -0.6, 1000 },
     { .name = "churn_flips", .seed_base = 4000,
       .g = { 40, 2000, 3, 30, 250, 0.01, 0.02, 0.02, 3000, false },
-      1000, 5, 3, 0.4, 0.3, 0.3, 2.5, 5, 48, 52, 2, -0.6, 0 },
+      1000, 5, 3, 0.4, 0.3, 0.3, 2.5, 5, 48, 52, 2, -0.6, 0, 3, -0.2 },
     { .name = "equal_thresholds", .seed_base = 5000,
       .g = { 30, 2000, 3, 20, 3, 0.01, 0.02, 0.03, 20, false },
       7, 4, 0.5, 0.5, 0.25, 0.25, 4, 0, 50, 50, 1, 0.0, 10 },
@@ -161,6 +172,11 @@ static model_case_t cases[] = {
     { .name = "widest_window", .seed_base = 10000,
       .g = { 10, 2000, 3, 40, 200, 0.01, 0.02, 0.02, 50000, false, 0, false },
       1, 100000, 3, 0.4, 0.3, 0.3, 4, 5, 35, 50, 3, -0.6, 100000 },
+    /* weights over 1 and a heavy penalty: ci clamped at 100 (org bin 9)
+     * and at 0 (bin 0) */
+    { .name = "clamped", .seed_base = 13000, .expect_clamped = true,
+      .g = { 20, 2000, 3, 40, 300, 0.01, 0.02, 0.02, 2500, false },
+      1000, 5, 3, 0.7, 0.5, 0.5, 40, 3, 35, 50, 3, -0.6, 2500, 2, -0.5 },
     /* a restart: a new window, window_set_watermark() and
      * window_load_customer() from the blobs of the upsert callbacks, must
      * go on exactly as the uninterrupted model (SPEC §6) */
@@ -168,7 +184,7 @@ static model_case_t cases[] = {
       .g = { 15, 2000, 20, 300, 7200000, 0.004, 0.01, 0.01, 3 * 86400000LL, false, 0, false, 0.1 } },
     { .name = "restarts_churn_flips", .seed_base = 12000,
       .g = { 15, 2000, 3, 30, 250, 0.01, 0.02, 0.02, 3000, false, 0, false, 0.1 },
-      1000, 5, 3, 0.4, 0.3, 0.3, 2.5, 5, 48, 52, 2, -0.6, 1500 },
+      1000, 5, 3, 0.4, 0.3, 0.3, 2.5, 5, 48, 52, 2, -0.6, 1500, 4, 0.0 },
 };
 
 /* ---- generated events ---- */
@@ -291,9 +307,16 @@ static char *gen_customer_id(rng_t *r, char **taken, size_t ntaken)
 
 enum { MOOD_ANGRY, MOOD_NEUTRAL, MOOD_HAPPY };
 
-static float gen_sentiment(rng_t *r, int mood, double nh_threshold)
+static float gen_sentiment(rng_t *r, int mood, const score_params_t *p)
 {
+    double nh_threshold = p->needs_human_sentiment;
     uint64_t pick = rng_below(r, 100);
+    if (pick < 6) {
+        /* the route threshold (SPEC §10.1) and values either side */
+        float f = (float)p->route_sentiment;
+        return pick < 3 ? f : nextafterf(f, pick == 3 ? -1.0f : 1.0f);
+    }
+    pick = rng_below(r, 100);
     if (pick < 10)
         return -0.6f;
     if (pick < 14)
@@ -305,7 +328,10 @@ static float gen_sentiment(rng_t *r, int mood, double nh_threshold)
     if (pick < 25)
         return nextafterf((float)nh_threshold, rng_chance(r, 0.5) ? -1.0f : 1.0f);
     if (pick < 28) {
-        static const float edges[] = { -1.0f, 1.0f, 0.0f, -0.0f, -0.7f, 0.5f, 1e-45f, -1e-45f };
+        /* 10000 times 0.03125 or 0.65625 is a half: SPEC §9.1 rounds it
+         * away from zero */
+        static const float edges[] = { -1.0f, 1.0f, 0.0f, -0.0f, -0.7f, 0.5f, 1e-45f, -1e-45f,
+                                       0.03125f, -0.03125f, -0.65625f, 0.00005f, -0.00005f };
         return edges[rng_below(r, sizeof edges / sizeof edges[0])];
     }
     double u = rng_unit(r);
@@ -339,7 +365,7 @@ static void gen_event(rng_t *r, gev_t *g, int mood, const score_params_t *p, boo
     int p_false = mood == MOOD_ANGRY ? 65 : mood == MOOD_HAPPY ? 10 : 30;
     e->resolved = res < 20 ? TRI_NULL : res < 20 + (uint64_t)p_false ? TRI_FALSE : TRI_TRUE;
     e->has_sentiment = rng_chance(r, 0.6);
-    e->sentiment = e->has_sentiment ? gen_sentiment(r, mood, p->needs_human_sentiment) : 0.0f;
+    e->sentiment = e->has_sentiment ? gen_sentiment(r, mood, p) : 0.0f;
     e->has_csat = rng_chance(r, 0.3);
     if (e->has_csat)
         e->csat = mood == MOOD_ANGRY ? 1 + (int32_t)rng_below(r, 3)
@@ -679,6 +705,57 @@ static void blobs_free(blobs_t *b)
     idset_free(&b->ids);
 }
 
+/* History counters (SPEC §9.1) summed over flushes, sorted by
+ * (bucket_start, field) as model_history() is. */
+typedef struct hsum {
+    int64_t bucket_start;
+    char field[WINDOW_HIST_FIELD_MAX];
+    __int128 total;
+} hsum_t;
+
+typedef struct hsums {
+    hsum_t *v;
+    size_t n, cap;
+} hsums_t;
+
+static int hkey_cmp(int64_t s1, const char *f1, int64_t s2, const char *f2)
+{
+    return s1 < s2 ? -1 : s1 > s2 ? 1 : strcmp(f1, f2);
+}
+
+static void hsums_add(hsums_t *h, int64_t bucket_start, const char *field, int64_t d)
+{
+    size_t lo = 0, hi = h->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = hkey_cmp(h->v[mid].bucket_start, h->v[mid].field, bucket_start, field);
+        if (c == 0) {
+            h->v[mid].total += d;
+            return;
+        }
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (h->n == h->cap) {
+        h->cap = h->cap ? 2 * h->cap : 64;
+        h->v = realloc(h->v, h->cap * sizeof *h->v);
+        cr_assert_not_null(h->v);
+    }
+    memmove(&h->v[lo + 1], &h->v[lo], (h->n - lo) * sizeof *h->v);
+    memset(&h->v[lo], 0, sizeof h->v[lo]);
+    h->v[lo].bucket_start = bucket_start;
+    snprintf(h->v[lo].field, sizeof h->v[lo].field, "%s", field);
+    h->v[lo].total = d;
+    h->n++;
+}
+
+static int64_t sat64(__int128 t)
+{
+    return t > INT64_MAX ? INT64_MAX : t < INT64_MIN ? INT64_MIN : (int64_t)t;
+}
+
 typedef struct run {
     window_t *w;
     model_t *m;
@@ -691,6 +768,8 @@ typedef struct run {
     idset_t changes;              /* one commit's foreach_change, for duplicates */
     idset_t change_upserts;
     blobs_t blobs;
+    hsums_t hist;                 /* every committed history delta, summed */
+    int64_t org[WINDOW_ORG_FIELDS];   /* every committed org delta, summed */
 } run_t;
 
 /* Records the first mismatch; true when this is it (the caller then adds
@@ -795,7 +874,8 @@ static void compare_alerts(run_t *r, size_t idx)
 
 static void say_view(msgbuf_t *b, strview_t id, double ci, double res, double sen, double loy,
                      double ai, double aht, int64_t streak, int64_t contacts, int64_t resolved,
-                     int64_t events, int at_risk, int64_t updated_at, strview_t last_event_id)
+                     int64_t events, int at_risk, int64_t updated_at, strview_t last_event_id,
+                     bool route_human, const char *route_reason)
 {
     char f[6][64];
     say(b, "customer=");
@@ -806,6 +886,8 @@ static void say_view(msgbuf_t *b, strview_t id, double ci, double res, double se
         fmt4(f[3], loy), fmt4(f[4], ai), fmt4(f[5], aht), streak, contacts, resolved, events,
         at_risk, updated_at);
     say_bytes(b, last_event_id);
+    say(b, " route=%s route_reason=\"%s\"", route_human ? "human" : "ai",
+        route_reason ? route_reason : "(null)");
 }
 
 static void compare_customer(run_t *r, size_t idx, strview_t id)
@@ -838,15 +920,17 @@ static void compare_customer(run_t *r, size_t idx, strview_t id)
         /* The window keeps last_event_id only until the commit after the
          * customer's last event (the hash holds it; DESIGN.md §3): when it
          * has one, it must be the model's. */
-        (wv.last_event_id.len == 0 || sv_eq(wv.last_event_id, mv.last_event_id));
+        (wv.last_event_id.len == 0 || sv_eq(wv.last_event_id, mv.last_event_id)) &&
+        wv.route_human == mv.route_human && wv.route_reason != NULL &&
+        strcmp(wv.route_reason, mv.route_reason) == 0;
     if (!same && mismatch(r, idx, "after event %zu, customer views differ\n window: ", idx)) {
         say_view(r->msg, wv.customer_id, wv.ci, wv.resolution, wv.sentiment, wv.loyalty,
                  wv.ai_share, wv.aht_ms, wv.streak, wv.contacts, wv.resolved, wv.events,
-                 wv.at_risk, wv.updated_at, wv.last_event_id);
+                 wv.at_risk, wv.updated_at, wv.last_event_id, wv.route_human, wv.route_reason);
         say(r->msg, "\n model:  ");
         say_view(r->msg, mv.customer_id, mv.ci, mv.resolution, mv.sentiment, mv.loyalty,
                  mv.ai_share, mv.aht_ms, mv.streak, mv.contacts, mv.resolved, mv.events,
-                 mv.at_risk, mv.updated_at, mv.last_event_id);
+                 mv.at_risk, mv.updated_at, mv.last_event_id, mv.route_human, mv.route_reason);
         say(r->msg, "\n");
     }
 }
@@ -863,6 +947,104 @@ static void compare_all(run_t *r, size_t idx)
     const strview_t *ev = model_evicted(r->m, &ne);
     for (size_t i = 0; i < ne && !r->bad; i++)
         compare_customer(r, idx, ev[i]);
+}
+
+/* SPEC §9.2: the org deltas written so far plus the ones not yet written
+ * must be the model's organisation, computed from scratch. */
+static void compare_org(run_t *r, size_t idx)
+{
+    int64_t d[WINDOW_ORG_FIELDS], want[WINDOW_ORG_FIELDS];
+    window_org_deltas(r->w, d);
+    model_org(r->m, want);
+    for (int k = 0; k < WINDOW_ORG_FIELDS; k++) {
+        if (r->org[k] + d[k] != want[k] &&
+            mismatch(r, idx, "after event %zu, org %s: written %" PRId64 " + pending delta %"
+                     PRId64 ", model %" PRId64 "\n", idx, window_org_field_names[k], r->org[k],
+                     d[k], want[k]))
+            return;
+    }
+}
+
+/* SPEC §9.1: the sum of every flush's history deltas (and the ones not yet
+ * committed) must be the model's totals, counter by counter. */
+static void compare_history(run_t *r, size_t idx)
+{
+    hsums_t all = { 0 };
+    all.v = malloc((r->hist.n ? r->hist.n : 1) * sizeof *all.v);
+    cr_assert_not_null(all.v);
+    if (r->hist.n > 0)
+        memcpy(all.v, r->hist.v, r->hist.n * sizeof *all.v);
+    all.n = all.cap = r->hist.n;
+    size_t nd;
+    const window_hist_delta_t *d = window_history_deltas(r->w, &nd);
+    for (size_t i = 0; i < nd; i++)
+        hsums_add(&all, d[i].bucket_start, d[i].field, d[i].delta);
+    size_t nm;
+    const model_hist_t *mh = model_history(r->m, &nm);
+    size_t i = 0, j = 0;
+    while ((i < all.n || j < nm) && !r->bad) {
+        int c = i == all.n ? 1 : j == nm ? -1
+              : hkey_cmp(all.v[i].bucket_start, all.v[i].field, mh[j].bucket_start, mh[j].field);
+        int64_t wv = c <= 0 ? sat64(all.v[i].total) : 0;
+        int64_t mv = c >= 0 ? mh[j].total : 0;
+        int64_t S = c <= 0 ? all.v[i].bucket_start : mh[j].bucket_start;
+        const char *f = c <= 0 ? all.v[i].field : mh[j].field;
+        if (wv != mv)
+            mismatch(r, idx, "after event %zu, history:%" PRId64 " %s: window deltas sum to %"
+                     PRId64 ", model %" PRId64 "\n", idx, S, f, wv, mv);
+        if (c <= 0)
+            i++;
+        if (c >= 0)
+            j++;
+    }
+    free(all.v);
+}
+
+static int hdelta_cmp(const void *a, const void *b)
+{
+    const window_hist_delta_t *x = a, *y = b;
+    return hkey_cmp(x->bucket_start, x->field, y->bucket_start, y->field);
+}
+
+/* One flush's history and org deltas, as a sink would write them: each
+ * (S, field) at most once, fields well formed; then summed into r. */
+static void take_deltas(run_t *r, size_t idx)
+{
+    size_t nd;
+    const window_hist_delta_t *d = window_history_deltas(r->w, &nd);
+    window_hist_delta_t *sorted = malloc((nd ? nd : 1) * sizeof *sorted);
+    cr_assert_not_null(sorted);
+    if (nd > 0)
+        memcpy(sorted, d, nd * sizeof *sorted);
+    qsort(sorted, nd, sizeof *sorted, hdelta_cmp);
+    for (size_t i = 0; i < nd; i++) {
+        if (i > 0 && hdelta_cmp(&sorted[i - 1], &sorted[i]) == 0)
+            mismatch(r, idx, "after event %zu, history delta %" PRId64 " %s twice in a flush\n",
+                     idx, sorted[i].bucket_start, sorted[i].field);
+        if (memchr(sorted[i].field, '\0', sizeof sorted[i].field) == NULL)
+            mismatch(r, idx, "after event %zu, a history field is not terminated\n", idx);
+        hsums_add(&r->hist, d[i].bucket_start, d[i].field, d[i].delta);
+    }
+    free(sorted);
+    int64_t od[WINDOW_ORG_FIELDS];
+    window_org_deltas(r->w, od);
+    for (int k = 0; k < WINDOW_ORG_FIELDS; k++)
+        r->org[k] += od[k];
+}
+
+/* After a commit (or a restart) nothing is left to write. */
+static void expect_no_deltas(run_t *r, size_t idx, const char *when)
+{
+    size_t nd;
+    window_history_deltas(r->w, &nd);
+    int64_t od[WINDOW_ORG_FIELDS];
+    window_org_deltas(r->w, od);
+    bool zero = nd == 0;
+    for (int k = 0; k < WINDOW_ORG_FIELDS; k++)
+        zero = zero && od[k] == 0;
+    if (!zero)
+        mismatch(r, idx, "after event %zu, %s: %zu history deltas or org deltas left\n", idx,
+                 when, nd);
 }
 
 static void on_upsert(void *opaque, const window_customer_view_t *v)
@@ -913,8 +1095,10 @@ static void commit_both(run_t *r, size_t idx)
                 want == MODEL_UPSERT ? "upsert" : want == MODEL_DELETE ? "delete" : "unchanged");
         }
     }
+    take_deltas(r, idx);
     window_commit(r->w);
     model_commit(r->m);
+    expect_no_deltas(r, idx, "commit");
     r->wseen = 0;
 }
 
@@ -946,10 +1130,13 @@ static void restart(run_t *r, size_t idx, int32_t partition, const score_params_
             say(r->msg, ") failed: %s\n", err);
         }
     }
-    /* nothing is left to write: the blobs came from the sink */
-    window_commit(w);
+    /* loading writes nothing: no history, and every customer's org
+     * contribution is what its blob says was written */
     window_free(r->w);
     r->w = w;
+    expect_no_deltas(r, idx, "restart");
+    /* nothing is left to write: the blobs came from the sink */
+    window_commit(w);
     r->wseen = 0;
     if (window_watermark(r->w) != model_watermark(r->m))
         mismatch(r, idx, "after event %zu, restart: watermark %" PRId64 ", model %" PRId64 "\n",
@@ -958,6 +1145,8 @@ static void restart(run_t *r, size_t idx, int32_t partition, const score_params_
         mismatch(r, idx, "after event %zu, restart: customer count: window %zu, model %zu\n",
                  idx, window_customer_count(r->w), model_customer_count(r->m));
     compare_all(r, idx);
+    compare_org(r, idx);
+    compare_history(r, idx);
 }
 
 /* Feeds one event to the window from private copies of its strings, freed
@@ -1014,8 +1203,11 @@ static bool run_events(const score_params_t *p, const stream_t *s, msgbuf_t *msg
             mismatch(&r, i, "after event %zu, customer count: window %zu, model %zu\n", i,
                      window_customer_count(r.w), model_customer_count(r.m));
         compare_customer(&r, i, e->customer_id);
-        if (s->ev[i].check_all_after)
+        compare_org(&r, i);
+        if (s->ev[i].check_all_after) {
             compare_all(&r, i);
+            compare_history(&r, i);
+        }
         if (s->ev[i].commit_after)
             commit_both(&r, i);
         if (s->ev[i].commit_after && s->ev[i].restart_after && !r.bad)
@@ -1025,6 +1217,8 @@ static bool run_events(const score_params_t *p, const stream_t *s, msgbuf_t *msg
         compare_all(&r, s->n - 1);
         commit_both(&r, s->n - 1);
         compare_evicted(&r, s->n - 1);
+        compare_org(&r, s->n - 1);
+        compare_history(&r, s->n - 1);
     }
     *bad_index = r.bad_index;
     window_free(r.w);
@@ -1033,6 +1227,7 @@ static bool run_events(const score_params_t *p, const stream_t *s, msgbuf_t *msg
     idset_free(&r.changes);
     idset_free(&r.change_upserts);
     blobs_free(&r.blobs);
+    free(r.hist.v);
     return !r.bad;
 }
 
@@ -1045,7 +1240,13 @@ typedef struct coverage {
     size_t events, late, evictions, streams_with_eviction, restarts;
     size_t alerts[ALERT_TYPE_COUNT][2];         /* [type][trigger] */
     size_t with_narrative, narrative_cut, narrative_gone, needs_human_by_sentiment;
+    size_t route[5];              /* at_risk, needs_human, streak, sentiment, ai */
+    size_t followups, followups_late, pending_evictions, expiry_history, half_sentiments;
+    size_t ci_100, ci_0;          /* re-scores written as 100.0000 and 0.0000 */
 } coverage_t;
+
+static const char *const route_reasons[5] = { "at_risk", "needs_human", "streak", "sentiment",
+                                               "" };
 
 static void coverage_add(coverage_t *cov, const score_params_t *p, const stream_t *s)
 {
@@ -1054,9 +1255,35 @@ static void coverage_add(coverage_t *cov, const score_params_t *p, const stream_
         cov->events++;
         if (s->ev[i].restart_after)
             cov->restarts++;
-        if (model_add(m, &s->ev[i].e, (int64_t)i) == WINDOW_LATE)
+        const event_t *e = &s->ev[i].e;
+        if (model_add(m, e, (int64_t)i) == WINDOW_LATE) {
             cov->late++;
+            continue;
+        }
+        model_customer_t v;
+        if (model_get(m, e->customer_id, &v))
+            for (int k = 0; k < 5; k++)
+                if (strcmp(v.route_reason, route_reasons[k]) == 0)
+                    cov->route[k]++;
+        if (model_c(v.ci) == 1000000)
+            cov->ci_100++;
+        if (model_c(v.ci) == 0)
+            cov->ci_0++;
+        if (e->has_sentiment && fabs(fmod(10000.0 * (double)e->sentiment, 1.0)) == 0.5)
+            cov->half_sentiments++;
     }
+    size_t nh;
+    const model_hist_t *h = model_history(m, &nh);
+    for (size_t i = 0; i < nh; i++) {
+        size_t fl = strlen(h[i].field);
+        if (fl > 10 && strcmp(h[i].field + fl - 10, ":followups") == 0)
+            cov->followups += (size_t)h[i].total;
+        if (fl > 12 && strcmp(h[i].field + fl - 12, ":followup_ms") == 0 && h[i].total > 0)
+            cov->followups_late++;
+        if (strncmp(h[i].field, "EXPIRY:", 7) == 0)
+            cov->expiry_history += (size_t)h[i].total;
+    }
+    cov->pending_evictions += model_pending_eviction_count(m);
     size_t n;
     const model_alert_t *a = model_alerts(m, &n);
     for (size_t i = 0; i < n; i++) {
@@ -1223,6 +1450,12 @@ ParameterizedTest(model_case_t *c, model, differential, .timeout = 120)
                 cov.alerts[ALERT_RECOVERED][0], cov.alerts[ALERT_RECOVERED][1],
                 cov.alerts[ALERT_NEEDS_HUMAN][0], cov.needs_human_by_sentiment,
                 cov.with_narrative, cov.narrative_cut, cov.narrative_gone);
+    cr_log_info("%s: routes at_risk %zu, needs_human %zu, streak %zu, sentiment %zu, ai %zu; "
+                "%zu follow-ups (%zu counters with waits), %zu pending evicted, %zu expiry "
+                "alerts in history, %zu sentiments at a half; ci 100 %zu times, 0 %zu times",
+                c->name, cov.route[0], cov.route[1], cov.route[2], cov.route[3], cov.route[4],
+                cov.followups, cov.followups_late, cov.pending_evictions, cov.expiry_history,
+                cov.half_sentiments, cov.ci_100, cov.ci_0);
     if (only == NULL) {
         /* what every case must exercise, or it checks less than it claims */
         score_params_t p;
@@ -1242,6 +1475,18 @@ ParameterizedTest(model_case_t *c, model, differential, .timeout = 120)
                       "%s: no recovered or no expiry alert", c->name);
         if (c->g.restart_prob > 0)
             cr_expect(cov.restarts > 0, "%s: no restart", c->name);
+        /* SPEC §9–10: every route rule but the streak (which needs_human
+         * and at_risk shadow when their thresholds are close), follow-ups
+         * with a wait, pending customers evicted, sentiments at a half */
+        cr_expect(cov.route[0] > 0 && cov.route[1] > 0 && cov.route[3] > 0 && cov.route[4] > 0,
+                  "%s: a route rule never chose", c->name);
+        cr_expect(cov.followups > 0 && cov.followups_late > 0 && cov.pending_evictions > 0,
+                  "%s: no follow-up, or no pending customer evicted", c->name);
+        cr_expect(cov.half_sentiments > 0, "%s: no sentiment at a half", c->name);
+        if (p.window_buckets > 1)
+            cr_expect(cov.expiry_history > 0, "%s: no expiry alert in the history", c->name);
+        if (c->expect_clamped)
+            cr_expect(cov.ci_100 > 0 && cov.ci_0 > 0, "%s: no ci of 100 or of 0", c->name);
     }
     cr_expect_eq(failed, 0, "case %s: %d stream(s) disagree with the model, first seed %" PRIu64
                  " (details on stderr)", c->name, failed, first_bad);

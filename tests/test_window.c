@@ -690,3 +690,375 @@ Test(window, churn_of_customers) {
     cr_assert_geq(window_customer_count(w), 4000);
     window_free(w);
 }
+
+/* ---- SPEC §9 and §10: route, follow-through, history, org ---- */
+
+static int64_t hist_get(window_t *w, int64_t bucket_start, const char *field) {
+    size_t n;
+    const window_hist_delta_t *d = window_history_deltas(w, &n);
+    int64_t found = 0;
+    int times = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (d[i].bucket_start == bucket_start && strcmp(d[i].field, field) == 0) {
+            found = d[i].delta;
+            times++;
+        }
+    }
+    cr_assert_leq(times, 1, "%s at %lld appears %d times", field, (long long)bucket_start, times);
+    return found;
+}
+
+static int64_t org_get(const window_t *w, const char *name) {
+    int64_t d[WINDOW_ORG_FIELDS];
+    window_org_deltas(w, d);
+    for (int k = 0; k < WINDOW_ORG_FIELDS; k++)
+        if (strcmp(window_org_field_names[k], name) == 0) return d[k];
+    cr_assert_fail("no org field %s", name);
+    return 0;
+}
+
+static void route_of(window_t *w, const char *cid, bool *human, const char **reason) {
+    window_customer_view_t v;
+    cr_assert(window_get(w, (strview_t){cid, strlen(cid)}, &v), "%s not tracked", cid);
+    cr_assert_not_null(v.route_reason);
+    *human = v.route_human;
+    *reason = v.route_reason;
+}
+
+#define EV(c, t, k, by, res, s) {c, t, k, by, res, s, -1, -1, NULL}
+#define PURCHASE(c, t) EV(c, t, KIND_PURCHASE, HANDLER_NONE, TRI_NULL, NONE_F)
+#define SENT(c, t, s) EV(c, t, KIND_FEEDBACK, HANDLER_NONE, TRI_NULL, s)
+
+/* SPEC §10.1: the first rule that holds, after the alerts. */
+Test(window, route_rules) {
+    struct {
+        const char *name;
+        int window_buckets;        /* 0: default */
+        double route_sentiment;    /* NAN: default */
+        ev_t ev[4];
+        int nev;
+        const char *reason;        /* of customer "r" after the events */
+    } t[] = {
+        /* at risk and a streak of 2: rule 1 first */
+        {"at_risk", 0, NAN, {AI_FAIL("r", 0, -0.3), AI_FAIL("r", DAY, -0.5)}, 2, "at_risk"},
+        /* needs_human by sentiment at ci 37.625 (not at risk): pending */
+        {"needs_human", 0, NAN, {AI_FAIL("r", 0, -0.9)}, 1, "needs_human"},
+        /* a purchase keeps ci at 37.75 with a streak of 2, no needs_human */
+        {"streak", 0, NAN,
+         {PURCHASE("r", 0), AI_FAIL("r", 1, NONE_F), AI_FAIL("r", 2, NONE_F)}, 3, "streak"},
+        {"streak_1", 0, NAN, {PURCHASE("r", 0), AI_FAIL("r", 1, NONE_F)}, 2, ""},
+        /* -0.5f is exactly -0.5: at or below */
+        {"sentiment", 0, NAN, {SENT("r", 0, -0.5)}, 1, "sentiment"},
+        {"sentiment_above", 0, NAN, {SENT("r", 0, -0.49)}, 1, ""},
+        /* the float widened: -0.7f is -0.69999998..., above -0.7 */
+        {"sentiment_widened", 0, -0.7, {SENT("r", 0, -0.7)}, 1, ""},
+        {"sentiment_widened_at", 0, -0.699999988079071, {SENT("r", 0, -0.7)}, 1, "sentiment"},
+        /* the latest in partition order, not in time; an event without a
+         * sentiment does not replace it */
+        {"latest_by_order", 0, NAN,
+         {SENT("r", 5 * DAY, 0.5), SENT("r", 4 * DAY, -0.9), PURCHASE("r", 5 * DAY)}, 3,
+         "sentiment"},
+        {"latest_positive", 0, NAN, {SENT("r", 0, -0.9), SENT("r", 1, 0.4)}, 2, ""},
+        /* its bucket left the window: no fallback to an older one */
+        {"sentiment_gone", 2, NAN,
+         {SENT("r", 0, -0.9), PURCHASE("r", DAY), SENT("x", 2 * DAY, 0.1)}, 3, ""},
+        {"sentiment_kept", 2, NAN,
+         {PURCHASE("r", 0), SENT("r", DAY, -0.9), SENT("x", 2 * DAY, 0.1)}, 3, "sentiment"},
+        {"ai", 0, NAN, {SENT("r", 0, 0.2), PURCHASE("r", 1)}, 2, ""},
+    };
+    for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+        score_params_t p;
+        score_params_default(&p);
+        if (t[i].window_buckets) p.window_buckets = t[i].window_buckets;
+        if (!isnan(t[i].route_sentiment)) p.route_sentiment = t[i].route_sentiment;
+        window_t *w = new_window(&p);
+        for (int k = 0; k < t[i].nev; k++) add(w, &t[i].ev[k], k);
+        bool human;
+        const char *reason;
+        route_of(w, "r", &human, &reason);
+        cr_expect_str_eq(reason, t[i].reason, "%s: reason '%s'", t[i].name, reason);
+        cr_expect_eq(human, t[i].reason[0] != '\0', "%s: route_human %d", t[i].name, human);
+        window_free(w);
+    }
+}
+
+/* route_streak and route_sentiment move rules 3 and 4. */
+Test(window, route_params) {
+    score_params_t p;
+    score_params_default(&p);
+    p.route_streak = 1;
+    window_t *w = new_window(&p);
+    const ev_t e[] = {PURCHASE("r", 0), AI_FAIL("r", 1, NONE_F)};
+    add(w, &e[0], 0);
+    add(w, &e[1], 1);
+    bool human;
+    const char *reason;
+    route_of(w, "r", &human, &reason);
+    cr_expect_str_eq(reason, "streak");
+    window_free(w);
+
+    char err[128];
+    p.route_streak = 0;
+    cr_expect_null(window_new(&p, 0, err, sizeof(err)));
+}
+
+/* SPEC §10.2: pending since the first needs_human; the next CONTACT by a
+ * person ends it, in its own bucket and segment, with the wait. */
+Test(window, follow_through) {
+    window_t *w = new_window(NULL);
+    /* three purchases keep ci above 35; needs_human at 10d (pending since
+     * 10d); again at 11d + 1 (cooldown over): the first since stays */
+    const ev_t pu[] = {PURCHASE("f", 9 * DAY), PURCHASE("f", 9 * DAY), PURCHASE("f", 9 * DAY)};
+    for (int i = 0; i < 3; i++) add(w, &pu[i], 10 + i);
+    const ev_t a = AI_FAIL("f", 10 * DAY, -0.9), b = AI_FAIL("f", 11 * DAY + 1, -0.9);
+    add(w, &a, 0);
+    add(w, &b, 1);
+    char got[128];
+    alert_types(w, got, sizeof(got));
+    cr_assert_str_eq(got, "needs_human needs_human");
+    bool human;
+    const char *reason;
+    route_of(w, "f", &human, &reason);
+    cr_expect_str_eq(reason, "needs_human");
+    window_commit(w);
+    /* neither feedback from a person nor an AI contact ends it */
+    const ev_t fb = EV("f", 11 * DAY + 2, KIND_FEEDBACK, HANDLER_HUMAN, TRI_NULL, 0.9);
+    const ev_t ai = EV("f", 11 * DAY + 3, KIND_CONTACT, HANDLER_AI, TRI_TRUE, 0.9);
+    add(w, &fb, 2);
+    add(w, &ai, 3);
+    cr_expect_eq(hist_get(w, 11 * DAY, "CHAT:HUMAN:followups"), 0);
+    cr_expect_eq(hist_get(w, 11 * DAY, "CHAT:AI:followups"), 0);
+    route_of(w, "f", &human, &reason);
+    cr_expect_str_eq(reason, "needs_human");
+    window_commit(w);
+    /* a HYBRID contact 2 days 5 h after the first needs_human ends it */
+    const ev_t hy = EV("f", 12 * DAY + 5 * HOUR, KIND_CONTACT, HANDLER_HYBRID, TRI_TRUE, NONE_F);
+    add(w, &hy, 4);
+    cr_expect_eq(hist_get(w, 12 * DAY, "CHAT:HYBRID:followups"), 1);
+    cr_expect_eq(hist_get(w, 12 * DAY, "CHAT:HYBRID:followup_ms"), 2 * DAY + 5 * HOUR);
+    route_of(w, "f", &human, &reason);
+    cr_expect_str_neq(reason, "needs_human");
+    window_commit(w);
+    /* only once */
+    const ev_t hu = EV("f", 12 * DAY + 6 * HOUR, KIND_CONTACT, HANDLER_HUMAN, TRI_TRUE, NONE_F);
+    add(w, &hu, 5);
+    cr_expect_eq(hist_get(w, 12 * DAY, "CHAT:HUMAN:followups"), 0);
+    window_free(w);
+
+    /* a person's contact earlier in time than the needs_human: a wait of 0 */
+    w = new_window(NULL);
+    const ev_t c1 = AI_FAIL("g", 5 * DAY, -0.9);
+    const ev_t c2 = EV("g", 4 * DAY, KIND_CONTACT, HANDLER_HUMAN, TRI_FALSE, NONE_F);
+    add(w, &c1, 0);
+    add(w, &c2, 1);
+    cr_expect_eq(hist_get(w, 4 * DAY, "CHAT:HUMAN:followups"), 1);
+    cr_expect_eq(hist_get(w, 4 * DAY, "CHAT:HUMAN:followup_ms"), 0);
+    window_free(w);
+}
+
+/* Eviction ends a pending follow-up with none: a customer back later is
+ * new. */
+Test(window, follow_through_ended_by_eviction) {
+    window_t *w = new_window(NULL);
+    const ev_t a = AI_FAIL("e", 0, -0.9), x = SENT("x", 40 * DAY, 0.1),
+               hu = EV("e", 40 * DAY, KIND_CONTACT, HANDLER_HUMAN, TRI_TRUE, NONE_F);
+    add(w, &a, 0);
+    window_commit(w);
+    add(w, &x, 1);                 /* e's only bucket leaves: evicted */
+    window_customer_view_t v;
+    cr_assert_not(window_get(w, (strview_t){"e", 1}, &v));
+    add(w, &hu, 2);
+    cr_expect_eq(hist_get(w, 40 * DAY, "CHAT:HUMAN:followups"), 0);
+    cr_expect_eq(hist_get(w, 40 * DAY, "CHAT:HUMAN:contacts"), 1);
+    window_free(w);
+}
+
+/* SPEC §9.1: round(10000 · sentiment), half away from zero, of the float
+ * widened to double. */
+Test(window, history_sentiment_rounding) {
+    const struct {
+        float s;
+        int64_t want;
+    } t[] = {
+        {-0.70000005f, -7000},   /* -7000.00047... */
+        {-0.7f, -7000},          /* -6999.9998... */
+        {0.03125f, 313},         /* 312.5 exactly: away from zero */
+        {-0.03125f, -313},
+        {-0.65625f, -6563},      /* -6562.5 */
+        {0.00005f, 0},           /* 0.49999998... */
+        {1.0f, 10000},
+        {-1.0f, -10000},
+    };
+    for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+        window_t *w = new_window(NULL);
+        ev_t d = SENT("s", 3 * DAY + 1, 0);
+        char id[64];
+        event_t e = make_event(&d, id, sizeof(id), 0);
+        e.sentiment = t[i].s;
+        window_add(w, &e, 0);
+        cr_expect_eq(hist_get(w, 3 * DAY, "CHAT:NONE:sent_sum"), t[i].want, "case %zu: %lld", i,
+                     (long long)hist_get(w, 3 * DAY, "CHAT:NONE:sent_sum"));
+        cr_expect_eq(hist_get(w, 3 * DAY, "CHAT:NONE:sent_n"), 1);
+        window_free(w);
+    }
+}
+
+/* SPEC §9.1: every counter of an event, in its bucket and segment,
+ * coalesced over a flush; C(ci) of 31.6 is 316000. */
+Test(window, history_counters) {
+    window_t *w = new_window(NULL);
+    const ev_t a = AI_FAIL("c1", 0, -0.3), b = AI_FAIL("c1", DAY, -0.5);
+    add(w, &a, 0);
+    char id[64];
+    event_t e = make_event(&b, id, sizeof(id), 1);
+    e.has_handle_time = true;
+    e.handle_time_ms = 90000;
+    window_add(w, &e, 1);          /* ci 31.60: churn_risk */
+    cr_expect_eq(hist_get(w, DAY, "CHAT:AI:events"), 1);
+    cr_expect_eq(hist_get(w, DAY, "CHAT:AI:contacts"), 1);
+    cr_expect_eq(hist_get(w, DAY, "CHAT:AI:unresolved"), 1);
+    cr_expect_eq(hist_get(w, DAY, "CHAT:AI:resolved"), 0);
+    cr_expect_eq(hist_get(w, DAY, "CHAT:AI:aht_n"), 1);
+    cr_expect_eq(hist_get(w, DAY, "CHAT:AI:aht_sum"), 90000);
+    cr_expect_eq(hist_get(w, DAY, "CHAT:AI:ci_n"), 1);
+    cr_expect_eq(hist_get(w, DAY, "CHAT:AI:ci_sum"), 316000);
+    cr_expect_eq(hist_get(w, DAY, "CHAT:AI:churn_risk"), 1);
+    cr_expect_eq(hist_get(w, DAY, "CHAT:AI:sent_sum"), -5000);
+    cr_expect_eq(hist_get(w, 0, "CHAT:AI:ci_sum"), 398750);    /* 39.875 */
+    cr_expect_eq(hist_get(w, 0, "CHAT:AI:aht_n"), 0);
+    /* another event of the same segment and bucket adds to the same entry */
+    const ev_t c = EV("c2", DAY + 5, KIND_CONTACT, HANDLER_AI, TRI_TRUE, NONE_F);
+    add(w, &c, 2);
+    cr_expect_eq(hist_get(w, DAY, "CHAT:AI:events"), 2);
+    cr_expect_eq(hist_get(w, DAY, "CHAT:AI:resolved"), 1);
+    /* a non-contact adds no contact counters; a late event nothing */
+    const ev_t f = PURCHASE("c2", DAY + 6);
+    add(w, &f, 3);
+    cr_expect_eq(hist_get(w, DAY, "CHAT:NONE:events"), 1);
+    cr_expect_eq(hist_get(w, DAY, "CHAT:NONE:contacts"), 0);
+    cr_expect_eq(hist_get(w, DAY, "CHAT:NONE:ci_n"), 0);
+    window_commit(w);
+    size_t n;
+    window_history_deltas(w, &n);
+    cr_expect_eq(n, 0, "commit clears the history deltas");
+    const ev_t x = SENT("x", 40 * DAY, 0.1), late = SENT("y", DAY, 0.1);
+    add(w, &x, 4);
+    window_commit(w);
+    char lid[64];
+    event_t le = make_event(&late, lid, sizeof(lid), 5);
+    cr_assert_eq(window_add(w, &le, 5), WINDOW_LATE);
+    window_history_deltas(w, &n);
+    cr_expect_eq(n, 0, "a late event counts nowhere");
+    window_free(w);
+}
+
+/* An expiry alert adds 1 to EXPIRY:<type> in the bucket of T_p. */
+Test(window, history_expiry_alerts) {
+    score_params_t p;
+    score_params_default(&p);
+    p.window_buckets = 2;
+    window_t *w = new_window(&p);
+    const ev_t f[] = {AI_FAIL("r", 0, -0.9), AI_FAIL("r", 1, -0.9), AI_FAIL("r", 2, -0.9),
+                      FEEDBACK("r", DAY), FEEDBACK("z", 2 * DAY + 7)};
+    for (int i = 0; i < 4; i++) add(w, &f[i], i);
+    window_commit(w);
+    add(w, &f[4], 4);              /* day 0 leaves: r recovers on expiry */
+    size_t n;
+    const alert_t *a = window_alerts(w, &n);
+    cr_assert_eq(n, 1);
+    cr_assert_eq(a[0].trigger, TRIGGER_EXPIRY);
+    cr_expect_eq(hist_get(w, 2 * DAY, "EXPIRY:recovered"), 1);
+    cr_expect_eq(hist_get(w, 2 * DAY, "CHAT:NONE:recovered"), 0);
+    cr_expect_eq(hist_get(w, 2 * DAY, "CHAT:NONE:events"), 1);
+    window_free(w);
+}
+
+/* SPEC §9.2: deltas are contribution now minus as last written; a ci of
+ * 100 is bin 9; an evicted customer contributes 0. */
+Test(window, org_deltas) {
+    score_params_t p;
+    score_params_default(&p);
+    p.w_resolution = p.w_sentiment = p.w_loyalty = 1;   /* ci clamps at 100 */
+    window_t *w = new_window(&p);
+    const ev_t a = SENT("o", 0, 1.0);
+    add(w, &a, 0);
+    cr_expect_eq(org_get(w, "customers"), 1);
+    cr_expect_eq(org_get(w, "ci_sum"), 1000000);
+    cr_expect_eq(org_get(w, "ci_bin:9"), 1);
+    cr_expect_eq(org_get(w, "at_risk"), 0);
+    cr_expect_eq(org_get(w, "route_human"), 0);
+    window_commit(w);
+    for (int k = 0; k < WINDOW_ORG_FIELDS; k++) cr_expect_eq(org_get(w, window_org_field_names[k]), 0);
+    /* re-scored to the same contribution: nothing */
+    const ev_t b = SENT("o", 1, 1.0);
+    add(w, &b, 1);
+    for (int k = 0; k < WINDOW_ORG_FIELDS; k++) cr_expect_eq(org_get(w, window_org_field_names[k]), 0);
+    window_commit(w);
+    /* evicted: everything it contributed goes */
+    const ev_t x = SENT("x", 40 * DAY, -0.9);
+    add(w, &x, 2);
+    cr_expect_eq(org_get(w, "customers"), 0);   /* o leaves, x comes */
+    cr_expect_eq(org_get(w, "ci_bin:9"), 0);
+    cr_expect_eq(org_get(w, "route_human"), 1); /* x: sentiment */
+    window_free(w);
+
+    /* C(31.6) = 316000 in bin 3, at risk and routed to a person */
+    w = new_window(NULL);
+    const ev_t c[] = {AI_FAIL("c", 0, -0.3), AI_FAIL("c", DAY, -0.5)};
+    add(w, &c[0], 0);
+    window_commit(w);
+    add(w, &c[1], 1);
+    cr_expect_eq(org_get(w, "customers"), 0);
+    cr_expect_eq(org_get(w, "ci_sum"), 316000 - 398750);
+    cr_expect_eq(org_get(w, "ci_bin:3"), 1 - 1);       /* 39.875 was bin 3 too */
+    cr_expect_eq(org_get(w, "at_risk"), 1);
+    cr_expect_eq(org_get(w, "route_human"), 1);
+    window_free(w);
+}
+
+/* Route, pending and the last written org contribution survive a restart
+ * (the state blob), and a version 2 blob is refused with a clear message. */
+Test(window, routing_state_round_trip) {
+    window_t *a = new_window(NULL);
+    const ev_t e1 = AI_FAIL("p", 10 * DAY, -0.9);
+    add(a, &e1, 0);
+    window_t *b = new_window(NULL);
+    window_set_watermark(b, window_watermark(a));
+    copy_ctx_t ctx = {b};
+    window_foreach_change(a, copy_upsert, NULL, &ctx);
+    window_commit(a);
+    window_commit(b);
+    bool human;
+    const char *reason;
+    route_of(b, "p", &human, &reason);
+    cr_expect_str_eq(reason, "needs_human");
+    /* the person's contact ends the follow-up in the restarted window; the
+     * org delta is against the contribution the blob says was written */
+    const ev_t hu = EV("p", 11 * DAY, KIND_CONTACT, HANDLER_HUMAN, TRI_TRUE, 0.5);
+    add(a, &hu, 1);
+    add(b, &hu, 1);
+    cr_expect_eq(hist_get(b, 11 * DAY, "CHAT:HUMAN:followups"), 1);
+    cr_expect_eq(hist_get(b, 11 * DAY, "CHAT:HUMAN:followup_ms"), DAY);
+    int64_t da[WINDOW_ORG_FIELDS], db[WINDOW_ORG_FIELDS];
+    window_org_deltas(a, da);
+    window_org_deltas(b, db);
+    cr_expect_eq(memcmp(da, db, sizeof(da)), 0);
+    cr_expect_eq(org_get(b, "route_human"), -1);
+    cr_expect_eq(org_get(b, "customers"), 0);
+
+    window_customer_view_t v;
+    cr_assert(window_get(a, (strview_t){"p", 1}, &v));
+    unsigned char old[512];
+    cr_assert_lt(v.state_len, sizeof(old));
+    memcpy(old, v.state, v.state_len);
+    old[0] = 2;
+    window_t *c = new_window(NULL);
+    char err[256];
+    cr_expect_eq(window_load_customer(c, (strview_t){"p", 1}, old, v.state_len, err, sizeof(err)),
+                 -1);
+    cr_expect(strstr(err, "version 2") != NULL, "%s", err);
+    cr_expect(strstr(err, "rebuild") != NULL, "%s", err);
+    window_free(a);
+    window_free(b);
+    window_free(c);
+}

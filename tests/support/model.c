@@ -1,6 +1,12 @@
 /*
  * model.c — the reference model of the scorer (see model.h).
  *
+ * History (SPEC §9.1) is one sorted array of (S, field) → total over every
+ * event since model_new(), counted in 128 bits; the organisation (§9.2) is
+ * computed from scratch over the tracked customers whenever it is asked
+ * for.  Route and follow-through (§10) are per customer, set literally as
+ * the spec's rules say, at the moments it says.
+ *
  * Storage: a sorted array of customers (customer_id byte order, so that an
  * expiry visits them in the order its alerts must come out); per customer
  * a sorted array of buckets, each holding the SPEC §3 sums of its events in
@@ -15,6 +21,7 @@
  */
 #include "tests/support/model.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,7 +50,20 @@ typedef struct mcust {
     int64_t contacts, resolved, events;
     int64_t updated_at;
     bool dirty;                   /* re-scored since the last commit */
+    bool pending;                 /* SPEC §10.2 */
+    int64_t pending_since;
+    bool has_last_sent;           /* the latest event with a sentiment */
+    double last_sent;             /* its sentiment, the float widened */
+    int64_t last_sent_bucket;     /* its bucket */
+    bool route_human;             /* SPEC §10.1, as of the last re-score */
+    const char *route_reason;
 } mcust_t;
+
+typedef struct mhist {
+    int64_t bucket_start;
+    char field[WINDOW_HIST_FIELD_MAX];
+    __int128 total;
+} mhist_t;
 
 typedef struct idlist {
     strview_t *ids;               /* each ptr owned */
@@ -63,7 +83,11 @@ struct model {
     idlist_t evicted;             /* since model_new, not back */
     idlist_t deleted;             /* since the last commit, not back */
     size_t evictions;
+    size_t pending_evictions;
     model_customer_t *views;      /* scratch for model_customers() */
+    mhist_t *hist;                /* sorted by (bucket_start, field) */
+    size_t nhist, caphist;
+    model_hist_t *hist_views;     /* scratch for model_history() */
 };
 
 static void *xrealloc(void *p, size_t n)
@@ -110,6 +134,57 @@ static int64_t bucket_of(const model_t *m, int64_t t)
 static int64_t window_low(const model_t *m)
 {
     return bucket_of(m, m->watermark) - m->p.window_buckets + 1;
+}
+
+/* SPEC §9.1: adds v to field `field` of the history hash of bucket b. */
+static void hist_add(model_t *m, int64_t b, const char *field, __int128 v)
+{
+    int64_t S = b * m->p.bucket_ms;
+    size_t lo = 0, hi = m->nhist;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        const mhist_t *h = &m->hist[mid];
+        int c = h->bucket_start < S ? -1 : h->bucket_start > S ? 1 : strcmp(h->field, field);
+        if (c == 0) {
+            m->hist[mid].total += v;
+            return;
+        }
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (m->nhist == m->caphist) {
+        m->caphist = m->caphist ? 2 * m->caphist : 64;
+        m->hist = xrealloc(m->hist, m->caphist * sizeof *m->hist);
+    }
+    memmove(&m->hist[lo + 1], &m->hist[lo], (m->nhist - lo) * sizeof *m->hist);
+    memset(&m->hist[lo], 0, sizeof m->hist[lo]);
+    m->hist[lo].bucket_start = S;
+    snprintf(m->hist[lo].field, sizeof m->hist[lo].field, "%s", field);
+    m->hist[lo].total = v;
+    m->nhist++;
+}
+
+/* Adds v to `<CHANNEL>:<HANDLER>:<counter>` of e's segment, bucket b. */
+static void hist_seg(model_t *m, int64_t b, const event_t *e, const char *counter, __int128 v)
+{
+    char f[WINDOW_HIST_FIELD_MAX];
+    snprintf(f, sizeof f, "%s:%s:%s", event_channel_names[e->channel],
+             event_handler_names[e->handled_by], counter);
+    hist_add(m, b, f, v);
+}
+
+int64_t model_c(double x)
+{
+    char buf[64], digits[64];
+    snprintf(buf, sizeof buf, "%.4f", x);
+    size_t n = 0;
+    for (const char *p = buf; *p; p++)
+        if (*p != '.')
+            digits[n++] = *p;
+    digits[n] = '\0';
+    return strtoll(digits, NULL, 10);
 }
 
 static void idlist_add(idlist_t *l, strview_t id)
@@ -187,6 +262,8 @@ void model_free(model_t *m)
     idlist_clear(&m->deleted);
     free(m->deleted.ids);
     free(m->views);
+    free(m->hist);
+    free(m->hist_views);
     free(m);
 }
 
@@ -221,6 +298,7 @@ static mcust_t *cust_get_or_create(model_t *m, strview_t id)
     c->id = dup_bytes(id.ptr, id.len);
     c->narrative = dup_bytes("", 0);
     c->last_event_id = dup_bytes("", 0);
+    c->route_reason = "";
     if (m->ncusts == m->capcusts) {
         m->capcusts = m->capcusts ? 2 * m->capcusts : 64;
         m->custs = xrealloc(m->custs, m->capcusts * sizeof *m->custs);
@@ -429,7 +507,28 @@ static void rescore(model_t *m, mcust_t *c, alert_trigger_t trigger,
             if (!c->has_needs_human || e->occurred_at > c->needs_human_at)
                 c->needs_human_at = e->occurred_at;
             c->has_needs_human = true;
+            /* SPEC §10.2: pending since the first needs_human */
+            if (!c->pending) {
+                c->pending = true;
+                c->pending_since = e->occurred_at;
+            }
         }
+    }
+
+    /* SPEC §10.1, after the alerts: the first rule that holds */
+    c->route_human = true;
+    if (c->at_risk)
+        c->route_reason = "at_risk";
+    else if (c->pending)
+        c->route_reason = "needs_human";
+    else if (c->streak >= p->route_streak)
+        c->route_reason = "streak";
+    else if (c->has_last_sent && c->last_sent <= p->route_sentiment &&
+             c->last_sent_bucket >= window_low(m))
+        c->route_reason = "sentiment";
+    else {
+        c->route_human = false;
+        c->route_reason = "";
     }
 }
 
@@ -454,6 +553,8 @@ static void expire(model_t *m, int64_t offset)
         }
         if (c->nbuckets == 0) {
             m->evictions++;
+            if (c->pending)
+                m->pending_evictions++;     /* ended with no follow-up */
             idlist_add(&m->evicted, c->id);
             idlist_add(&m->deleted, c->id);
             cust_free(c);
@@ -463,7 +564,14 @@ static void expire(model_t *m, int64_t offset)
         }
         if (c->streak > 0 && bucket_of(m, c->last_fail_at) < lo)
             c->streak = 0;
+        size_t before = m->nalerts;
         rescore(m, c, TRIGGER_EXPIRY, NULL, offset);
+        /* SPEC §9.1: an expiry alert counts in the bucket of T_p */
+        for (size_t k = before; k < m->nalerts; k++) {
+            char f[WINDOW_HIST_FIELD_MAX];
+            snprintf(f, sizeof f, "EXPIRY:%s", alert_type_names[m->alerts[k].type]);
+            hist_add(m, bucket_of(m, m->watermark), f, 1);
+        }
         i++;
     }
 }
@@ -500,7 +608,43 @@ window_result_t model_add(model_t *m, const event_t *e, int64_t offset)
         c->has_narrative = true;
         c->narrative_bucket = b;
     }
+    if (e->has_sentiment) {
+        c->has_last_sent = true;
+        c->last_sent = (double)e->sentiment;
+        c->last_sent_bucket = b;
+    }
+    /* SPEC §10.2, step 3: a person's contact ends a pending follow-up */
+    if (c->pending && e->kind == KIND_CONTACT &&
+        (e->handled_by == HANDLER_HUMAN || e->handled_by == HANDLER_HYBRID)) {
+        int64_t waited = e->occurred_at - c->pending_since;
+        hist_seg(m, b, e, "followups", 1);
+        hist_seg(m, b, e, "followup_ms", waited > 0 ? waited : 0);
+        c->pending = false;
+    }
+    size_t before = m->nalerts;
     rescore(m, c, TRIGGER_EVENT, e, offset);
+
+    /* SPEC §9.1, step 4: e in its bucket's history, in its segment */
+    hist_seg(m, b, e, "events", 1);
+    if (e->kind == KIND_CONTACT) {
+        hist_seg(m, b, e, "contacts", 1);
+        if (e->resolved == TRI_TRUE)
+            hist_seg(m, b, e, "resolved", 1);
+        if (e->resolved == TRI_FALSE)
+            hist_seg(m, b, e, "unresolved", 1);
+        if (e->has_handle_time) {
+            hist_seg(m, b, e, "aht_n", 1);
+            hist_seg(m, b, e, "aht_sum", e->handle_time_ms);
+        }
+        hist_seg(m, b, e, "ci_n", 1);
+        hist_seg(m, b, e, "ci_sum", model_c(c->ci));
+    }
+    if (e->has_sentiment) {
+        hist_seg(m, b, e, "sent_n", 1);
+        hist_seg(m, b, e, "sent_sum", (__int128)round(10000.0 * (double)e->sentiment));
+    }
+    for (size_t k = before; k < m->nalerts; k++)
+        hist_seg(m, b, e, alert_type_names[m->alerts[k].type], 1);
     return WINDOW_SCORED;
 }
 
@@ -536,6 +680,10 @@ static void fill_view(const mcust_t *c, model_customer_t *v)
     v->at_risk = c->at_risk ? 1 : 0;
     v->updated_at = c->updated_at;
     v->last_event_id = c->last_event_id;
+    v->route_human = c->route_human;
+    v->route_reason = c->route_reason;
+    v->pending = c->pending;
+    v->pending_since = c->pending_since;
 }
 
 const model_customer_t *model_customers(model_t *m, size_t *count)
@@ -568,6 +716,11 @@ size_t model_eviction_count(const model_t *m)
     return m->evictions;
 }
 
+size_t model_pending_eviction_count(const model_t *m)
+{
+    return m->pending_evictions;
+}
+
 model_change_t model_change(const model_t *m, strview_t customer_id)
 {
     bool found;
@@ -597,4 +750,47 @@ void model_commit(model_t *m)
         m->custs[i]->dirty = false;
     idlist_clear(&m->deleted);
     m->watermark_dirty = false;
+}
+
+const model_hist_t *model_history(model_t *m, size_t *count)
+{
+    model_t *mm = m;
+    mm->hist_views = xrealloc(mm->hist_views, (m->nhist ? m->nhist : 1) * sizeof *m->hist_views);
+    for (size_t i = 0; i < m->nhist; i++) {
+        model_hist_t *v = &mm->hist_views[i];
+        v->bucket_start = m->hist[i].bucket_start;
+        memcpy(v->field, m->hist[i].field, sizeof v->field);
+        __int128 t = m->hist[i].total;
+        v->total = t > INT64_MAX ? INT64_MAX : t < INT64_MIN ? INT64_MIN : (int64_t)t;
+    }
+    *count = m->nhist;
+    return mm->hist_views;
+}
+
+int64_t model_history_get(const model_t *m, int64_t bucket_start, const char *field)
+{
+    for (size_t i = 0; i < m->nhist; i++) {
+        if (m->hist[i].bucket_start == bucket_start && strcmp(m->hist[i].field, field) == 0) {
+            __int128 t = m->hist[i].total;
+            return t > INT64_MAX ? INT64_MAX : t < INT64_MIN ? INT64_MIN : (int64_t)t;
+        }
+    }
+    return 0;
+}
+
+void model_org(const model_t *m, int64_t out[WINDOW_ORG_FIELDS])
+{
+    memset(out, 0, WINDOW_ORG_FIELDS * sizeof *out);
+    for (size_t i = 0; i < m->ncusts; i++) {
+        const mcust_t *c = m->custs[i];
+        out[0]++;                                 /* customers */
+        out[1] += c->at_risk ? 1 : 0;             /* at_risk */
+        out[2] += c->route_human ? 1 : 0;         /* route_human */
+        out[3] += model_c(c->ci);                 /* ci_sum */
+        /* ci_bin:<k>: [10k, 10k + 10) of the written value, 100 in bin 9 */
+        int bin = (int)floor(as_written(c->ci) / 10.0);
+        if (bin > 9)
+            bin = 9;
+        out[4 + bin]++;
+    }
 }

@@ -1,7 +1,7 @@
 /*
- * model.h — a reference model of the scorer (SPEC §2–4), written from the
- * spec and docs/DESIGN.md §3 alone, without looking at scoring/window.c, so
- * that a differential test can compare the two.
+ * model.h — a reference model of the scorer (SPEC §2–4, §9, §10), written
+ * from the spec and docs/DESIGN.md §3 alone, without looking at
+ * scoring/window.c, so that a differential test can compare the two.
  *
  * It is meant to be obviously correct, not fast: per customer a plain array
  * of per-bucket sums, re-scored from scratch on every change, expiry by a
@@ -42,7 +42,19 @@ typedef struct model_customer {
     int at_risk;
     int64_t updated_at;
     strview_t last_event_id;
+    bool route_human;             /* SPEC §10.1 */
+    const char *route_reason;     /* static: "at_risk" ... or "" */
+    bool pending;                 /* SPEC §10.2 */
+    int64_t pending_since;
 } model_customer_t;
+
+/* One history counter (SPEC §9.1): its total over every event since
+ * model_new(), saturated to int64 (the model counts in 128 bits). */
+typedef struct model_hist {
+    int64_t bucket_start;
+    char field[WINDOW_HIST_FIELD_MAX];
+    int64_t total;
+} model_hist_t;
 
 /* What a sink would be told about a customer since the last model_commit(). */
 typedef enum { MODEL_UNCHANGED = 0, MODEL_UPSERT, MODEL_DELETE } model_change_t;
@@ -77,6 +89,8 @@ const strview_t *model_evicted(const model_t *m, size_t *count);
 
 /* How many evictions happened since model_new(), re-created ones too. */
 size_t model_eviction_count(const model_t *m);
+/* How many of them ended a pending follow-up (SPEC §10.2). */
+size_t model_pending_eviction_count(const model_t *m);
 
 /* The change set since the last model_commit(), as window_foreach_change()
  * reports it: upsert for every customer re-scored and still tracked,
@@ -85,5 +99,18 @@ model_change_t model_change(const model_t *m, strview_t customer_id);
 size_t model_change_count(const model_t *m);
 bool model_watermark_dirty(const model_t *m);
 void model_commit(model_t *m);
+
+/* Every history counter ever added to, sorted by (bucket_start, field).
+ * Valid until the next model_add(). */
+const model_hist_t *model_history(model_t *m, size_t *count);
+/* One counter's total; 0 when it was never added to. */
+int64_t model_history_get(const model_t *m, int64_t bucket_start, const char *field);
+
+/* The organisation (SPEC §9.2) computed from scratch over the tracked
+ * customers, in the order of window_org_field_names. */
+void model_org(const model_t *m, int64_t out[WINDOW_ORG_FIELDS]);
+
+/* C(x) of SPEC §9: the %.4f text of x without its point, as an integer. */
+int64_t model_c(double x);
 
 #endif
