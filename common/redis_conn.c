@@ -586,13 +586,17 @@ redisReply *rconn_command_argv(rconn_t *c, int argc, const char **argv, const si
 }
 
 redisReply *rconn_command(rconn_t *c, const char *fmt, ...) {
-    redisReply *r = NULL;
-    if (c->dead) return NULL;
     va_list ap;
     va_start(ap, fmt);
-    int rc = append_v(c, fmt, ap);
+    redisReply *r = rconn_vcommand(c, fmt, ap);
     va_end(ap);
-    if (rc != 0) {
+    return r;
+}
+
+redisReply *rconn_vcommand(rconn_t *c, const char *fmt, va_list ap) {
+    redisReply *r = NULL;
+    if (c->dead) return NULL;
+    if (append_v(c, fmt, ap) != 0) {
         fail(c, "redis %s: bad command format or out of memory", c->where);
         return NULL;
     }

@@ -29,6 +29,7 @@
 #ifndef RAPPORT_REDIS_CONN_H
 #define RAPPORT_REDIS_CONN_H
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
@@ -104,6 +105,7 @@ const char *rconn_where(const rconn_t *c);
 redisReply *rconn_command_argv(rconn_t *c, int argc, const char **argv, const size_t *argvlen);
 /* hiredis's format: %s, %b (pointer and size_t), %d, %lld... */
 redisReply *rconn_command(rconn_t *c, const char *fmt, ...);
+redisReply *rconn_vcommand(rconn_t *c, const char *fmt, va_list ap);
 
 /* Pipelining: queue commands, then take their replies in order with
  * rconn_get_reply_wait().  Appends return 0, or -1 out of memory. */
