@@ -12,7 +12,6 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <getopt.h>
-#include <hiredis/hiredis.h>
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
 #include <pthread.h>
@@ -26,6 +25,7 @@
 #include <unistd.h>
 
 #include "cli/commands.h"
+#include "common/redis_conn.h"
 #include "common/redis_proc.h"
 #include "gen/encode.h"
 #include "gen/produce.h"
@@ -103,8 +103,8 @@ typedef struct tally {
 } tally_t;
 
 /* Prints alerts newer than *last_id; returns how many. */
-static int show_alerts(redisContext *rc, char *last_id, size_t size, tally_t *t, int max_show) {
-    redisReply *r = redisCommand(rc, "XRANGE rapport:alerts (%s + COUNT 1000", last_id);
+static int show_alerts(rconn_t *rc, char *last_id, size_t size, tally_t *t, int max_show) {
+    redisReply *r = rconn_command(rc, "XRANGE rapport:alerts (%s + COUNT 1000", last_id);
     int n = 0;
     if (!r || r->type != REDIS_REPLY_ARRAY) goto done;
     for (size_t i = 0; i < r->elements; i++) {
@@ -128,8 +128,8 @@ done:
     return n;
 }
 
-static void show_lowest(redisContext *rc) {
-    redisReply *r = redisCommand(rc, "ZRANGE rapport:scores 0 7 WITHSCORES");
+static void show_lowest(rconn_t *rc) {
+    redisReply *r = rconn_command(rc, "ZRANGE rapport:scores 0 7 WITHSCORES");
     if (!r || r->type != REDIS_REPLY_ARRAY) {
         freeReplyObject(r);
         return;
@@ -137,7 +137,7 @@ static void show_lowest(redisContext *rc) {
     printf("  lowest connection index:\n");
     for (size_t i = 0; i + 1 < r->elements; i += 2) {
         const char *cid = r->element[i]->str;
-        redisReply *h = redisCommand(rc, "HMGET rapport:ci:%s contacts resolved streak at_risk ai_share", cid);
+        redisReply *h = rconn_command(rc, "HMGET rapport:ci:%s contacts resolved streak at_risk ai_share", cid);
         if (h && h->type == REDIS_REPLY_ARRAY && h->elements == 5 && h->element[0]->str)
             printf("    %-12s ci %8.2f  contacts %-3s resolved %-3s ai-streak %-2s ai_share %-6s%s\n",
                    cid, strtod(r->element[i + 1]->str, NULL), h->element[0]->str, h->element[1]->str,
@@ -148,8 +148,8 @@ static void show_lowest(redisContext *rc) {
     freeReplyObject(r);
 }
 
-static long long zcard(redisContext *rc) {
-    redisReply *r = redisCommand(rc, "ZCARD rapport:scores");
+static long long zcard(rconn_t *rc) {
+    redisReply *r = rconn_command(rc, "ZCARD rapport:scores");
     long long n = (r && r->type == REDIS_REPLY_INTEGER) ? r->integer : -1;
     freeReplyObject(r);
     return n;
@@ -207,7 +207,8 @@ int cmd_demo(int argc, char **argv) {
     rd_kafka_t *host = NULL;
     rd_kafka_mock_cluster_t *mc = NULL;
     redis_proc_t *redis = NULL;
-    redisContext *rctx = NULL;
+    rconn_t *rctx = NULL;
+    rconn_endpoint_t *rep = NULL;
     gen_thread_t gt;
     memset(&gt, 0, sizeof(gt));
     bool gen_started = false;
@@ -300,9 +301,11 @@ int cmd_demo(int argc, char **argv) {
         sleep_ms(1000);
         clock_gettime(CLOCK_MONOTONIC, &now);
         double el = (double)(now.tv_sec - t0.tv_sec) + (double)(now.tv_nsec - t0.tv_nsec) / 1e9;
-        if (!rctx || rctx->err) {
-            if (rctx) redisFree(rctx);
-            rctx = redisConnect("127.0.0.1", redis_proc_port(redis));
+        if (!rctx || rconn_dead(rctx)) {
+            char rerr[256];
+            rconn_free(rctx);
+            if (!rep) rep = rconn_endpoint_new(redis_proc_url(redis), NULL, rerr, sizeof(rerr));
+            rctx = rep ? rconn_connect(rep, 2000, rerr, sizeof(rerr)) : NULL;
         }
         int status;
         if (waitpid(child, &status, WNOHANG) == child) {
@@ -312,9 +315,9 @@ int cmd_demo(int argc, char **argv) {
         }
         tick++;
         printf("── %2.0f s ─ customers scored: %lld ─────────────────────────────────────────\n",
-               el, zcard(rctx));
-        show_alerts(rctx, last_id, sizeof(last_id), &tally, 6);
-        if (tick % 3 == 0) show_lowest(rctx);
+               el, rctx ? zcard(rctx) : -1);
+        if (rctx) show_alerts(rctx, last_id, sizeof(last_id), &tally, 6);
+        if (rctx && tick % 3 == 0) show_lowest(rctx);
         fflush(stdout);
         if (demo_stop || el >= o.seconds) break;
     }
@@ -376,7 +379,8 @@ out:
         snprintf(cmd, sizeof(cmd), "tail -n 20 '%s' >&2", logpath);
         if (system(cmd) != 0) fprintf(stderr, "(could not show the log)\n");
     }
-    if (rctx) redisFree(rctx);
+    rconn_free(rctx);
+    rconn_endpoint_free(rep);
     gen_free(gt.gen);
     redis_proc_stop(redis);
     if (mc) rd_kafka_mock_cluster_destroy(mc);
