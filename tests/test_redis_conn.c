@@ -15,11 +15,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "common/redact.h"
 #include "common/redis_conn.h"
 #include "common/redis_proc.h"
+#include "tests/support/env.h"
 
 #define TIMEOUT_MS 5000
 
@@ -517,4 +519,48 @@ Test(redis_conn, timeout_kills_the_connection, .timeout = 60) {
     cr_expect_null(rconn_command(c, "PING"), "a dead connection answered");
     rconn_free(c);
     redis_proc_stop(p);
+}
+
+/* ------------------------------------------------------------------ */
+/* The minimal ACL of docs/SECURITY.md                                 */
+
+/* rapport run writes through a user that may run only the commands
+ * docs/SECURITY.md lists, on rapport:* keys; the result matches a replay.
+ * (The test's own checks read as the same user, hence +@read and +scan;
+ * the writer's list needs neither.)  rapport top reads as an ACL user
+ * limited to ~rapport:* -@all +@read. */
+Test(redis_conn, minimal_acl_is_enough_for_rapport, .timeout = 240) {
+    const char *acl[] = {"--user", "default", "on", "nopass", "resetkeys", "~rapport:*",
+                         "resetchannels", "-@all", "+ping", "+select", "+evalsha",
+                         "+script|load", "+hscan", "+hget", "+hset", "+hdel", "+hincrby",
+                         "+del", "+zadd", "+zrem", "+xadd", "+@read", "+scan",
+                         "--user", "screen", "on", ">look", "resetkeys", "~rapport:*",
+                         "resetchannels", "-@all", "+@read", NULL};
+    env_t e;
+    env_start(&e, 3, acl);
+    pid_t pid = env_rapport(&e, NULL);
+    gen_conf_t gc = env_mix(11, 200);
+    env_produce(&e, &gc, 3000, NULL);
+    env_assert_matches_replay(&e, 90000);
+
+    char out[128], url[128];
+    snprintf(out, sizeof(out), "%s/top.out", e.dir);
+    snprintf(url, sizeof(url), "redis://screen:look@127.0.0.1:%d", redis_proc_port(e.redis));
+    const char *args[] = {"top", "--once", "-r", url, NULL};
+    cr_expect_eq(proc_run(out, args, 10000), 0, "rapport top as an ACL user");
+    FILE *f = fopen(out, "r");
+    cr_assert_not_null(f);
+    char text[65536];
+    size_t n = fread(text, 1, sizeof(text) - 1, f);
+    text[n] = '\0';
+    fclose(f);
+    cr_expect(strstr(text, "lowest connection index"), "%s", text);
+    cr_expect(strstr(text, "redis://screen:***@"), "%s", text);
+    cr_expect(!strstr(text, "look@"), "%s", text);
+
+    kill(pid, SIGTERM);
+    int status;
+    waitpid(pid, &status, 0);
+    cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    env_stop(&e);
 }
