@@ -564,3 +564,24 @@ Test(redis_conn, minimal_acl_is_enough_for_rapport, .timeout = 240) {
     cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0);
     env_stop(&e);
 }
+
+/* rapport top over rediss://: verified against --tls-ca-file, refused
+ * without it. */
+Test(redis_conn, top_over_tls, .init = setup_optional, .fini = teardown, .timeout = 60) {
+    char url[128], out[160];
+    snprintf(url, sizeof(url), "rediss://alice:secret@127.0.0.1:%d", srv.tls_port);
+    snprintf(out, sizeof(out), "%s/top.out", pki.dir);
+    const char *args[] = {"top", "--once", "-r", url, "--tls-ca-file", pki.ca, NULL};
+    cr_expect_eq(proc_run(out, args, 10000), 0);
+    const char *untrusted[] = {"top", "--once", "-r", url, NULL};
+    cr_expect_eq(proc_run(out, untrusted, 10000), 1);
+    FILE *f = fopen(out, "r");
+    cr_assert_not_null(f);
+    char text[65536];
+    size_t n = fread(text, 1, sizeof(text) - 1, f);
+    text[n] = '\0';
+    fclose(f);
+    cr_expect(strstr(text, "customers scored 0"), "%s", text);
+    cr_expect(strstr(text, "not trusted"), "%s", text);
+    cr_expect(!strstr(text, "secret"), "%s", text);
+}
