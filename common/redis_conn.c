@@ -21,6 +21,8 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -370,6 +372,37 @@ static int left_ms(int64_t deadline) {
 /* ------------------------------------------------------------------ */
 /* Transport                                                           */
 
+/* OpenSSL writes to the socket with write(2), which raises SIGPIPE when
+ * the server has closed the connection.  Each SSL call runs with SIGPIPE
+ * blocked in this thread, and a SIGPIPE it raised is taken back before
+ * unblocking (libpq does the same), so the process needs no handler. */
+typedef struct sigpipe_guard {
+    sigset_t old;
+    bool was_pending;
+} sigpipe_guard_t;
+
+static void sigpipe_block(sigpipe_guard_t *g) {
+    sigset_t block, pending;
+    sigemptyset(&block);
+    sigaddset(&block, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &block, &g->old);
+    g->was_pending = sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE) == 1;
+}
+
+static void sigpipe_restore(sigpipe_guard_t *g) {
+    int saved = errno;
+    sigset_t pending;
+    if (!g->was_pending && sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE) == 1) {
+        sigset_t pipe_only;
+        sigemptyset(&pipe_only);
+        sigaddset(&pipe_only, SIGPIPE);
+        struct timespec none = {0, 0};
+        sigtimedwait(&pipe_only, NULL, &none);
+    }
+    pthread_sigmask(SIG_SETMASK, &g->old, NULL);
+    errno = saved;
+}
+
 bool rconn_pending(const rconn_t *c) { return c->ssl && !c->dead && SSL_pending(c->ssl) > 0; }
 
 short rconn_poll_events(const rconn_t *c, bool want_write) {
@@ -405,8 +438,12 @@ ssize_t rconn_send(rconn_t *c, const void *buf, size_t len) {
         size_t n = len - done;
         if (c->ssl) {
             if (n > RCONN_TLS_WRITE_MAX) n = RCONN_TLS_WRITE_MAX;
+            sigpipe_guard_t g;
             ERR_clear_error();
+            errno = 0;
+            sigpipe_block(&g);
             int w = SSL_write(c->ssl, (const char *)buf + done, (int)n);
+            sigpipe_restore(&g);
             if (w <= 0) {
                 if (tls_outcome(c, w, "write") < 0) return -1;
                 break;
@@ -435,8 +472,12 @@ static ssize_t read_now(rconn_t *c) {
     for (;;) {
         ssize_t r;
         if (c->ssl) {
+            sigpipe_guard_t g;
             ERR_clear_error();
+            errno = 0;
+            sigpipe_block(&g);
             int n = SSL_read(c->ssl, buf, sizeof(buf));
+            sigpipe_restore(&g);
             if (n <= 0) {
                 if (tls_outcome(c, n, "read") < 0) return -1;
                 return total;
@@ -708,8 +749,12 @@ static int tls_handshake(rconn_t *c, const rconn_endpoint_t *ep, int64_t deadlin
         return -1;
     }
     for (;;) {
+        sigpipe_guard_t g;
         ERR_clear_error();
+        errno = 0;
+        sigpipe_block(&g);
         int n = SSL_connect(c->ssl);
+        sigpipe_restore(&g);
         if (n == 1) return 0;
         int e = SSL_get_error(c->ssl, n);
         if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
@@ -802,7 +847,12 @@ fail:
 void rconn_free(rconn_t *c) {
     if (!c) return;
     if (c->ssl) {
-        if (!c->dead) SSL_shutdown(c->ssl); /* close_notify, not waiting for the answer */
+        if (!c->dead) { /* close_notify, not waiting for the answer */
+            sigpipe_guard_t g;
+            sigpipe_block(&g);
+            SSL_shutdown(c->ssl);
+            sigpipe_restore(&g);
+        }
         SSL_free(c->ssl);
         ERR_clear_error();
     }

@@ -22,9 +22,8 @@
  *     fails; the caller frees it and connects again, as with hiredis.
  *
  * Messages name host:port (or the socket path) and the ACL user, never the
- * password.  Writes never raise SIGPIPE on plain sockets (MSG_NOSIGNAL);
- * OpenSSL writes with write(2), so a process using rediss:// must ignore
- * SIGPIPE (rapport's commands do).
+ * password.  Writes never raise SIGPIPE: plain sockets use MSG_NOSIGNAL,
+ * and OpenSSL's calls run with SIGPIPE blocked in the calling thread.
  */
 #ifndef RAPPORT_REDIS_CONN_H
 #define RAPPORT_REDIS_CONN_H

@@ -585,3 +585,35 @@ Test(redis_conn, top_over_tls, .init = setup_optional, .fini = teardown, .timeou
     cr_expect(strstr(text, "not trusted"), "%s", text);
     cr_expect(!strstr(text, "secret"), "%s", text);
 }
+
+/* The server drops a TLS client: writing on goes to a closed socket, which
+ * would raise SIGPIPE (default action: die).  The connection reports it
+ * dead instead, with the signal left at its default. */
+Test(redis_conn, closed_tls_connection_does_not_raise_sigpipe, .init = setup_optional,
+     .fini = teardown, .timeout = 60) {
+    char url[128], err[512];
+    snprintf(url, sizeof(url), "rediss://alice:secret@127.0.0.1:%d", srv.tls_port);
+    rconn_tls_conf_t tls = {.ca_file = pki.ca};
+    rconn_t *c = try_connect(url, &tls, err, sizeof(err));
+    cr_assert_not_null(c, "%s", err);
+    signal(SIGPIPE, SIG_DFL);
+
+    rconn_t *a = admin(&srv);
+    redisReply *r = rconn_command(a, "CLIENT KILL USER alice");
+    cr_assert_not_null(r, "%s", rconn_errstr(a));
+    cr_expect_eq(r->type, REDIS_REPLY_INTEGER, "%s", r->str);
+    freeReplyObject(r);
+    rconn_free(a);
+
+    static char junk[65536];
+    memset(junk, '\n', sizeof(junk)); /* empty inline commands */
+    ssize_t w = 0;
+    for (int i = 0; i < 200 && w >= 0; i++) {
+        w = rconn_send(c, junk, sizeof(junk));
+        usleep(5000);
+    }
+    cr_expect_eq(w, -1, "writes to a closed connection kept succeeding");
+    cr_expect(rconn_dead(c));
+    cr_expect(strstr(rconn_errstr(c), "127.0.0.1:"), "%s", rconn_errstr(c));
+    rconn_free(c);
+}
