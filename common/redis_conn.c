@@ -171,8 +171,9 @@ int rconn_url_parse(const char *url, rconn_url_t *out, char *errstr, size_t errs
             url_decode(colon + 1, (size_t)(at - colon - 1), out->password, sizeof(out->password),
                        "password", errstr, errstr_size) != 0)
             return -1;
-        if (!out->password[0]) {
-            snprintf(errstr, errstr_size, "Redis URL has '@' but an empty password");
+        /* ":@" (no user, no password) means no AUTH, as it always did. */
+        if (out->user[0] && !out->password[0]) {
+            snprintf(errstr, errstr_size, "Redis URL has a user but an empty password");
             return -1;
         }
         p = at + 1;

@@ -41,6 +41,7 @@ static const url_case_t url_cases[] = {
     {"redis://127.0.0.1", 1, RCONN_TCP, "127.0.0.1", "", "", "", 6379, 0, NULL},
     {"redis://localhost:6380/2", 1, RCONN_TCP, "localhost", "", "", "", 6380, 2, NULL},
     {"redis://:pw@h", 1, RCONN_TCP, "h", "", "pw", "", 6379, 0, NULL},
+    {"redis://:@h", 1, RCONN_TCP, "h", "", "", "", 6379, 0, NULL},
     {"redis://alice:s3cret@h:1/0", 1, RCONN_TCP, "h", "alice", "s3cret", "", 1, 0, NULL},
     {"rediss://alice:secret@127.0.0.1:6390", 1, RCONN_TLS, "127.0.0.1", "alice", "secret", "",
      6390, 0, NULL},
@@ -52,7 +53,7 @@ static const url_case_t url_cases[] = {
     {"", 0, 0, NULL, NULL, NULL, NULL, 0, 0, "empty"},
     {"http://h", 0, 0, NULL, NULL, NULL, NULL, 0, 0, "starts with redis://, rediss://"},
     {"redis://alice@h", 0, 0, NULL, NULL, NULL, NULL, 0, 0, "needs a password"},
-    {"redis://alice:@h", 0, 0, NULL, NULL, NULL, NULL, 0, 0, "empty password"},
+    {"redis://alice:@h", 0, 0, NULL, NULL, NULL, NULL, 0, 0, "a user but an empty password"},
     {"redis://:p%zzw@h", 0, 0, NULL, NULL, NULL, NULL, 0, 0, "%-escape in the Redis URL password"},
     {"redis://a%4:p@h", 0, 0, NULL, NULL, NULL, NULL, 0, 0, "%-escape in the Redis URL user"},
     {"redis://h:0", 0, 0, NULL, NULL, NULL, NULL, 0, 0, "port"},
@@ -63,6 +64,29 @@ static const url_case_t url_cases[] = {
     {"rediss://[::1", 0, 0, NULL, NULL, NULL, NULL, 0, 0, "IPv6"},
     {"redis://h?x=1", 0, 0, NULL, NULL, NULL, NULL, 0, 0, "unexpected '?'"},
     {"unix://relative.sock", 0, 0, NULL, NULL, NULL, NULL, 0, 0, "absolute path"},
+    /* The forms the sink's parser took, unchanged. */
+    {"redis://127.0.0.1:6380/2", 1, RCONN_TCP, "127.0.0.1", "", "", "", 6380, 2, NULL},
+    {"redis://redis.example.com/15", 1, RCONN_TCP, "redis.example.com", "", "", "", 6379, 15,
+     NULL},
+    {"redis://host/", 1, RCONN_TCP, "host", "", "", "", 6379, 0, NULL},
+    {"redis://:secret@cache-1:7000/3", 1, RCONN_TCP, "cache-1", "", "secret", "", 7000, 3, NULL},
+    {"redis://:p%40ss%2Fw%25@h", 1, RCONN_TCP, "h", "", "p@ss/w%", "", 6379, 0, NULL},
+    {"redis://:a@b/c@h:1", 1, RCONN_TCP, "h", "", "a@b/c", "", 1, 0, NULL},
+    {"redis://h:65535/2147483647", 1, RCONN_TCP, "h", "", "", "", 65535, 2147483647, NULL},
+    {"localhost:6379", 0, 0, NULL, NULL, NULL, NULL, 0, 0, "redis://"},
+    {"redis://", 0, 0, NULL, NULL, NULL, NULL, 0, 0, "no host"},
+    {"redis://:6379", 0, 0, NULL, NULL, NULL, NULL, 0, 0, "no host"},
+    {"redis://h:", 0, 0, NULL, NULL, NULL, NULL, 0, 0, "port"},
+    {"redis://h:63a", 0, 0, NULL, NULL, NULL, NULL, 0, 0, "port"},
+    {"redis://h:-1", 0, 0, NULL, NULL, NULL, NULL, 0, 0, "port"},
+    {"redis://h/-1", 0, 0, NULL, NULL, NULL, NULL, 0, 0, "database"},
+    {"redis://h/1/2", 0, 0, NULL, NULL, NULL, NULL, 0, 0, "database"},
+    {"redis://h/2147483648", 0, 0, NULL, NULL, NULL, NULL, 0, 0, "database"},
+    {"redis://:pw%2@h", 0, 0, NULL, NULL, NULL, NULL, 0, 0, "escape"},
+    {"redis://:pw%00@h", 0, 0, NULL, NULL, NULL, NULL, 0, 0, "NUL"},
+    {"redis://ho st", 0, 0, NULL, NULL, NULL, NULL, 0, 0, "unexpected ' '"},
+    {"unix://", 0, 0, NULL, NULL, NULL, NULL, 0, 0, "absolute path"},
+    {"unix:///tmp/r.sock?db=1", 0, 0, NULL, NULL, NULL, NULL, 0, 0, "'?'"},
 };
 
 Test(redis_conn, url_table) {
@@ -87,6 +111,16 @@ Test(redis_conn, url_table) {
         cr_expect_eq(u.port, c->port, "%s: port", c->url);
         cr_expect_eq(u.db, c->db, "%s: db", c->url);
     }
+}
+
+Test(redis_conn, too_long_socket_path) {
+    char url[400], err[256];
+    memset(url, 'a', sizeof(url));
+    memcpy(url, "unix:///", 8);
+    url[sizeof(url) - 1] = '\0';
+    rconn_url_t u;
+    cr_expect_eq(rconn_url_parse(url, &u, err, sizeof(err)), -1);
+    cr_expect(strstr(err, "longer") != NULL, "%s", err);
 }
 
 Test(redis_conn, bad_url_messages_never_quote_the_password) {
