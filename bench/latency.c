@@ -296,7 +296,7 @@ int main(int argc, char **argv) {
     }
 
     rconn_endpoint_t *ep = rconn_endpoint_new(url, NULL, errstr, sizeof errstr);
-    pl.rc = ep ? rconn_connect(ep, 5000, errstr, sizeof errstr) : NULL;
+    pl.rc = ep ? rconn_connect(ep, 5000, NULL, errstr, sizeof errstr) : NULL;
     rconn_endpoint_free(ep);
     if (!pl.rc) {
         fprintf(stderr, "latency: %s\n", errstr);

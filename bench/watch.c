@@ -302,7 +302,7 @@ int main(int argc, char **argv) {
         total += (uint64_t)(hi[p] - lo[p]);
 
     rconn_endpoint_t *ep = rconn_endpoint_new(url, NULL, errstr, sizeof errstr);
-    w.rc = ep ? rconn_connect(ep, 5000, errstr, sizeof errstr) : NULL;
+    w.rc = ep ? rconn_connect(ep, 5000, NULL, errstr, sizeof errstr) : NULL;
     rconn_endpoint_free(ep);
     if (!w.rc) {
         fprintf(stderr, "watch: %s\n", errstr);

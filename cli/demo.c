@@ -305,7 +305,7 @@ int cmd_demo(int argc, char **argv) {
             char rerr[256];
             rconn_free(rctx);
             if (!rep) rep = rconn_endpoint_new(redis_proc_url(redis), NULL, rerr, sizeof(rerr));
-            rctx = rep ? rconn_connect(rep, 2000, rerr, sizeof(rerr)) : NULL;
+            rctx = rep ? rconn_connect(rep, 2000, NULL, rerr, sizeof(rerr)) : NULL;
         }
         int status;
         if (waitpid(child, &status, WNOHANG) == child) {

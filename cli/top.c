@@ -136,7 +136,7 @@ static const char *fmt_speed(double x, char *buf, size_t size) {
 /* ---- Redis ------------------------------------------------------------ */
 
 static rconn_t *top_connect(const rconn_endpoint_t *ep, char *errstr, size_t errstr_size) {
-    return rconn_connect(ep, TOP_TIMEOUT_MS, errstr, errstr_size);
+    return rconn_connect(ep, TOP_TIMEOUT_MS, NULL, errstr, errstr_size);
 }
 
 /* Sends a command; NULL with errstr on an I/O error or an error reply. */

@@ -57,6 +57,7 @@ struct rconn {
     redisReader *reader;
     int timeout_ms;
     bool dead;
+    rconn_err_t why;          /* set with dead */
     bool tls_want_write;      /* the last TLS call needs the socket writable */
     char where[300];
     char errstr[256];
@@ -353,6 +354,7 @@ static void fail(rconn_t *c, const char *fmt, ...) {
     vsnprintf(c->errstr, sizeof(c->errstr), fmt, ap);
     va_end(ap);
     c->dead = true;
+    if (!c->why) c->why = RCONN_ERR_IO;
 }
 
 const char *rconn_errstr(const rconn_t *c) { return c->errstr; }
@@ -774,7 +776,9 @@ static int tls_handshake(rconn_t *c, const rconn_endpoint_t *ep, int64_t deadlin
             continue;
         }
         long v = SSL_get_verify_result(c->ssl);
+        if (e == SSL_ERROR_SSL) c->why = RCONN_ERR_TLS;
         if (v != X509_V_OK) {
+            c->why = RCONN_ERR_TLS;
             fail(c, "redis %s: TLS: server certificate not trusted for \"%s\": %s", c->where,
                  ep->server_name, X509_verify_cert_error_string(v));
             ERR_clear_error();
@@ -798,6 +802,7 @@ static int login(rconn_t *c, const rconn_url_t *u) {
                        : rconn_command_argv(c, 2, (const char *[]){"AUTH", u->password}, NULL);
         if (!r) return -1;
         if (r->type == REDIS_REPLY_ERROR) {
+            c->why = RCONN_ERR_REFUSED;
             /* Redis's text (WRONGPASS…, or ERR AUTH <password> called without
              * any password configured) never repeats the password. */
             fail(c, "redis %s: authentication failed for user %s: %s", c->where,
@@ -811,6 +816,7 @@ static int login(rconn_t *c, const rconn_url_t *u) {
         r = rconn_command(c, "SELECT %d", u->db);
         if (!r) return -1;
         if (r->type == REDIS_REPLY_ERROR) {
+            c->why = RCONN_ERR_REFUSED;
             fail(c, "redis %s: SELECT %d: %s", c->where, u->db, r->str);
             freeReplyObject(r);
             return -1;
@@ -820,8 +826,8 @@ static int login(rconn_t *c, const rconn_url_t *u) {
     return 0;
 }
 
-rconn_t *rconn_connect(const rconn_endpoint_t *ep, int timeout_ms, char *errstr,
-                       size_t errstr_size) {
+rconn_t *rconn_connect(const rconn_endpoint_t *ep, int timeout_ms, rconn_err_t *why,
+                       char *errstr, size_t errstr_size) {
     rconn_t *c = xcalloc(1, sizeof(*c));
     c->fd = -1;
     rconn_set_timeout(c, timeout_ms);
@@ -841,6 +847,7 @@ rconn_t *rconn_connect(const rconn_endpoint_t *ep, int timeout_ms, char *errstr,
     return c;
 fail:
     snprintf(errstr, errstr_size, "%s", c->errstr);
+    if (why) *why = c->why ? c->why : RCONN_ERR_IO;
     rconn_free(c);
     return NULL;
 }

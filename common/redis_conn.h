@@ -78,13 +78,21 @@ const char *rconn_endpoint_where(const rconn_endpoint_t *ep);
 
 typedef struct rconn rconn_t;
 
+/* Why a connection could not be made. */
+typedef enum {
+    RCONN_ERR_IO = 1,   /* no connection, timeout, EOF, reset: may work later */
+    RCONN_ERR_TLS,      /* TLS handshake refused: certificate not trusted, wrong
+                         * name, a client certificate missing; a setting is wrong */
+    RCONN_ERR_REFUSED   /* Redis answered AUTH or SELECT with an error */
+} rconn_err_t;
+
 /* Connects (TCP keepalive and TCP_NODELAY on TCP), does the TLS handshake
  * with verification, AUTH and SELECT, each step bounded by timeout_ms.
- * NULL with errstr ("redis HOST:PORT: ...") on failure; a refused AUTH says
- * "authentication failed for user NAME".  The caller frees the result with
- * rconn_free(). */
-rconn_t *rconn_connect(const rconn_endpoint_t *ep, int timeout_ms, char *errstr,
-                       size_t errstr_size);
+ * NULL with errstr ("redis HOST:PORT: ...") and, when why is not NULL,
+ * *why on failure; a refused AUTH says "authentication failed for user
+ * NAME".  The caller frees the result with rconn_free(). */
+rconn_t *rconn_connect(const rconn_endpoint_t *ep, int timeout_ms, rconn_err_t *why,
+                       char *errstr, size_t errstr_size);
 /* Closes (TLS close_notify, without waiting) and frees.  NULL: no-op. */
 void rconn_free(rconn_t *c);
 

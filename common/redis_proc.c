@@ -194,7 +194,7 @@ static int wait_ready(redis_proc_t *p, bool *exited, char *errstr, size_t errstr
         char url[64], cerr[256];
         snprintf(url, sizeof(url), "redis://127.0.0.1:%d", p->port);
         rconn_endpoint_t *ep = rconn_endpoint_new(url, NULL, cerr, sizeof(cerr));
-        rconn_t *c = ep ? rconn_connect(ep, 200, cerr, sizeof(cerr)) : NULL;
+        rconn_t *c = ep ? rconn_connect(ep, 200, NULL, cerr, sizeof(cerr)) : NULL;
         if (c) {
             redisReply *r = rconn_command(c, "PING");
             /* PONG, or NOAUTH from a server started with --requirepass:

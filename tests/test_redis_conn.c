@@ -240,7 +240,7 @@ static rconn_t *admin(const tls_server_t *s) {
     snprintf(url, sizeof(url), "redis://:defpw@127.0.0.1:%d", redis_proc_port(s->proc));
     rconn_endpoint_t *ep = rconn_endpoint_new(url, NULL, err, sizeof(err));
     cr_assert_not_null(ep, "%s", err);
-    rconn_t *c = rconn_connect(ep, TIMEOUT_MS, err, sizeof(err));
+    rconn_t *c = rconn_connect(ep, TIMEOUT_MS, NULL, err, sizeof(err));
     cr_assert_not_null(c, "%s", err);
     rconn_endpoint_free(ep);
     return c;
@@ -257,12 +257,14 @@ static long long dbsize(const tls_server_t *s) {
     return n;
 }
 
-/* Connects to url with tls; NULL with err on failure. */
+static rconn_err_t last_why; /* why the last try_connect() failed */
+
+/* Connects to url with tls; NULL with err (and last_why) on failure. */
 static rconn_t *try_connect(const char *url, const rconn_tls_conf_t *tls, char *err,
                             size_t size) {
     rconn_endpoint_t *ep = rconn_endpoint_new(url, tls, err, size);
     if (!ep) return NULL;
-    rconn_t *c = rconn_connect(ep, TIMEOUT_MS, err, size);
+    rconn_t *c = rconn_connect(ep, TIMEOUT_MS, &last_why, err, size);
     rconn_endpoint_free(ep);
     return c;
 }
@@ -356,6 +358,7 @@ Test(redis_conn, untrusted_ca_and_wrong_name_are_refused_and_write_nothing,
     rconn_t *c = try_connect(url, &other, err, sizeof(err));
     cr_expect_null(c, "a server signed by another CA was trusted");
     cr_expect(strstr(err, "not trusted"), "%s", err);
+    cr_expect_eq(last_why, RCONN_ERR_TLS);
     cr_expect(strstr(err, "127.0.0.1:"), "%s", err);
     cr_expect(!strstr(err, "secret"), "%s", err);
     rconn_free(c);
@@ -364,6 +367,7 @@ Test(redis_conn, untrusted_ca_and_wrong_name_are_refused_and_write_nothing,
     c = try_connect(url, &wrong, err, sizeof(err));
     cr_expect_null(c, "a certificate for 127.0.0.1 passed as wrong.example");
     cr_expect(strstr(err, "wrong.example"), "%s", err);
+    cr_expect_eq(last_why, RCONN_ERR_TLS);
     rconn_free(c);
 
     /* The system CAs do not know the test CA either. */
@@ -375,8 +379,9 @@ Test(redis_conn, untrusted_ca_and_wrong_name_are_refused_and_write_nothing,
     snprintf(url, sizeof(url), "redis://alice:secret@127.0.0.1:%d", srv.tls_port);
     rconn_endpoint_t *ep = rconn_endpoint_new(url, NULL, err, sizeof(err));
     cr_assert_not_null(ep);
-    c = rconn_connect(ep, 1000, err, sizeof(err));
+    c = rconn_connect(ep, 1000, &last_why, err, sizeof(err));
     cr_expect_null(c);
+    cr_expect_eq(last_why, RCONN_ERR_IO, "%s", err);
     rconn_free(c);
     rconn_endpoint_free(ep);
 
@@ -391,6 +396,7 @@ Test(redis_conn, wrong_password_names_the_user_not_the_password, .init = setup_o
     rconn_t *c = try_connect(url, &tls, err, sizeof(err));
     cr_expect_null(c);
     cr_expect(strstr(err, "authentication failed for user alice"), "%s", err);
+    cr_expect_eq(last_why, RCONN_ERR_REFUSED);
     cr_expect(!strstr(err, "hunter2"), "%s", err);
     rconn_free(c);
 
@@ -649,5 +655,16 @@ Test(redis_conn, closed_tls_connection_does_not_raise_sigpipe, .init = setup_opt
     cr_expect_eq(w, -1, "writes to a closed connection kept succeeding");
     cr_expect(rconn_dead(c));
     cr_expect(strstr(rconn_errstr(c), "127.0.0.1:"), "%s", rconn_errstr(c));
+    rconn_free(c);
+}
+
+/* Nothing listening: an I/O failure, which may heal. */
+Test(redis_conn, closed_port_is_an_io_failure) {
+    char url[64], err[256];
+    snprintf(url, sizeof(url), "redis://127.0.0.1:%d", free_port());
+    rconn_t *c = try_connect(url, NULL, err, sizeof(err));
+    cr_expect_null(c);
+    cr_expect_eq(last_why, RCONN_ERR_IO);
+    cr_expect(strstr(err, "cannot connect"), "%s", err);
     rconn_free(c);
 }
