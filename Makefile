@@ -22,7 +22,7 @@ CFLAGS  ?= -O2 -g
 LDFLAGS ?=
 WERROR  ?= $(if $(CI),-Werror,)
 
-PKGS := rdkafka avro-c hiredis jansson libcurl libmicrohttpd
+PKGS := rdkafka avro-c hiredis jansson libcurl libmicrohttpd openssl
 DEPS_OK := $(shell pkg-config --exists $(PKGS) criterion 2>/dev/null && command -v redis-server >/dev/null && echo yes)
 
 RAPPORT_CFLAGS := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wstrict-prototypes -Wwrite-strings \

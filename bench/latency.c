@@ -29,7 +29,6 @@
  */
 #include <errno.h>
 #include <getopt.h>
-#include <hiredis/hiredis.h>
 #include <inttypes.h>
 #include <librdkafka/rdkafka.h>
 #include <math.h>
@@ -42,7 +41,7 @@
 #include <time.h>
 
 #include "gen/story.h"
-#include "sinks/redis.h"
+#include "common/redis_conn.h"
 
 #define MAX_PARTITIONS 4096
 #define MAX_PROPS 32
@@ -78,7 +77,7 @@ typedef struct timeline {
 } timeline_t;
 
 typedef struct poller {
-    redisContext *rc;
+    rconn_t *rc;                   /* connected by main, then used by the poller only */
     const char *topic;
     char key[512];
     int n_parts;
@@ -99,7 +98,7 @@ static void *poller_main(void *arg) {
     for (int p = 0; p < pl->n_parts; p++)
         cur[p] = -1;
     while (!atomic_load(&pl->stop)) {
-        redisReply *r = redisCommandArgv(pl->rc, 2, argv, NULL);
+        redisReply *r = rconn_command_argv(pl->rc, 2, argv, NULL);
         int64_t t = now_ns();
         pl->polls++;
         if (!r || r->type != REDIS_REPLY_ARRAY) {
@@ -296,14 +295,11 @@ int main(int argc, char **argv) {
         goto out;
     }
 
-    redis_url_t ru;
-    if (redis_url_parse(url, &ru, errstr, sizeof errstr) != 0 || ru.password[0] || ru.db) {
-        fprintf(stderr, "latency: %s\n", ru.password[0] || ru.db ? "no AUTH/SELECT support" : errstr);
-        goto out;
-    }
-    pl.rc = ru.path[0] ? redisConnectUnix(ru.path) : redisConnect(ru.host, ru.port);
-    if (!pl.rc || pl.rc->err) {
-        fprintf(stderr, "latency: redis: %s\n", pl.rc ? pl.rc->errstr : "out of memory");
+    rconn_endpoint_t *ep = rconn_endpoint_new(url, NULL, errstr, sizeof errstr);
+    pl.rc = ep ? rconn_connect(ep, 5000, NULL, errstr, sizeof errstr) : NULL;
+    rconn_endpoint_free(ep);
+    if (!pl.rc) {
+        fprintf(stderr, "latency: %s\n", errstr);
         goto out;
     }
     snprintf(pl.key, sizeof pl.key, "%s_offsets", prefix);
@@ -430,8 +426,7 @@ out:
     }
     if (rk)
         rd_kafka_destroy(rk);
-    if (pl.rc)
-        redisFree(pl.rc);
+    rconn_free(pl.rc);
     if (pl.tl)
         for (int p = 0; p < pl.n_parts; p++)
             free(pl.tl[p].v);

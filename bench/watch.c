@@ -21,7 +21,6 @@
  */
 #include <errno.h>
 #include <getopt.h>
-#include <hiredis/hiredis.h>
 #include <inttypes.h>
 #include <librdkafka/rdkafka.h>
 #include <signal.h>
@@ -34,7 +33,7 @@
 #include <unistd.h>
 
 #include "common/clock.h"
-#include "sinks/redis.h"
+#include "common/redis_conn.h"
 
 #define MAX_PARTITIONS 4096
 #define MAX_SAMPLES 100000
@@ -137,7 +136,7 @@ typedef struct own {
 } own_t;
 
 typedef struct watcher {
-    redisContext *rc;
+    rconn_t *rc;
     own_t own;
     const char *prefix;
 } watcher_t;
@@ -151,7 +150,7 @@ static redisReply *cmd(watcher_t *w, uint64_t *counter, int argc, const char **a
         w->own.bytes += (uint64_t)len;
     free(req);
     (*counter)++;
-    return redisCommandArgv(w->rc, argc, argv, NULL);
+    return rconn_command_argv(w->rc, argc, argv, NULL);
 }
 
 /* The value of "key:" in an INFO section's text, or def. */
@@ -291,29 +290,12 @@ int main(int argc, char **argv) {
     for (int p = 0; p < n_parts; p++)
         total += (uint64_t)(hi[p] - lo[p]);
 
-    redis_url_t ru;
-    if (redis_url_parse(url, &ru, errstr, sizeof errstr) != 0) {
+    rconn_endpoint_t *ep = rconn_endpoint_new(url, NULL, errstr, sizeof errstr);
+    w.rc = ep ? rconn_connect(ep, 5000, NULL, errstr, sizeof errstr) : NULL;
+    rconn_endpoint_free(ep);
+    if (!w.rc) {
         fprintf(stderr, "watch: %s\n", errstr);
-        return 2;
-    }
-    w.rc = ru.path[0] ? redisConnectUnix(ru.path) : redisConnect(ru.host, ru.port);
-    if (!w.rc || w.rc->err) {
-        fprintf(stderr, "watch: redis: %s\n", w.rc ? w.rc->errstr : "out of memory");
         goto out;
-    }
-    if (ru.password[0]) {
-        const char *a[] = {"AUTH", ru.password};
-        redisReply *r = cmd(&w, &w.own.other, 2, a);
-        if (r)
-            freeReplyObject(r);
-    }
-    if (ru.db) {
-        char db[16];
-        snprintf(db, sizeof db, "%d", ru.db);
-        const char *a[] = {"SELECT", db};
-        redisReply *r = cmd(&w, &w.own.other, 2, a);
-        if (r)
-            freeReplyObject(r);
     }
 
     double t_start = clock_s(), t_first = 0, t_last = 0, next_sample = 0;
@@ -332,7 +314,7 @@ int main(int argc, char **argv) {
             goto out;
         }
         if (read_offsets(&w, topic, n_parts, stored) != 0) {
-            fprintf(stderr, "watch: redis: %s\n", w.rc->err ? w.rc->errstr : "bad reply");
+            fprintf(stderr, "watch: redis: %s\n", rconn_dead(w.rc) ? rconn_errstr(w.rc) : "bad reply");
             goto out;
         }
         uint64_t done = 0;
@@ -439,7 +421,6 @@ out:
     free(mem);
     free(cpu0);
     free(cpu1);
-    if (w.rc)
-        redisFree(w.rc);
+    rconn_free(w.rc);
     return rc;
 }

@@ -12,7 +12,6 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <getopt.h>
-#include <hiredis/hiredis.h>
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
 #include <pthread.h>
@@ -28,6 +27,7 @@
 #include "cli/commands.h"
 #include "cli/view.h"
 #include "common/clock.h"
+#include "common/redis_conn.h"
 #include "common/redis_proc.h"
 #include "gen/encode.h"
 #include "gen/produce.h"
@@ -96,7 +96,7 @@ typedef struct tally {
 /* Prints the alerts of <prefix>alerts newer than *last_id (at most
  * max_show of them, then how many more), counts every one by type, and
  * moves *last_id past them. */
-static void show_alerts(redisContext *rc, char *last_id, size_t size, tally_t *t, int max_show) {
+static void show_alerts(rconn_t *rc, char *last_id, size_t size, tally_t *t, int max_show) {
     char err[256];
     redisReply *r = view_command(rc, err, sizeof(err), "XRANGE %salerts (%s + COUNT 1000",
                                  DEMO_PREFIX, last_id);
@@ -119,7 +119,7 @@ static void show_alerts(redisContext *rc, char *last_id, size_t size, tally_t *t
 }
 
 /* ZCARD <prefix>scores, or -1 when Redis does not answer. */
-static long long zcard(redisContext *rc) {
+static long long zcard(rconn_t *rc) {
     char err[256];
     redisReply *r = rc ? view_command(rc, err, sizeof(err), "ZCARD %sscores", DEMO_PREFIX) : NULL;
     long long n = (r && r->type == REDIS_REPLY_INTEGER) ? r->integer : -1;
@@ -179,8 +179,8 @@ int cmd_demo(int argc, char **argv) {
     rd_kafka_t *host = NULL;
     rd_kafka_mock_cluster_t *mc = NULL;
     redis_proc_t *redis = NULL;
-    redisContext *rctx = NULL;
-    redis_url_t url;
+    rconn_t *rctx = NULL;
+    rconn_endpoint_t *rep = NULL;
     gen_thread_t gt;
     memset(&gt, 0, sizeof(gt));
     bool gen_started = false;
@@ -218,7 +218,7 @@ int cmd_demo(int argc, char **argv) {
 
     /* Private Redis. */
     redis = redis_proc_start(NULL, err, sizeof(err));
-    if (!redis || redis_url_parse(redis_proc_url(redis), &url, err, sizeof(err)) != 0) {
+    if (!redis || !(rep = rconn_endpoint_new(redis_proc_url(redis), NULL, err, sizeof(err)))) {
         fprintf(stderr, "rapport demo: %s\n", err);
         goto out;
     }
@@ -272,11 +272,11 @@ int cmd_demo(int argc, char **argv) {
         /* One second, in steps short enough to notice Ctrl-C. */
         for (int i = 0; i < 10 && !demo_stop; i++) clock_sleep_ms(100);
         double el = clock_s() - t0;
-        if (rctx && rctx->err) {
-            redisFree(rctx);
+        if (rctx && rconn_dead(rctx)) {
+            rconn_free(rctx);
             rctx = NULL;
         }
-        if (!rctx) rctx = view_connect(&url, err, sizeof(err));
+        if (!rctx) rctx = view_connect(rep, err, sizeof(err));
         int status;
         if (waitpid(child, &status, WNOHANG) == child) {
             fprintf(stderr, "rapport demo: the processor exited early; see %s\n", logpath);
@@ -350,7 +350,8 @@ out:
         snprintf(cmd, sizeof(cmd), "tail -n 20 '%s' >&2", logpath);
         if (system(cmd) != 0) fprintf(stderr, "(could not show the log)\n");
     }
-    if (rctx) redisFree(rctx);
+    rconn_free(rctx);
+    rconn_endpoint_free(rep);
     gen_free(gt.gen);
     redis_proc_stop(redis);
     if (mc) rd_kafka_mock_cluster_destroy(mc);

@@ -31,7 +31,9 @@ static void run_usage(FILE *out) {
             "  -b BROKERS    Kafka bootstrap servers (key brokers)\n"
             "  -t TOPIC      input topic (key topic)\n"
             "  -G GROUP      consumer group (key group)\n"
-            "  -r REDIS_URL  redis://[:password@]host[:port][/db] or unix:///path.sock\n"
+            "  -r REDIS_URL  redis://[[user]:password@]host[:port][/db], rediss://... (TLS)\n"
+            "                or unix:///path.sock; RAPPORT_REDIS_URL or redis_url_file keep\n"
+            "                a password off the command line (docs/SECURITY.md)\n"
             "  -X key=value  any configuration key, or kafka.<property> for librdkafka\n\n"
             "Flags override the file.  SIGTERM or SIGINT: write the batch in hand,\n"
             "commit, leave the group, exit 0.\n\n");

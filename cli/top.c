@@ -22,7 +22,6 @@
  */
 #include <errno.h>
 #include <getopt.h>
-#include <hiredis/hiredis.h>
 #include <inttypes.h>
 #include <poll.h>
 #include <signal.h>
@@ -40,7 +39,8 @@
 #include "cli/view.h"
 #include "common/alloc.h"
 #include "common/clock.h"
-#include "sinks/redis.h"
+#include "common/redact.h"
+#include "common/redis_conn.h"
 
 #define TOP_MAX_PARTITIONS 4096
 
@@ -53,6 +53,8 @@ static void on_signal(int sig) {
 
 typedef struct top_opts {
     const char *url;
+    char url_shown[512];    /* url with its password as *** */
+    rconn_tls_conf_t tls;
     const char *prefix;
     bool once;
     int scores;             /* rows of lowest scores */
@@ -111,7 +113,7 @@ static part_sample_t *sample_find(sample_t *s, const char *field) {
 }
 
 /* Reads <prefix>watermarks and <prefix>_offsets into s (replacing it). */
-static int sample_read(redisContext *c, const char *prefix, sample_t *s, char *errstr,
+static int sample_read(rconn_t *c, const char *prefix, sample_t *s, char *errstr,
                        size_t errstr_size) {
     redisReply *w = view_command(c, errstr, errstr_size, "HGETALL %swatermarks", prefix);
     if (!w) return -1;
@@ -171,7 +173,7 @@ static void draw_partitions(FILE *f, const sample_t *cur, sample_t *prev) {
     }
 }
 
-static int draw_alerts(FILE *f, redisContext *c, const top_opts_t *o, int cols, char *errstr,
+static int draw_alerts(FILE *f, rconn_t *c, const top_opts_t *o, int cols, char *errstr,
                        size_t errstr_size) {
     redisReply *x = view_command(c, errstr, errstr_size, "XREVRANGE %salerts + - COUNT %d",
                                  o->prefix, o->alerts);
@@ -184,7 +186,7 @@ static int draw_alerts(FILE *f, redisContext *c, const top_opts_t *o, int cols, 
 }
 
 /* Draws one frame into f.  Returns 0, or -1 with errstr when Redis fails. */
-static int draw_frame(FILE *f, redisContext *c, const top_opts_t *o, sample_t *prev,
+static int draw_frame(FILE *f, rconn_t *c, const top_opts_t *o, sample_t *prev,
                       sample_t *cur, int cols, char *errstr, size_t errstr_size) {
     if (sample_read(c, o->prefix, cur, errstr, errstr_size) != 0) return -1;
     redisReply *zc = view_command(c, errstr, errstr_size, "ZCARD %sscores", o->prefix);
@@ -197,7 +199,7 @@ static int draw_frame(FILE *f, redisContext *c, const top_opts_t *o, sample_t *p
     char now[32];
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    fprintf(f, "rapport top  %s  prefix %s  %s UTC%s\n", o->url, o->prefix,
+    fprintf(f, "rapport top  %s  prefix %s  %s UTC%s\n", o->url_shown, o->prefix,
             view_time((int64_t)ts.tv_sec * 1000, now, sizeof(now)), o->once ? "" : "   (q quits)");
     fprintf(f, "customers scored %lld   alerts in stream %lld\n\n", zc->integer, xl->integer);
     freeReplyObject(zc);
@@ -291,8 +293,11 @@ static void top_usage(FILE *out) {
             "[--once]\n\n"
             "A live view of what rapport writes to Redis, refreshed every second; q or\n"
             "Ctrl-C quits.  Reads Redis only.\n\n"
-            "  -r REDIS_URL    redis://[:password@]host[:port][/db] or unix:///path.sock\n"
-            "                  (default redis://127.0.0.1:6379)\n"
+            "  -r REDIS_URL    redis://[[user]:password@]host[:port][/db], rediss://... (TLS)\n"
+            "                  or unix:///path.sock (default $RAPPORT_REDIS_URL, else\n"
+            "                  redis://127.0.0.1:6379)\n"
+            "  --tls-ca-file F, --tls-cert-file F, --tls-key-file F, --tls-server-name N\n"
+            "                  rediss:// settings, as redis_tls_* of rapport run\n"
             "  --prefix P      key prefix (default rapport:)\n"
             "  --scores N      lowest scores shown (default 10)\n"
             "  --alerts N      newest alerts shown (default 6)\n"
@@ -314,14 +319,24 @@ int cmd_top(int argc, char **argv) {
     static const struct option longopts[] = {
         {"prefix", required_argument, NULL, 'p'}, {"scores", required_argument, NULL, 's'},
         {"alerts", required_argument, NULL, 'a'}, {"once", no_argument, NULL, 'o'},
-        {"help", no_argument, NULL, 'h'},         {0, 0, 0, 0}};
+        {"help", no_argument, NULL, 'h'},         {"tls-ca-file", required_argument, NULL, 'C'},
+        {"tls-cert-file", required_argument, NULL, 'E'},
+        {"tls-key-file", required_argument, NULL, 'K'},
+        {"tls-server-name", required_argument, NULL, 'N'},
+        {0, 0, 0, 0}};
     top_opts_t o = {.url = "redis://127.0.0.1:6379", .prefix = "rapport:", .scores = 10,
                     .alerts = 6};
+    const char *env_url = getenv("RAPPORT_REDIS_URL"); /* keeps a password off the command line */
+    if (env_url && *env_url) o.url = env_url;
     int opt;
     optind = 1;
     while ((opt = getopt_long(argc, argv, "r:h", longopts, NULL)) != -1) {
         switch (opt) {
         case 'r': o.url = optarg; break;
+        case 'C': o.tls.ca_file = optarg; break;
+        case 'E': o.tls.cert_file = optarg; break;
+        case 'K': o.tls.key_file = optarg; break;
+        case 'N': o.tls.server_name = optarg; break;
         case 'p': o.prefix = optarg; break;
         case 'o': o.once = true; break;
         case 's':
@@ -341,8 +356,9 @@ int cmd_top(int argc, char **argv) {
         return 2;
     }
     char err[512];
-    redis_url_t url;
-    if (redis_url_parse(o.url, &url, err, sizeof(err)) != 0) {
+    redact_url(o.url, o.url_shown, sizeof(o.url_shown));
+    rconn_endpoint_t *ep = rconn_endpoint_new(o.url, &o.tls, err, sizeof(err));
+    if (!ep) {
         fprintf(stderr, "rapport top: %s\n", err);
         return 2;
     }
@@ -352,15 +368,16 @@ int cmd_top(int argc, char **argv) {
     b.p = xcalloc(TOP_MAX_PARTITIONS, sizeof(*b.p));
     char *text = NULL;
     size_t text_len = 0;
-    redisContext *c = NULL;
+    rconn_t *c = NULL;
     int rc = 0;
     if (o.once) {
         FILE *f = open_memstream(&text, &text_len);
-        c = f ? view_connect(&url, err, sizeof(err)) : NULL;
+        c = f ? view_connect(ep, err, sizeof(err)) : NULL;
         int ok = c && draw_frame(f, c, &o, &b, &a, 120, err, sizeof(err)) == 0;
         if (f) fclose(f);
         if (!ok) {
-            fprintf(stderr, "rapport top: redis %s: %s\n", o.url, f ? err : "out of memory");
+            fprintf(stderr, "rapport top: redis %s: %s\n", o.url_shown,
+                    f ? err : "out of memory");
             rc = 1;
             goto out;
         }
@@ -383,15 +400,15 @@ int cmd_top(int argc, char **argv) {
         term_size(&term, &cols, &rows);
         FILE *f = open_memstream(&text, &text_len);
         if (!f) break;
-        if (!c) c = view_connect(&url, err, sizeof(err));
+        if (!c) c = view_connect(ep, err, sizeof(err));
         if (!c || draw_frame(f, c, &o, prev, cur, cols, err, sizeof(err)) != 0) {
             fclose(f);
             free(text);
             f = open_memstream(&text, &text_len);
             if (!f) break;
-            fprintf(f, "rapport top  %s\n\nredis: %s\nretrying every second (q quits)\n", o.url,
+            fprintf(f, "rapport top  %s\n\nredis: %s\nretrying every second (q quits)\n", o.url_shown,
                     err);
-            if (c) redisFree(c);
+            if (c) rconn_free(c);
             c = NULL;
             prev->n = 0;
         } else {
@@ -409,7 +426,8 @@ int cmd_top(int argc, char **argv) {
     term_close(&term);
 out:
     free(text);
-    if (c) redisFree(c);
+    rconn_free(c);
+    rconn_endpoint_free(ep);
     free(a.p);
     free(b.p);
     return rc;

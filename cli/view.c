@@ -54,42 +54,17 @@ const char *view_time(int64_t ms, char *buf, size_t size) {
 
 /* ---- Redis ------------------------------------------------------------ */
 
-redisContext *view_connect(const redis_url_t *u, char *errstr, size_t errstr_size) {
-    struct timeval tv = {VIEW_TIMEOUT_MS / 1000, (VIEW_TIMEOUT_MS % 1000) * 1000};
-    redisContext *c = u->path[0] ? redisConnectUnixWithTimeout(u->path, tv)
-                                 : redisConnectWithTimeout(u->host, u->port, tv);
-    if (!c || c->err) {
-        snprintf(errstr, errstr_size, "cannot connect: %s", c ? c->errstr : "out of memory");
-        goto fail;
-    }
-    redisSetTimeout(c, tv);
-    redisReply *r = NULL;
-    if (u->password[0]) {
-        r = redisCommand(c, "AUTH %s", u->password);
-        if (!r || r->type == REDIS_REPLY_ERROR) goto reply_fail;
-        freeReplyObject(r);
-    }
-    if (u->db) {
-        r = redisCommand(c, "SELECT %d", u->db);
-        if (!r || r->type == REDIS_REPLY_ERROR) goto reply_fail;
-        freeReplyObject(r);
-    }
-    return c;
-reply_fail:
-    snprintf(errstr, errstr_size, "%s", r ? r->str : c->errstr);
-    freeReplyObject(r);
-fail:
-    if (c) redisFree(c);
-    return NULL;
+rconn_t *view_connect(const rconn_endpoint_t *ep, char *errstr, size_t errstr_size) {
+    return rconn_connect(ep, VIEW_TIMEOUT_MS, NULL, errstr, errstr_size);
 }
 
-redisReply *view_command(redisContext *c, char *errstr, size_t errstr_size, const char *fmt, ...) {
+redisReply *view_command(rconn_t *c, char *errstr, size_t errstr_size, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    redisReply *r = redisvCommand(c, fmt, ap);
+    redisReply *r = rconn_vcommand(c, fmt, ap);
     va_end(ap);
     if (!r) {
-        snprintf(errstr, errstr_size, "%s", c->errstr);
+        snprintf(errstr, errstr_size, "%s", rconn_errstr(c));
         return NULL;
     }
     if (r->type == REDIS_REPLY_ERROR) {
@@ -107,7 +82,7 @@ static const char *hash_str(const redisReply *r, size_t i) {
     return r->element[i]->str;
 }
 
-int view_lowest(FILE *f, redisContext *c, const char *prefix, int rows, char *errstr,
+int view_lowest(FILE *f, rconn_t *c, const char *prefix, int rows, char *errstr,
                 size_t errstr_size) {
     redisReply *z = view_command(c, errstr, errstr_size, "ZRANGE %sscores 0 %d WITHSCORES",
                                  prefix, rows - 1);
@@ -117,13 +92,13 @@ int view_lowest(FILE *f, redisContext *c, const char *prefix, int rows, char *er
             "contacts", "ai share", "updated (UTC)");
     size_t n = z->elements / 2;
     for (size_t i = 0; i < n; i++) /* pipelined: one round trip for every row */
-        redisAppendCommand(c, "HMGET %sci:%b at_risk streak contacts ai_share updated_at",
+        rconn_append(c, "HMGET %sci:%b at_risk streak contacts ai_share updated_at",
                            prefix, z->element[2 * i]->str, (size_t)z->element[2 * i]->len);
     int rc = 0;
     for (size_t i = 0; i < n; i++) {
         redisReply *h = NULL;
-        if (redisGetReply(c, (void **)&h) != REDIS_OK) {
-            snprintf(errstr, errstr_size, "%s", c->errstr);
+        if (rconn_get_reply_wait(c, &h) != 0) {
+            snprintf(errstr, errstr_size, "%s", rconn_errstr(c));
             rc = -1;
             break;
         }

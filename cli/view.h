@@ -16,15 +16,15 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "sinks/redis.h"
+#include "common/redis_conn.h"
 
-/* Connects to u (AUTH and SELECT as the URL says) with a 2 s timeout.
- * NULL with errstr when Redis cannot be reached or refuses. */
-redisContext *view_connect(const redis_url_t *u, char *errstr, size_t errstr_size);
+/* Connects to ep (TLS, AUTH and SELECT as its URL says) with a 2 s
+ * timeout.  NULL with errstr when Redis cannot be reached or refuses. */
+rconn_t *view_connect(const rconn_endpoint_t *ep, char *errstr, size_t errstr_size);
 
 /* Sends a command; the reply (caller frees with freeReplyObject()), or NULL
  * with errstr on an I/O error or an error reply. */
-redisReply *view_command(redisContext *c, char *errstr, size_t errstr_size, const char *fmt, ...);
+redisReply *view_command(rconn_t *c, char *errstr, size_t errstr_size, const char *fmt, ...);
 
 /* Writes s (n bytes) to f in exactly `cols` columns, padded with spaces:
  * control bytes become '?', and a cut falls on a UTF-8 character
@@ -36,7 +36,7 @@ const char *view_time(int64_t ms, char *buf, size_t size);
 /* The `rows` lowest scores of <prefix>scores with their customers' hash
  * fields, as a table under the heading "lowest connection index".
  * Returns 0, or -1 with errstr when Redis fails. */
-int view_lowest(FILE *f, redisContext *c, const char *prefix, int rows, char *errstr,
+int view_lowest(FILE *f, rconn_t *c, const char *prefix, int rows, char *errstr,
                 size_t errstr_size);
 
 /* Field `name` of an entry of <prefix>alerts (an element of an XRANGE

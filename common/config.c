@@ -15,6 +15,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 
 #include "common/alloc.h"
@@ -49,9 +50,25 @@ static const ckey_t keys[] = {
     {"schema_registry_user", T_STR, "", 0, 0, O(schema_registry_user),
      "basic-auth user for the registry"},
     {"schema_registry_password", T_STR, "", 0, 0, O(schema_registry_password),
-     "basic-auth password for the registry"},
+     "basic-auth password for the registry; or env RAPPORT_SCHEMA_REGISTRY_PASSWORD"},
+    {"schema_registry_password_file", T_STR, "", 0, 0, O(schema_registry_password_file),
+     "file holding schema_registry_password (one trailing newline stripped)"},
+    {"schema_registry_ca_file", T_STR, "", 0, 0, O(schema_registry_ca_file),
+     "CA certificates (PEM) to verify an https registry; empty: the system's"},
     {"redis_url", T_STR, "redis://127.0.0.1:6379", 0, 0, O(redis_url),
-     "redis://[:password@]host[:port][/db] or unix:///path.sock; -r"},
+     "redis://[[user]:password@]host[:port][/db], rediss://... (TLS) or "
+     "unix:///path.sock; -r; or env RAPPORT_REDIS_URL"},
+    {"redis_url_file", T_STR, "", 0, 0, O(redis_url_file),
+     "file holding redis_url (one trailing newline stripped), to keep its password "
+     "out of the configuration"},
+    {"redis_tls_ca_file", T_STR, "", 0, 0, O(redis_tls_ca_file),
+     "rediss://: CA certificates (PEM) to verify Redis with; empty: the system's"},
+    {"redis_tls_cert_file", T_STR, "", 0, 0, O(redis_tls_cert_file),
+     "rediss://: client certificate (PEM), for servers with tls-auth-clients yes"},
+    {"redis_tls_key_file", T_STR, "", 0, 0, O(redis_tls_key_file),
+     "rediss://: private key (PEM) of redis_tls_cert_file"},
+    {"redis_tls_server_name", T_STR, "", 0, 0, O(redis_tls_server_name),
+     "rediss://: name sent (SNI) and checked in the certificate; empty: the URL's host"},
     {"prefix", T_STR, "rapport:", 0, 0, O(prefix), "prefix of every Redis key rapport writes"},
     {"bucket_ms", T_I64, "86400000", 1, BIG, S(bucket_ms), "width of one time bucket, ms"},
     {"window_buckets", T_I32, "30", 1, 100000, S(window_buckets), "buckets in the window"},
@@ -143,6 +160,53 @@ static int set_key(config_t *c, const ckey_t *k, const char *value, char *errstr
     return -1;
 }
 
+/* Secrets that may come from a file or the environment instead of the
+ * configuration, so that they stay off command lines and out of files
+ * that are shared (docs/SECURITY.md). */
+static const struct secret {
+    const char *file_key, *key, *env;
+} secrets[] = {
+    {"redis_url_file", "redis_url", "RAPPORT_REDIS_URL"},
+    {"schema_registry_password_file", "schema_registry_password",
+     "RAPPORT_SCHEMA_REGISTRY_PASSWORD"},
+};
+#define NSECRETS (sizeof(secrets) / sizeof(secrets[0]))
+#define SECRET_MAX_BYTES 65536
+
+/* Reads the secret of `key` from path into *out (caller frees): the whole
+ * file less one trailing newline.  Errors name the key and the file, never
+ * what it holds. */
+static int read_secret(const char *key, const char *path, char **out, char *errstr,
+                       size_t errstr_size) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        snprintf(errstr, errstr_size, "%s: %s: %s", key, path, strerror(errno));
+        return -1;
+    }
+    char *buf = xmalloc(SECRET_MAX_BYTES + 1);
+    size_t n = fread(buf, 1, SECRET_MAX_BYTES + 1, f);
+    int bad = ferror(f);
+    fclose(f);
+    const char *why = bad ? "cannot be read" : n > SECRET_MAX_BYTES ? "is larger than 64 KiB" : NULL;
+    if (!why) {
+        if (n > 0 && buf[n - 1] == '\n') n--;
+        if (n > 0 && buf[n - 1] == '\r') n--;
+        buf[n] = '\0';
+        if (n == 0)
+            why = "is empty";
+        else if (strlen(buf) != n || strpbrk(buf, "\r\n"))
+            why = "must hold one line (a NUL byte or a newline is inside)";
+    }
+    if (why) {
+        snprintf(errstr, errstr_size, "%s: %s %s", key, path, why);
+        explicit_bzero(buf, SECRET_MAX_BYTES + 1);
+        free(buf);
+        return -1;
+    }
+    *out = buf;
+    return 0;
+}
+
 static void set_default(config_t *c, const ckey_t *k) {
     char err[256];
     if (set_key(c, k, k->def, err, sizeof(err)) != 0) abort(); /* a bug in the table */
@@ -151,6 +215,11 @@ static void set_default(config_t *c, const ckey_t *k) {
 config_t *config_new(void) {
     config_t *c = xcalloc(1, sizeof(*c));
     for (size_t i = 0; i < NKEYS; i++) set_default(c, &keys[i]);
+    char err[256];
+    for (size_t i = 0; i < NSECRETS; i++) {
+        const char *v = getenv(secrets[i].env);
+        if (v && *v && set_key(c, key_find(secrets[i].key), v, err, sizeof(err)) != 0) abort();
+    }
     return c;
 }
 
@@ -208,6 +277,15 @@ int config_set(config_t *c, const char *key, const char *value, char *errstr,
     if (!k) {
         snprintf(errstr, errstr_size, "%s: unknown key (see rapport run --help)", key);
         return -1;
+    }
+    for (size_t i = 0; i < NSECRETS; i++) {
+        char *secret;
+        if (strcmp(key, secrets[i].file_key) != 0 || !*value) continue;
+        if (read_secret(key, value, &secret, errstr, errstr_size) != 0) return -1;
+        int rc = set_key(c, key_find(secrets[i].key), secret, errstr, errstr_size);
+        explicit_bzero(secret, strlen(secret));
+        free(secret);
+        if (rc != 0) return -1;
     }
     return set_key(c, k, value, errstr, errstr_size);
 }
@@ -345,6 +423,36 @@ static int rule_dlq_topic(const config_t *c, char *errstr, size_t errstr_size) {
     return -1;
 }
 
+static int rule_tls_needs_rediss(const config_t *c, char *errstr, size_t errstr_size) {
+    const char *tls_keys[] = {c->redis_tls_ca_file, c->redis_tls_cert_file,
+                              c->redis_tls_key_file, c->redis_tls_server_name};
+    for (size_t i = 0; i < sizeof(tls_keys) / sizeof(tls_keys[0]); i++) {
+        if (*tls_keys[i] && strncmp(c->redis_url, "rediss://", 9) != 0) {
+            snprintf(errstr, errstr_size,
+                     "redis_tls_*: set, but redis_url is not rediss:// (TLS settings would "
+                     "be unused)");
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int rule_tls_cert_and_key(const config_t *c, char *errstr, size_t errstr_size) {
+    if (!*c->redis_tls_cert_file == !*c->redis_tls_key_file) return 0;
+    snprintf(errstr, errstr_size, "%s: set without %s",
+             *c->redis_tls_cert_file ? "redis_tls_cert_file" : "redis_tls_key_file",
+             *c->redis_tls_cert_file ? "redis_tls_key_file" : "redis_tls_cert_file");
+    return -1;
+}
+
+static int rule_registry_ca_https(const config_t *c, char *errstr, size_t errstr_size) {
+    if (!*c->schema_registry_ca_file || strncasecmp(c->schema_registry_url, "https://", 8) == 0)
+        return 0;
+    snprintf(errstr, errstr_size,
+             "schema_registry_ca_file: set, but schema_registry_url is not https://");
+    return -1;
+}
+
 static const crule_t rules[] = {
     {"`log_level`", "one of `error`, `warn`, `info`, `debug`", rule_log_level},
     {"`brokers`, `group`, `topic`, `redis_url`", "must not be empty", rule_required},
@@ -361,6 +469,10 @@ static const crule_t rules[] = {
      rule_recover_above_risk},
     {"`w_resolution`, `w_sentiment`, `w_loyalty`", "must not all be 0", rule_weights},
     {"`dlq_topic`, `topic`", "must differ", rule_dlq_topic},
+    {"`redis_tls_*`, `redis_url`", "need a `rediss://` `redis_url`", rule_tls_needs_rediss},
+    {"`redis_tls_cert_file`, `redis_tls_key_file`", "go together", rule_tls_cert_and_key},
+    {"`schema_registry_ca_file`", "needs an `https://` `schema_registry_url`",
+     rule_registry_ca_https},
 };
 
 #define NRULES (sizeof(rules) / sizeof(rules[0]))
@@ -426,4 +538,14 @@ void config_print_markdown(FILE *out) {
             "with exit status 2 and a message that names the key.\n\n"
             "| keys | rule |\n| --- | --- |\n");
     for (size_t i = 0; i < NRULES; i++) fprintf(out, "| %s | %s |\n", rules[i].keys, rules[i].doc);
+    fprintf(out, "\n"
+            "Secrets: `redis_url` (which may hold a password) and\n"
+            "`schema_registry_password` can also come from the environment\n"
+            "(`RAPPORT_REDIS_URL`, `RAPPORT_SCHEMA_REGISTRY_PASSWORD`) or from a file\n"
+            "(`redis_url_file`, `schema_registry_password_file`: the file's content less one\n"
+            "trailing newline; the file must exist). Precedence: a flag (`-r`, `-X`) over\n"
+            "the configuration file over the environment over the default; a `*_file` key\n"
+            "sets its secret where it appears, so the last of `redis_url` and\n"
+            "`redis_url_file` given wins. rapport never prints a password: URLs in logs and\n"
+            "messages show it as `***` (see docs/SECURITY.md).\n");
 }

@@ -50,7 +50,14 @@ typedef struct config {
     char *schema_registry_url;
     char *schema_registry_user;
     char *schema_registry_password;
+    char *schema_registry_password_file; /* read into schema_registry_password when set */
+    char *schema_registry_ca_file;
     char *redis_url;
+    char *redis_url_file;       /* read into redis_url when set */
+    char *redis_tls_ca_file;
+    char *redis_tls_cert_file;
+    char *redis_tls_key_file;
+    char *redis_tls_server_name;
     char *prefix;
     char *metrics_listen;
     char *log_level;
@@ -67,7 +74,12 @@ typedef struct config {
     size_t kafka_count;
 } config_t;
 
-/* Fills every key with its default.  Never NULL. */
+/* Fills every key with its default (never NULL), then redis_url and
+ * schema_registry_password from the environment (RAPPORT_REDIS_URL,
+ * RAPPORT_SCHEMA_REGISTRY_PASSWORD) when set there.  Keys set later (file,
+ * flags) override them: flag > file > environment > default.  A *_file key
+ * (redis_url_file, schema_registry_password_file) reads its secret from a
+ * file when it is set, and counts as setting the secret at that moment. */
 config_t *config_new(void);
 void config_free(config_t *c);
 

@@ -28,7 +28,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <hiredis/hiredis.h>
+#include "common/redis_conn.h"
 
 #include "common/alloc.h"
 #include "common/clock.h"
@@ -166,7 +166,6 @@ static bool reap_if_exited(redis_proc_t *p, int *status) {
 static int wait_ready(redis_proc_t *p, bool *exited, char *errstr, size_t errstr_size) {
     *exited = false;
     int64_t deadline = clock_ms() + REDIS_PROC_READY_MS;
-    struct timeval tv = {0, 200000};
     char last[256] = "no answer";
     for (;;) {
         int status = 0;
@@ -178,24 +177,28 @@ static int wait_ready(redis_proc_t *p, bool *exited, char *errstr, size_t errstr
             *exited = true;
             return -1;
         }
-        redisContext *c = redisConnectWithTimeout("127.0.0.1", p->port, tv);
-        if (c && !c->err) {
-            redisSetTimeout(c, tv);
-            redisReply *r = redisCommand(c, "PING");
+        char url[64], cerr[256];
+        snprintf(url, sizeof(url), "redis://127.0.0.1:%d", p->port);
+        rconn_endpoint_t *ep = rconn_endpoint_new(url, NULL, cerr, sizeof(cerr));
+        rconn_t *c = ep ? rconn_connect(ep, 200, NULL, cerr, sizeof(cerr)) : NULL;
+        if (c) {
+            redisReply *r = rconn_command(c, "PING");
             /* PONG, or NOAUTH from a server started with --requirepass:
              * either way it serves commands (LOADING does not yet). */
             if (r && ((r->type == REDIS_REPLY_STATUS && strcmp(r->str, "PONG") == 0) ||
                       (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOAUTH", 6) == 0))) {
                 freeReplyObject(r);
-                redisFree(c);
+                rconn_free(c);
+                rconn_endpoint_free(ep);
                 return 0;
             }
             if (r && r->type == REDIS_REPLY_ERROR) snprintf(last, sizeof(last), "%s", r->str);
             if (r) freeReplyObject(r);
-        } else if (c) {
-            snprintf(last, sizeof(last), "%s", c->errstr);
+        } else {
+            snprintf(last, sizeof(last), "%s", cerr);
         }
-        redisFree(c);
+        rconn_free(c);
+        rconn_endpoint_free(ep);
         if (clock_ms() > deadline) {
             snprintf(errstr, errstr_size, "redis-server on port %d not ready after %d ms: %s",
                      p->port, REDIS_PROC_READY_MS, last);

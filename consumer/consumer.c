@@ -586,6 +586,10 @@ consumer_t *consumer_new(const config_t *conf, metrics_t *metrics, char *errstr,
                                    conf->schema_registry_password, REGISTRY_TIMEOUT_MS, errstr,
                                    errstr_size);
         if (!c->registry) goto fail;
+        if (*conf->schema_registry_ca_file &&
+            registry_set_ca_file(c->registry, conf->schema_registry_ca_file, errstr,
+                                 errstr_size) != 0)
+            goto fail;
     }
     /* The directory first, then the registry (DESIGN.md §2). */
     decoder_conf_t dconf = {.schema_dir = *conf->schema_dir ? conf->schema_dir : NULL,

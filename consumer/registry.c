@@ -31,6 +31,8 @@
 #include "consumer/registry.h"
 
 #include <assert.h>
+#include <errno.h>
+#include <unistd.h>
 #include <curl/curl.h>
 #include <inttypes.h>
 #include <jansson.h>
@@ -228,6 +230,18 @@ oom:
 fail:
     registry_free(r); /* and curl_global_cleanup() */
     return NULL;
+}
+
+int registry_set_ca_file(registry_t *r, const char *ca_file, char *errstr, size_t errstr_size) {
+    if (access(ca_file, R_OK) != 0) {
+        snprintf(errstr, errstr_size, "schema_registry_ca_file: %s: %s", ca_file, strerror(errno));
+        return -1;
+    }
+    if (curl_easy_setopt(r->curl, CURLOPT_CAINFO, ca_file) != CURLE_OK) {
+        snprintf(errstr, errstr_size, "schema_registry_ca_file: this libcurl cannot set a CA file");
+        return -1;
+    }
+    return 0;
 }
 
 void registry_free(registry_t *r) {

@@ -46,6 +46,12 @@ int registry_url_check(const char *url, char *errstr, size_t errstr_size);
 registry_t *registry_new(const char *url, const char *user, const char *password,
                          int timeout_ms, char *errstr, size_t errstr_size);
 
+/* Verifies an https registry against the CA certificates (PEM) in
+ * ca_file instead of the system's (key schema_registry_ca_file).  Call
+ * before the first fetch.  Returns 0, or -1 with errstr naming the file
+ * when it cannot be read. */
+int registry_set_ca_file(registry_t *r, const char *ca_file, char *errstr, size_t errstr_size);
+
 /* Frees r and closes its connection.  NULL is a no-op. */
 void registry_free(registry_t *r);
 

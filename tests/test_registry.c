@@ -261,6 +261,27 @@ Test(registry, https_verifies_the_certificate) {
     http_fixture_free(f);
 }
 
+/* The same server trusted through schema_registry_ca_file: the schema
+ * arrives over https, with basic auth. */
+Test(registry, https_with_a_trusted_ca_fetches) {
+    char err[1024];
+    http_fixture_t *f =
+        http_fixture_start_tls(DATA, DATA "/tls/cert.pem", DATA "/tls/key.pem", err, sizeof err);
+    cr_assert_not_null(f, "%s", err);
+    registry_t *r = client(http_fixture_url(f), USER, PASSWORD, REGISTRY_TIMEOUT_MS);
+    cr_expect_eq(registry_set_ca_file(r, "/nonexistent/ca.pem", err, sizeof err), -1);
+    cr_expect_not_null(strstr(err, "schema_registry_ca_file: /nonexistent/ca.pem"), "%s", err);
+    cr_assert_eq(registry_set_ca_file(r, DATA "/tls/cert.pem", err, sizeof err), 0, "%s", err);
+    char *json = NULL;
+    size_t len = 0;
+    cr_expect_eq(registry_fetch(r, 1, &json, &len, err, sizeof err), SCHEMA_FOUND, "%s", err);
+    cr_expect_gt(len, 0);
+    cr_expect_eq(http_fixture_requests(f), 1);
+    free(json);
+    registry_free(r);
+    http_fixture_free(f);
+}
+
 Test(registry, url_check) {
     const struct {
         const char *url;
