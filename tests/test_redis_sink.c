@@ -343,7 +343,8 @@ static void tp_flush_ok(tpart_t *t) {
 
 static void fmt4(char *buf, size_t size, double v) { snprintf(buf, size, "%.4f", v); }
 
-/* Checks <prefix>ci:<cid> against a view: all 13 fields, nothing else. */
+/* Checks <prefix>ci:<cid> against a view: all 15 fields (SPEC §5, §10.1),
+ * nothing else. */
 static void expect_hash_matches(const window_customer_view_t *v) {
     char key[512];
     memcpy(key, PREFIX "ci:", 5);
@@ -352,12 +353,12 @@ static void expect_hash_matches(const window_customer_view_t *v) {
     size_t lens[] = {7, 5 + v->customer_id.len};
     redisReply *r = rcmd(2, argv, lens);
     cr_assert_eq(r->type, REDIS_REPLY_ARRAY);
-    cr_assert_eq(r->elements, 26, "hash has %zu fields", r->elements / 2);
-    char want[13][160];
-    static const char *const names[13] = {"ci", "resolution", "sentiment", "loyalty",
+    cr_assert_eq(r->elements, 30, "hash has %zu fields", r->elements / 2);
+    char want[15][160];
+    static const char *const names[15] = {"ci", "resolution", "sentiment", "loyalty",
                                           "ai_share", "aht_ms", "streak", "contacts",
                                           "resolved", "events", "at_risk", "updated_at",
-                                          "last_event_id"};
+                                          "last_event_id", "route", "route_reason"};
     fmt4(want[0], 160, v->ci);
     fmt4(want[1], 160, v->resolution);
     fmt4(want[2], 160, v->sentiment);
@@ -371,7 +372,9 @@ static void expect_hash_matches(const window_customer_view_t *v) {
     snprintf(want[10], 160, "%d", v->at_risk);
     snprintf(want[11], 160, "%" PRId64, v->updated_at);
     snprintf(want[12], 160, "%.*s", (int)v->last_event_id.len, v->last_event_id.ptr);
-    for (int f = 0; f < 13; f++) {
+    snprintf(want[13], 160, "%s", v->route_human ? "human" : "ai");
+    snprintf(want[14], 160, "%s", v->route_reason ? v->route_reason : "");
+    for (int f = 0; f < 15; f++) {
         bool found = false;
         for (size_t i = 0; i < r->elements; i += 2) {
             if (strcmp(r->element[i]->str, names[f]) != 0) continue;
@@ -695,9 +698,11 @@ Test(redis_sink, flush_writes_the_spec_layout) {
     snprintf(want, sizeof(want), "%" PRId64, t.next);
     expect_hget(PREFIX "_offsets", TOPIC ":3", want);
     expect_stream(rows, nalerts);
-    /* Exactly the SPEC §5 keys: 3 hashes, scores, alerts, watermarks, and
-     * the internal _offsets, _epochs and _state:<topic>:3. */
-    cr_expect_eq(dbsize(), 3 + 3 + 3);
+    /* Exactly the SPEC §5 keys: 3 hashes, scores, alerts, watermarks, one
+     * history bucket, history_index, org, and the internal _offsets,
+     * _epochs and _state:<topic>:3. */
+    cr_expect_eq(dbsize(), 3 + 3 + 3 + 3);
+    expect_hget(PREFIX "org", "customers", "3");
 
     /* An unchanged watermark is not rewritten; offsets always are. */
     tp_commit(&t);
@@ -723,7 +728,8 @@ Test(redis_sink, stats_count_commands_and_bytes) {
 
     /* Two customers, no alerts, new watermark: EVALSHA + HGET epoch +
      * HGET offset + 2 HSET hashes + ZADD + HSET state + HSET watermark +
-     * HSET offset. */
+     * HSET offset, then the history bucket (HMGET, HSET, ZADD to the
+     * index) and the org hash (HMGET, HSET). */
     const evspec_t evs[] = {
         {"c1", 0, "x1", T0, KIND_PURCHASE, HANDLER_NONE, TRI_NULL, NAN, NULL},
         {"c2", 0, "x2", T0, KIND_PURCHASE, HANDLER_NONE, TRI_NULL, NAN, NULL},
@@ -733,7 +739,7 @@ Test(redis_sink, stats_count_commands_and_bytes) {
     window_alerts(t.w, &nalerts);
     cr_assert_eq(nalerts, 0);
     tp_flush_ok(&t);
-    cr_expect_eq(st->commands - c0, 9);
+    cr_expect_eq(st->commands - c0, 14);
     /* The request carries at least both blobs and ids, and is not huge. */
     uint64_t sent = st->bytes_sent - b0;
     cr_expect_gt(sent, 200);
