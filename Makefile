@@ -31,7 +31,7 @@ BUILD := build/default
 RAPPORT_LDFLAGS :=
 endif
 
-LIB_SRC  := $(wildcard common/*.c consumer/*.c scoring/*.c sinks/*.c gen/*.c)
+LIB_SRC  := $(wildcard common/*.c consumer/*.c scoring/*.c sinks/*.c gen/*.c report/*.c)
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
 CLI_SRC  := $(wildcard cli/*.c)
 CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o)

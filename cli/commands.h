@@ -9,5 +9,7 @@
 int cmd_run(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
 int cmd_top(int argc, char **argv);
+int cmd_report(int argc, char **argv);
+int cmd_dashboard(int argc, char **argv);
 
 #endif
