@@ -15,7 +15,7 @@ LDFLAGS ?=
 WERROR  ?= $(if $(CI),-Werror,)
 
 PKGS := rdkafka avro-c hiredis jansson libcurl libmicrohttpd
-DEPS_OK := $(shell pkg-config --exists $(PKGS) criterion 2>/dev/null && command -v redis-server >/dev/null && echo yes)
+DEPS_OK := $(shell pkg-config --exists $(PKGS) criterion 2>/dev/null && command -v redis-server >/dev/null && command -v chromium >/dev/null && echo yes)
 
 RAPPORT_CFLAGS := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wstrict-prototypes -Wwrite-strings \
                   -Wno-unused-parameter $(WERROR) -MMD -MP -I. \
@@ -60,6 +60,9 @@ endif
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(RAPPORT_CFLAGS) $(CFLAGS) -c $< -o $@
+
+# The dashboard's page is built into the binary with .incbin.
+$(BUILD)/report/dashboard.o: report/dashboard.html
 
 $(LIBA): $(LIB_OBJ)
 	@rm -f $@

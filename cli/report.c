@@ -82,8 +82,8 @@ int cmd_report(int argc, char **argv) {
     report_opts_t ro = {.prefix = conf->prefix,
                         .bucket_ms = conf->score.bucket_ms,
                         .days = o.days ? o.days : conf->score.window_buckets,
-                        .alerts = 5,
-                        .lowest = 10};
+                        .alerts = REPORT_ALERTS,
+                        .lowest = REPORT_LOWEST};
     int rc = 1;
     report_t *r = NULL;
     redisContext *c = report_connect(conf->redis_url, (int)conf->redis_timeout_ms, err, sizeof(err));

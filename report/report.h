@@ -32,6 +32,11 @@ typedef enum {
 /* "events", "contacts", … as in the Redis field names. */
 extern const char *const report_counter_names[RC_COUNT];
 
+/* The newest alerts and lowest scores `rapport report` and the dashboard
+ * show. */
+#define REPORT_ALERTS 5
+#define REPORT_LOWEST 10
+
 typedef struct report_opts {
     const char *prefix;     /* key prefix, e.g. "rapport:" */
     int64_t bucket_ms;      /* the writer's bucket width (config bucket_ms) */
