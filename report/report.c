@@ -762,6 +762,10 @@ void report_text(const report_t *r, FILE *f, int cols) {
     double mean = ratio((double)r->ci_sum / 10000.0, (double)r->customers);
     fprintf(f, "THE ORGANISATION NOW   %s customers   mean connection index %s\n",
             grp(r->customers, a, sizeof(a)), num(mean, "%.1f", b, sizeof(b)));
+    if (r->customers == 0) {
+        fprintf(f, "  (no customer scored yet)\n\n");
+        goto history;
+    }
     int64_t maxbin = 0;
     for (int k = 0; k < NBINS; k++)
         if (r->ci_bins[k] > maxbin) maxbin = r->ci_bins[k];
@@ -780,6 +784,7 @@ void report_text(const report_t *r, FILE *f, int cols) {
             grp(r->route_human, c1, sizeof(c1)),
             pct(ratio((double)r->route_human, (double)r->customers), d1, sizeof(d1)));
 
+history:
     if (r->has_history) {
         counts_t all = grand_total(r);
         fprintf(f, "AI, PEOPLE AND BOTH              efficiency │ empathy\n");

@@ -34,13 +34,33 @@ void history_fill(redisContext *c, uint64_t seed, const char *narrative, history
         for (int ch = 0; ch < EVENT_CHANNEL_COUNT; ch++)
             for (int h = 0; h < EVENT_HANDLER_COUNT; h++) {
                 if (next(&seed) % 3 == 0) continue; /* an absent segment */
+                /* Plausible numbers, so that the page's screenshot reads like
+                 * a contact centre's: AI resolves less, people take longer. */
+                static const int64_t res_pct[4] = {70, 88, 80, 0}, aht_s[4] = {150, 600, 400, 0},
+                                     ci10[4] = {580, 680, 640, 600}, sent100[4] = {15, 35, 28, 40};
+                int64_t v[RC_COUNT] = {0};
+                int64_t n = 20 + (int64_t)(next(&seed) % (h == HANDLER_AI ? 400 : 150));
+                int64_t drift = b - HF_BUCKETS / 2;
+                v[RC_CONTACTS] = h == HANDLER_NONE ? 0 : n;
+                v[RC_RESOLVED] = v[RC_CONTACTS] * (res_pct[h] + drift - (int64_t)(next(&seed) % 8)) / 100;
+                v[RC_UNRESOLVED] = v[RC_CONTACTS] - v[RC_RESOLVED];
+                v[RC_EVENTS] = v[RC_CONTACTS] + (int64_t)(next(&seed) % 40);
+                v[RC_AHT_N] = v[RC_CONTACTS];
+                v[RC_AHT_SUM] = v[RC_AHT_N] * aht_s[h] * 1000 * (90 + (int64_t)(next(&seed) % 20)) / 100;
+                v[RC_SENT_N] = v[RC_EVENTS] * 2 / 3;
+                v[RC_SENT_SUM] = v[RC_SENT_N] * (sent100[h] + drift - (int64_t)(next(&seed) % 30)) * 100;
+                v[RC_CI_N] = v[RC_CONTACTS];
+                v[RC_CI_SUM] = v[RC_CI_N] * (ci10[h] + 3 * drift - (int64_t)(next(&seed) % 60)) * 1000;
+                v[RC_CHURN_RISK] = (int64_t)(next(&seed) % 3);
+                v[RC_RECOVERED] = (int64_t)(next(&seed) % 2);
+                v[RC_NEEDS_HUMAN] = h == HANDLER_AI ? (int64_t)(next(&seed) % 6) : 0;
+                v[RC_FOLLOWUPS] = h == HANDLER_HUMAN || h == HANDLER_HYBRID ? (int64_t)(next(&seed) % 3) : 0;
+                v[RC_FOLLOWUP_MS] = v[RC_FOLLOWUPS] * (3600000 + (int64_t)(next(&seed) % 20000000));
                 for (int k = 0; k < RC_COUNT; k++) {
-                    if (next(&seed) % 5 == 0) continue; /* an absent counter */
-                    int64_t v = (int64_t)(next(&seed) % 100000);
-                    if (k == RC_SENT_SUM && next(&seed) % 2) v = -v; /* sentiment sums go negative */
-                    f->v[b][ch][h][k] = v;
+                    if (next(&seed) % 9 == 0) continue; /* an absent counter */
+                    f->v[b][ch][h][k] = v[k];
                     history_cmd(c, "HSET %s %s:%s:%s %lld", key, event_channel_names[ch],
-                                event_handler_names[h], report_counter_names[k], (long long)v);
+                                event_handler_names[h], report_counter_names[k], (long long)v[k]);
                 }
             }
         for (int t = 0; t < 3; t++) {
@@ -52,13 +72,14 @@ void history_fill(redisContext *c, uint64_t seed, const char *narrative, history
     }
     f->org_customers = 0;
     for (int k = 0; k < 10; k++) {
-        f->org_bins[k] = (int64_t)(next(&seed) % 400);
+        static const int64_t shape[10] = {6, 10, 25, 60, 120, 260, 420, 380, 210, 90};
+        f->org_bins[k] = shape[k] + (int64_t)(next(&seed) % (uint64_t)(shape[k] / 3 + 1));
         f->org_customers += f->org_bins[k];
         f->org_ci_sum += f->org_bins[k] * (10 * k + 5) * 10000;
         history_cmd(c, "HSET rapport:org ci_bin:%d %lld", k, (long long)f->org_bins[k]);
     }
-    f->org_at_risk = f->org_bins[0] + f->org_bins[1] + f->org_bins[2];
-    f->org_route_human = f->org_at_risk + 17;
+    f->org_at_risk = f->org_bins[0] + f->org_bins[1] + f->org_bins[2] + f->org_bins[3] / 2;
+    f->org_route_human = f->org_at_risk + 23;
     history_cmd(c, "HSET rapport:org customers %lld at_risk %lld route_human %lld ci_sum %lld",
                 (long long)f->org_customers, (long long)f->org_at_risk,
                 (long long)f->org_route_human, (long long)f->org_ci_sum);
