@@ -57,7 +57,7 @@ void history_fill(redisContext *c, uint64_t seed, const char *narrative, history
                 v[RC_FOLLOWUPS] = h == HANDLER_HUMAN || h == HANDLER_HYBRID ? (int64_t)(next(&seed) % 3) : 0;
                 v[RC_FOLLOWUP_MS] = v[RC_FOLLOWUPS] * (3600000 + (int64_t)(next(&seed) % 20000000));
                 for (int k = 0; k < RC_COUNT; k++) {
-                    if (next(&seed) % 9 == 0) continue; /* an absent counter */
+                    if (v[k] == 0 && next(&seed) % 2) continue; /* absent: 0 */
                     f->v[b][ch][h][k] = v[k];
                     history_cmd(c, "HSET %s %s:%s:%s %lld", key, event_channel_names[ch],
                                 event_handler_names[h], report_counter_names[k], (long long)v[k]);
