@@ -335,3 +335,29 @@ Test(report, unreachable_redis_and_bad_usage, .timeout = 60) {
         run_free(&b);
     }
 }
+
+/* Bytes that are not UTF-8 in an alert (a customer id, a narrative) keep
+ * the JSON valid: each bad byte becomes U+FFFD, the rest is kept. */
+Test(report, invalid_utf8_from_redis_stays_valid_json, .timeout = 60) {
+    fx_t x;
+    fx_start(&x, NULL);
+    static const char narr[] = "caf\xc3\xa9 \xff\xfe ok \xed\xa0\x80 \xc0\xaf end";
+    redisReply *r = redisCommand(x.c, "XADD rapport:alerts * type needs_human customer_id %b "
+                                      "narrative %b",
+                                 "c\x80x", (size_t)3, narr, sizeof(narr) - 1);
+    cr_assert(r && r->type == REDIS_REPLY_STRING);
+    freeReplyObject(r);
+    char a[300];
+    snprintf(a, sizeof(a), "%s --json", x.args);
+    run_t out = run_report(a);
+    cr_assert_eq(out.status, 0, "%s", out.err);
+    json_t *j = parse(&out);
+    json_t *al = json_array_get(json_object_get(j, "alerts"), 0);
+    cr_expect_str_eq(json_string_value(json_object_get(al, "customer_id")), "c\xef\xbf\xbdx");
+    cr_expect_str_eq(json_string_value(json_object_get(al, "narrative")),
+                     "caf\xc3\xa9 \xef\xbf\xbd\xef\xbf\xbd ok \xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd "
+                     "\xef\xbf\xbd\xef\xbf\xbd end");
+    json_decref(j);
+    run_free(&out);
+    fx_stop(&x);
+}
