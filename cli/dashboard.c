@@ -4,6 +4,7 @@
  * main thread waits; the HTTP server has its own.
  */
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -135,6 +136,13 @@ int cmd_dashboard(int argc, char **argv) {
         goto out;
     }
     log_info("dashboard serving", "url=%s auth=%s", dashboard_url(d), user ? "basic" : "none");
+    bool loopback = !strncmp(o.listen, "127.", 4) || !strncmp(o.listen, "[::1]:", 6) ||
+                    !strncmp(o.listen, "localhost:", 10);
+    if (!loopback && (!user || !cert))
+        log_warn("dashboard reachable beyond this machine without a password and TLS: "
+                 "anyone who reaches it reads the customers' words",
+                 "listen=%s auth=%s tls=%s", o.listen, user ? "basic" : "none",
+                 cert ? "yes" : "no");
     printf("rapport dashboard: %s\n", dashboard_url(d));
     fflush(stdout);
     while (!dashboard_stop_requested) clock_sleep_ms(200);

@@ -787,7 +787,7 @@ void report_text(const report_t *r, FILE *f, int cols) {
 history:
     if (r->has_history) {
         counts_t all = grand_total(r);
-        fprintf(f, "AI, PEOPLE AND BOTH              efficiency │ empathy\n");
+        fprintf(f, "AI, HUMAN AND HYBRID             efficiency │ empathy\n");
         text_header(f, "handled by");
         for (int h = 0; h < NH; h++) {
             counts_t t = handler_total(r, h);

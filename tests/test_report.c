@@ -287,7 +287,7 @@ Test(report, text_for_people, .timeout = 60) {
     fx_start(&x, "Charged twice\033[2J and the bot sent a FAQ link.");
     run_t r = run_report(x.args);
     cr_assert_eq(r.status, 0, "%s", r.err);
-    const char *want[] = {"THE ORGANISATION NOW", "AI, PEOPLE AND BOTH", "BY CHANNEL",
+    const char *want[] = {"THE ORGANISATION NOW", "AI, HUMAN AND HYBRID", "BY CHANNEL",
                           "FOLLOW-THROUGH", "LATEST ALERTS", "HUMAN", "HYBRID", "at risk",
                           "routed to a person", "cust-000009",
                           "3 unresolved AI contacts in a row; sentiment -0.70",
