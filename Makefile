@@ -24,6 +24,8 @@ WERROR  ?= $(if $(CI),-Werror,)
 
 PKGS := rdkafka avro-c hiredis jansson libcurl libmicrohttpd openssl
 DEPS_OK := $(shell pkg-config --exists $(PKGS) criterion 2>/dev/null && command -v redis-server >/dev/null && echo yes)
+# The dashboard's tests render its page in headless Chromium.
+TEST_DEPS_OK := $(shell command -v chromium >/dev/null && echo yes)
 
 RAPPORT_CFLAGS := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wstrict-prototypes -Wwrite-strings \
                   -Wno-unused-parameter $(WERROR) -MMD -MP -I. \
@@ -39,7 +41,7 @@ BUILD := build/default
 RAPPORT_LDFLAGS :=
 endif
 
-LIB_SRC  := $(wildcard common/*.c consumer/*.c scoring/*.c batch/*.c sinks/*.c gen/*.c)
+LIB_SRC  := $(wildcard common/*.c consumer/*.c scoring/*.c batch/*.c sinks/*.c gen/*.c report/*.c)
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
 CLI_SRC  := $(wildcard cli/*.c)
 CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o)
@@ -56,7 +58,7 @@ RAPPORT_BIN := $(if $(SANITIZE),$(BUILD)/rapport,bin/rapport)
 # Objects and test support files are never intermediate: keep them between runs.
 .SECONDARY:
 
-.PHONY: all deps test unit valgrind demo bench clean docs check-docs check-deploy
+.PHONY: all deps test-deps test unit valgrind demo bench clean docs check-docs check-deploy
 all: deps
 	@$(MAKE) --no-print-directory bin/rapport
 
@@ -69,6 +71,9 @@ endif
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(RAPPORT_CFLAGS) $(CFLAGS) -c $< -o $@
+
+# The dashboard's page is built into the binary with .incbin.
+$(BUILD)/report/dashboard.o: report/dashboard.html
 
 $(LIBA): $(LIB_OBJ)
 	@rm -f $@
@@ -88,8 +93,14 @@ $(BUILD)/tests/%: tests/%.c $(SUP_OBJ) $(LIBA)
 	$(CC) $(RAPPORT_CFLAGS) $(CFLAGS) $(RAPPORT_LDFLAGS) $(LDFLAGS) -o $@ $< $(SUP_OBJ) $(LIBA) \
 	    $(RAPPORT_LIBS) $$(pkg-config --libs criterion)
 
+test-deps: deps
+ifneq ($(TEST_DEPS_OK),yes)
+	@echo "rapport: installing what the tests need (deploy/install-deps.sh)"
+	@deploy/install-deps.sh
+endif
+
 # Tests find the binary under test through RAPPORT_BIN.
-test: deps
+test: test-deps
 	@$(MAKE) --no-print-directory unit
 ifeq ($(SANITIZE),)
 	@$(MAKE) --no-print-directory valgrind

@@ -17,6 +17,8 @@ int cmd_demo(int argc, char **argv);
 
 /* `rapport top`: a live view of what Redis holds (cli/top.c). */
 int cmd_top(int argc, char **argv);
+int cmd_report(int argc, char **argv);
+int cmd_dashboard(int argc, char **argv);
 
 /* `rapport gen`: synthetic customer stories to a Kafka topic (cli/gen.c). */
 int cmd_gen(int argc, char **argv);

@@ -5,8 +5,10 @@
  * thread); it starts a private redis-server on a free port in a temp dir,
  * and runs the processor as a child, `rapport run`, exactly as an operator
  * would.  The main thread shows the lowest scores and the alerts as they
- * fire, read from Redis like any app would, and after --seconds stops
- * everything, prints a summary and removes its temp files.
+ * fire, read from Redis like any app would, and serves the leaders'
+ * dashboard (report/dashboard.h, its own HTTP thread) on the same Redis.
+ * After --seconds it stops everything, prints a summary and the leaders'
+ * report, and removes its temp files.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -29,6 +31,8 @@
 #include "common/clock.h"
 #include "common/redis_conn.h"
 #include "common/redis_proc.h"
+#include "report/dashboard.h"
+#include "report/report.h"
 #include "gen/encode.h"
 #include "gen/produce.h"
 #include "gen/story.h"
@@ -127,14 +131,37 @@ static long long zcard(rconn_t *rc) {
     return n;
 }
 
+/* The leaders' report (`rapport report`) of the demo's Redis. */
+static void print_report(const char *url) {
+    char err[512];
+    report_opts_t ro = {.prefix = "rapport:",
+                        .bucket_ms = INT64_C(86400000),
+                        .days = 30,
+                        .alerts = REPORT_ALERTS,
+                        .lowest = REPORT_LOWEST};
+    rconn_t *c = report_connect(url, NULL, 5000, err, sizeof(err));
+    report_t *r = c ? report_read(c, &ro, err, sizeof(err)) : NULL;
+    if (r) {
+        printf("\n");
+        report_text(r, stdout, 100);
+    } else {
+        fprintf(stderr, "rapport demo: no report: %s\n", err);
+    }
+    report_free(r);
+    rconn_free(c);
+}
+
 static void demo_usage(FILE *out) {
     fprintf(out,
             "usage: rapport demo [--seconds N] [--customers N] [--rate N] [--partitions N] "
             "[--seed N]\n\n"
             "Runs an embedded Kafka (librdkafka's mock cluster), a private redis-server on a\n"
             "free port, a generator of customer stories and `rapport run`, and shows the\n"
-            "lowest scores and the alerts as they fire.  Ends after --seconds (default 30),\n"
-            "prints a summary, and removes its processes and temp files.\n");
+            "lowest scores and the alerts as they fire; the dashboard is served on\n"
+            "http://127.0.0.1:8088/ (another free port when that one is taken).  Ends after\n"
+            "--seconds (default 30), prints a summary and the leaders' report, and removes\n"
+            "its processes and temp files.  Defaults: 3000 customers at 300 events/s, so\n"
+            "that event time runs about 6 hours per second (docs/DEMO.md).\n");
 }
 
 static int parse_opts(int argc, char **argv, demo_opts_t *o) {
@@ -143,7 +170,7 @@ static int parse_opts(int argc, char **argv, demo_opts_t *o) {
         {"rate", required_argument, NULL, 'r'},    {"partitions", required_argument, NULL, 'p'},
         {"seed", required_argument, NULL, 'S'},    {"help", no_argument, NULL, 'h'},
         {0, 0, 0, 0}};
-    *o = (demo_opts_t){30, 300, 400, 3, 7};
+    *o = (demo_opts_t){30, 3000, 300, 3, 7};
     int opt;
     optind = 1;
     while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
@@ -181,6 +208,7 @@ int cmd_demo(int argc, char **argv) {
     redis_proc_t *redis = NULL;
     rconn_t *rctx = NULL;
     rconn_endpoint_t *rep = NULL;
+    dashboard_t *dash = NULL;
     gen_thread_t gt;
     memset(&gt, 0, sizeof(gt));
     bool gen_started = false;
@@ -229,7 +257,24 @@ int cmd_demo(int argc, char **argv) {
     }
     snprintf(logpath, sizeof(logpath), "%s/rapport-run.log", tmp);
 
+    /* The leaders' dashboard on the same Redis, default configuration. */
+    dashboard_conf_t dc = {.listen = "127.0.0.1:8088",
+                           .redis_url = redis_proc_url(redis),
+                           .redis_timeout_ms = 2000,
+                           .report = {.prefix = "rapport:",
+                                      .bucket_ms = INT64_C(86400000),
+                                      .days = 30,
+                                      .alerts = REPORT_ALERTS,
+                                      .lowest = REPORT_LOWEST}};
+    dash = dashboard_start(&dc, err, sizeof(err));
+    if (!dash) {
+        dc.listen = "127.0.0.1:0";
+        dash = dashboard_start(&dc, err, sizeof(err));
+    }
+    if (!dash) fprintf(stderr, "rapport demo: no dashboard: %s\n", err);
+
     printf("rapport demo: Kafka (mock) at %s, Redis at %s\n", brokers, redis_proc_url(redis));
+    if (dash) printf("              dashboard: %s\n", dashboard_url(dash));
     printf("              %u customers, %.0f events/s, %d partitions, %d s; processor log: %s\n\n",
            o.customers, o.rate, o.partitions, o.seconds, logpath);
     fflush(stdout);
@@ -241,13 +286,14 @@ int cmd_demo(int argc, char **argv) {
     }
 
     /* The generator: stories from three writer schemas, a few late events
-     * and a few malformed messages, on a simulated clock that runs about an
-     * hour per second so that windows move during the demo. */
+     * and a few malformed messages.  Its clock follows the customers'
+     * stories (about 0.3 events per customer and day), so with the
+     * defaults event time runs about 6 hours per second and the window
+     * shows days (docs/DEMO.md). */
     gen_conf_t gc;
     gen_conf_default(&gc);
     gc.seed = o.seed;
     gc.customers = o.customers;
-    gc.step_ms = (int64_t)(3600000.0 / o.rate);
     gc.late_ratio = 0.005;
     gc.bad_ratio = 0.005;
     gc.schemas = (1u << ENCODE_V1) | (1u << ENCODE_V2) | (1u << ENCODE_V3);
@@ -343,6 +389,7 @@ out:
             fprintf(stderr, "rapport demo: no scores reached Redis; see %s\n", logpath);
             rc = 1;
         }
+        print_report(redis_proc_url(redis));
     }
     if (rc != 0 && access(logpath, R_OK) == 0) {
         fprintf(stderr, "--- last lines of the processor log ---\n");
@@ -350,6 +397,7 @@ out:
         snprintf(cmd, sizeof(cmd), "tail -n 20 '%s' >&2", logpath);
         if (system(cmd) != 0) fprintf(stderr, "(could not show the log)\n");
     }
+    dashboard_stop(dash); /* before its Redis goes */
     rconn_free(rctx);
     rconn_endpoint_free(rep);
     gen_free(gt.gen);

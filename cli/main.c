@@ -17,6 +17,8 @@ static void usage(FILE *out) {
             "  run          consume events, score customers, write scores and alerts to Redis\n"
             "  demo         the whole pipeline on this machine (embedded Kafka, private Redis)\n"
             "  top          a live view of the scores, alerts and partitions in Redis\n"
+            "  report       the leaders' view: AI, people and both, the organisation, alerts\n"
+            "  dashboard    the leaders' view as a web page that refreshes itself\n"
             "  gen          produce synthetic events (Confluent-framed Avro) to a topic\n"
             "  mock-kafka   run librdkafka's mock cluster as a standalone broker\n"
             "  config-doc   print docs/CONFIG.md, generated from the configuration table\n\n"
@@ -42,6 +44,8 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "run")) return cmd_run(argc - 1, argv + 1);
     if (!strcmp(cmd, "demo")) return cmd_demo(argc - 1, argv + 1);
     if (!strcmp(cmd, "top")) return cmd_top(argc - 1, argv + 1);
+    if (!strcmp(cmd, "report")) return cmd_report(argc - 1, argv + 1);
+    if (!strcmp(cmd, "dashboard")) return cmd_dashboard(argc - 1, argv + 1);
     if (!strcmp(cmd, "gen")) return cmd_gen(argc - 1, argv + 1);
     if (!strcmp(cmd, "mock-kafka")) return cmd_mock_kafka(argc - 1, argv + 1);
     if (!strcmp(cmd, "config-doc")) {

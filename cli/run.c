@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "cli/commands.h"
+#include "cli/options.h"
 #include "common/config.h"
 #include "common/http.h"
 #include "common/log.h"
@@ -42,56 +43,28 @@ static void run_usage(FILE *out) {
 
 int cmd_run(int argc, char **argv) {
     static const struct option longopts[] = {{"help", no_argument, NULL, 'h'}, {0, 0, 0, 0}};
+    static const cli_flag_t flags[] = {
+        {'b', "brokers"}, {'t', "topic"}, {'G', "group"}, {'r', "redis_url"}, {0, NULL}};
     char err[1024];
-    const char *file = NULL;
-    int opt;
-    /* First pass: the file, so that flags override it whatever their order. */
-    optind = 1;
-    while ((opt = getopt_long(argc, argv, "c:b:t:G:r:X:h", longopts, NULL)) != -1) {
-        if (opt == 'c') file = optarg;
-        if (opt == 'h') {
-            run_usage(stdout);
-            return 0;
-        }
-        if (opt == '?') {
-            run_usage(stderr);
-            return 2;
-        }
-    }
-    if (optind < argc) {
-        fprintf(stderr, "rapport run: unexpected argument \"%s\"\n", argv[optind]);
-        return 2;
-    }
     config_t *conf = config_new();
     metrics_t *metrics = NULL;
     consumer_t *c = NULL;
     http_server_t *http = NULL;
     int rc = 2;
-    if (file && config_load_file(conf, file, err, sizeof(err)) != 0) goto bad;
-    optind = 1;
-    while ((opt = getopt_long(argc, argv, "c:b:t:G:r:X:h", longopts, NULL)) != -1) {
-        const char *key = NULL, *val = optarg;
-        char kbuf[256];
-        switch (opt) {
-        case 'b': key = "brokers"; break;
-        case 't': key = "topic"; break;
-        case 'G': key = "group"; break;
-        case 'r': key = "redis_url"; break;
-        case 'X': {
-            const char *eq = strchr(optarg, '=');
-            if (!eq || eq == optarg || (size_t)(eq - optarg) >= sizeof(kbuf)) {
-                snprintf(err, sizeof(err), "-X %s: expected key=value", optarg);
-                goto bad;
-            }
-            memcpy(kbuf, optarg, (size_t)(eq - optarg));
-            kbuf[eq - optarg] = '\0';
-            key = kbuf;
-            val = eq + 1;
-            break;
+    switch (cli_config_parse(argc, argv, "c:b:t:G:r:X:h", longopts, flags, NULL, NULL, conf, err,
+                             sizeof(err))) {
+    case CLI_OK: break;
+    case CLI_HELP:
+        run_usage(stdout);
+        config_free(conf);
+        return 0;
+    default:
+        if (!err[0]) {
+            run_usage(stderr);
+            config_free(conf);
+            return 2;
         }
-        default: continue;
-        }
-        if (config_set(conf, key, val, err, sizeof(err)) != 0) goto bad;
+        goto bad;
     }
     if (config_finish(conf, err, sizeof(err)) != 0) goto bad;
     log_level_t lvl;

@@ -112,6 +112,8 @@ static const ckey_t keys[] = {
     {"metrics_listen", T_STR, ":9464", 0, 0, O(metrics_listen),
      "[host]:port for /metrics, /healthz and /readyz, bound at start-up; empty disables"},
     {"log_level", T_STR, "info", 0, 0, O(log_level), "error, warn, info or debug"},
+    {"dashboard_auth_file", T_STR, "", 0, 0, O(dashboard_auth_file),
+     "rapport dashboard: a file of one user:password line for HTTP basic auth; empty: none"},
 };
 
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))

@@ -61,6 +61,7 @@ typedef struct config {
     char *prefix;
     char *metrics_listen;
     char *log_level;
+    char *dashboard_auth_file;  /* `rapport dashboard` only */
     config_score_t score;
     int64_t max_future_skew_ms;
     int64_t max_message_bytes;

@@ -28,6 +28,7 @@
 
 struct http_server {
     struct MHD_Daemon *daemon;
+    char *auth_user, *auth_password, *realm, *tls_cert, *tls_key;
     const http_route_t *routes;     /* borrowed */
     size_t nroutes;
     void *opaque;
@@ -159,6 +160,49 @@ static enum MHD_Result respond(struct MHD_Connection *conn, int status, char *bo
     return ok;
 }
 
+struct http_request {
+    struct MHD_Connection *conn;
+};
+
+const char *http_request_arg(const http_request_t *req, const char *name) {
+    return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
+int http_tls_supported(void) { return MHD_is_feature_supported(MHD_FEATURE_TLS) == MHD_YES; }
+
+/* Compares without an early exit, so that the time taken does not tell
+ * how much of a guess was right. */
+static bool same_secret(const char *a, const char *b) {
+    size_t na = strlen(a), nb = strlen(b);
+    unsigned char d = na != nb;
+    for (size_t i = 0; i < na; i++) d |= (unsigned char)(a[i] ^ b[i % (nb ? nb : 1)]);
+    return d == 0;
+}
+
+/* True when the request carries the server's user and password (or the
+ * server asks for none). */
+static bool authorized(const http_server_t *s, struct MHD_Connection *conn) {
+    if (!s->auth_user) return true;
+    char *pass = NULL;
+    char *user = MHD_basic_auth_get_username_password(conn, &pass);
+    bool ok = user && pass && same_secret(user, s->auth_user) &
+                                  same_secret(pass, s->auth_password);
+    if (user) MHD_free(user);
+    if (pass) MHD_free(pass);
+    return ok;
+}
+
+static enum MHD_Result ask_auth(const http_server_t *s, struct MHD_Connection *conn) {
+    static const char msg[] = "authentication required\n";
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(sizeof(msg) - 1, (void *)msg, MHD_RESPMEM_PERSISTENT);
+    if (!r) return MHD_NO;
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "text/plain; charset=utf-8");
+    enum MHD_Result ok = MHD_queue_basic_auth_fail_response(conn, s->realm, r);
+    MHD_destroy_response(r);
+    return ok;
+}
+
 /* Runs on the daemon's thread, once per request (GET has no body). */
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version,
@@ -174,12 +218,16 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         char *msg = xstrdup("only GET and HEAD\n");
         return respond(conn, MHD_HTTP_METHOD_NOT_ALLOWED, msg, strlen(msg), text);
     }
+    if (!authorized(s, conn)) return ask_auth(s, conn);
     for (size_t i = 0; i < s->nroutes; i++) {
         if (strcmp(url, s->routes[i].path) != 0) continue;
         char *body = NULL;
         size_t len = 0;
         const char *ctype = text;
-        int status = s->routes[i].fn(s->opaque, &body, &len, &ctype);
+        http_request_t req = {conn};
+        int status = s->routes[i].fn_req
+                         ? s->routes[i].fn_req(s->opaque, &req, &body, &len, &ctype)
+                         : s->routes[i].fn(s->opaque, &body, &len, &ctype);
         return respond(conn, status, body, len, ctype);
     }
     char *msg = xstrdup("not found\n");
@@ -198,7 +246,36 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap) {
 
 http_server_t *http_server_start(const char *listen, const http_route_t *routes, size_t n,
                                  void *opaque, char *errstr, size_t errstr_size) {
+    return http_server_start_opts(listen, routes, n, opaque, NULL, errstr, errstr_size);
+}
+
+static void server_free(http_server_t *s) {
+    free(s->auth_user);
+    free(s->auth_password);
+    free(s->realm);
+    free(s->tls_cert);
+    free(s->tls_key);
+    free(s);
+}
+
+http_server_t *http_server_start_opts(const char *listen, const http_route_t *routes, size_t n,
+                                      void *opaque, const http_options_t *opts, char *errstr,
+                                      size_t errstr_size) {
+    bool tls = opts && opts->tls_cert_pem && opts->tls_key_pem;
+    if (tls && !http_tls_supported()) {
+        snprintf(errstr, errstr_size, "this libmicrohttpd was built without TLS: no HTTPS");
+        return NULL;
+    }
     http_server_t *s = xcalloc(1, sizeof(*s));
+    if (opts && opts->auth_user) {
+        s->auth_user = xstrdup(opts->auth_user);
+        s->auth_password = xstrdup(opts->auth_password ? opts->auth_password : "");
+    }
+    s->realm = xstrdup(opts && opts->realm ? opts->realm : "rapport");
+    if (tls) {
+        s->tls_cert = xstrdup(opts->tls_cert_pem);
+        s->tls_key = xstrdup(opts->tls_key_pem);
+    }
     s->routes = routes;
     s->nroutes = n;
     s->opaque = opaque;
@@ -215,21 +292,33 @@ http_server_t *http_server_start(const char *listen, const http_route_t *routes,
         snprintf(errstr, errstr_size, "%s: %s", listen, strerror(errno));
         goto fail;
     }
-    s->daemon = MHD_start_daemon(
-        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ERROR_LOG, 0, NULL, NULL,
-        on_request, s, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL, /* first, or MHD warns */
-        MHD_OPTION_LISTEN_SOCKET, (MHD_socket)mhd_fd,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned int)HTTP_CONNECTION_LIMIT,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)HTTP_CONNECTION_TIMEOUT_S, MHD_OPTION_END);
+    unsigned int flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ERROR_LOG;
+    if (tls)
+        s->daemon = MHD_start_daemon(
+            flags | MHD_USE_TLS, 0, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER,
+            on_mhd_log, NULL, MHD_OPTION_LISTEN_SOCKET, (MHD_socket)mhd_fd,
+            MHD_OPTION_CONNECTION_LIMIT, (unsigned int)HTTP_CONNECTION_LIMIT,
+            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)HTTP_CONNECTION_TIMEOUT_S,
+            MHD_OPTION_HTTPS_MEM_CERT, s->tls_cert, MHD_OPTION_HTTPS_MEM_KEY, s->tls_key,
+            MHD_OPTION_END);
+    else
+        s->daemon = MHD_start_daemon(
+            flags, 0, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log,
+            NULL, /* first, or MHD warns */
+            MHD_OPTION_LISTEN_SOCKET, (MHD_socket)mhd_fd,
+            MHD_OPTION_CONNECTION_LIMIT, (unsigned int)HTTP_CONNECTION_LIMIT,
+            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)HTTP_CONNECTION_TIMEOUT_S,
+            MHD_OPTION_END);
     if (!s->daemon) {
-        snprintf(errstr, errstr_size, "%s: cannot start the HTTP server (libmicrohttpd)", listen);
+        snprintf(errstr, errstr_size, "%s: cannot start the HTTP server (libmicrohttpd)%s",
+                 listen, tls ? "; is the TLS certificate and key PEM that match?" : "");
         goto fail;
     }
     close(fd);
     return s;
 fail:
     if (fd >= 0) close(fd);
-    free(s);
+    server_free(s);
     return NULL;
 }
 
@@ -240,5 +329,5 @@ const char *http_server_address(const http_server_t *s) { return s->address; }
 void http_server_stop(http_server_t *s) {
     if (!s) return;
     MHD_stop_daemon(s->daemon); /* joins its thread and closes the listening socket */
-    free(s);
+    server_free(s);
 }

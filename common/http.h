@@ -22,10 +22,34 @@ typedef struct http_server http_server_t;
 typedef int (*http_handler_fn)(void *opaque, char **body, size_t *len,
                                const char **content_type);
 
+/* The request a handler answers, for handlers that read its query. */
+typedef struct http_request http_request_t;
+
+/* The value of query argument `name` ("/x?days=7": "7"), or NULL when
+ * absent.  Valid while the handler runs. */
+const char *http_request_arg(const http_request_t *req, const char *name);
+
+/* Like http_handler_fn, with the request. */
+typedef int (*http_request_fn)(void *opaque, const http_request_t *req, char **body,
+                               size_t *len, const char **content_type);
+
 typedef struct http_route {
     const char *path;            /* exact match, e.g. "/metrics" */
     http_handler_fn fn;
+    http_request_fn fn_req;      /* used instead of fn when set */
 } http_route_t;
+
+/* What a server that may face more than loopback needs. */
+typedef struct http_options {
+    const char *auth_user;       /* HTTP basic auth when set: every path asks for it */
+    const char *auth_password;
+    const char *realm;           /* shown by browsers; default "rapport" */
+    const char *tls_cert_pem;    /* HTTPS when both are set: PEM text, not file names */
+    const char *tls_key_pem;
+} http_options_t;
+
+/* True when this libmicrohttpd was built with TLS (HTTPS). */
+int http_tls_supported(void);
 
 /* Listens on `listen` and serves `routes` (n of them; the array and its
  * strings must outlive the server), passing `opaque` to each handler.
@@ -40,6 +64,13 @@ typedef struct http_route {
  * not parse or cannot be bound. */
 http_server_t *http_server_start(const char *listen, const http_route_t *routes, size_t n,
                                  void *opaque, char *errstr, size_t errstr_size);
+
+/* http_server_start() with options (may be NULL; its strings are copied).
+ * NULL with errstr also when TLS is asked for and not supported, or the
+ * certificate or key is refused. */
+http_server_t *http_server_start_opts(const char *listen, const http_route_t *routes, size_t n,
+                                      void *opaque, const http_options_t *opts, char *errstr,
+                                      size_t errstr_size);
 
 /* The bound port, and the bound address as "host:port" text. */
 int http_server_port(const http_server_t *s);

@@ -268,9 +268,9 @@ static int on_readyz(void *opaque, char **body, size_t *len, const char **conten
 }
 
 static const http_route_t metrics_routes[] = {
-    {"/metrics", on_metrics},
-    {"/healthz", on_healthz},
-    {"/readyz", on_readyz},
+    {"/metrics", on_metrics, NULL},
+    {"/healthz", on_healthz, NULL},
+    {"/readyz", on_readyz, NULL},
 };
 
 http_server_t *metrics_serve(metrics_t *m, const char *listen, char *errstr, size_t errstr_size) {

@@ -7,7 +7,7 @@ set -eu
 
 PKGS="build-essential pkg-config librdkafka-dev libavro-dev libhiredis-dev \
 libcriterion-dev libjansson-dev libcurl4-openssl-dev libmicrohttpd-dev \
-redis-server redis-tools valgrind python3-yaml libssl-dev openssl"
+redis-server redis-tools valgrind python3-yaml libssl-dev openssl chromium"
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then

@@ -148,17 +148,18 @@ static const char *const mixed_texts[] = {
 static const char *const channel_tags[EVENT_CHANNEL_COUNT] = {
     "chat", "voice", "email", "social", "in_person", "app", "other"};
 
-/* How long an agent (or bot) spends on a contact. */
+/* How long an agent (or bot) spends on a contact: a bot 0.5-5 min, AI with
+ * a person 3-10 min, a person 3-20 min by channel (docs/DEMO.md). */
 static int64_t handle_time(rng_t *r, event_channel_t ch, event_handler_t h) {
     if (h == HANDLER_AI)
         return rng_range(r, 30000, 300000);
     if (h == HANDLER_HYBRID)
-        return rng_range(r, 120000, 600000);
+        return rng_range(r, 180000, 600000);
     if (ch == CHANNEL_VOICE)
-        return rng_range(r, 240000, 1200000);
+        return rng_range(r, 300000, 1200000);
     if (ch == CHANNEL_EMAIL)
         return rng_range(r, 300000, 900000);
-    return rng_range(r, 60000, 600000);
+    return rng_range(r, 180000, 720000);
 }
 
 static void step_contact(step_t *st, event_channel_t ch, event_handler_t h, tri_t resolved) {
@@ -178,10 +179,10 @@ static unsigned story_length(gen_story_t story, uint64_t seed) {
     rng_seed(&r, seed);
     switch (story) {
     case GEN_STORY_BILLING_ERROR: return 6;
-    case GEN_STORY_HAPPY: return (unsigned)rng_range(&r, 2, 5);
+    case GEN_STORY_HAPPY: return (unsigned)rng_range(&r, 2, 4);
     case GEN_STORY_SILENT_CHURN: return (unsigned)rng_range(&r, 4, 6);
-    case GEN_STORY_BOT_LOOP: return (unsigned)rng_range(&r, 5, 9);
-    default: return (unsigned)rng_range(&r, 4, 7);
+    case GEN_STORY_BOT_LOOP: return (unsigned)rng_range(&r, 3, 6);
+    default: return (unsigned)rng_range(&r, 2, 5);
     }
 }
 
@@ -214,24 +215,35 @@ static void billing_step(rng_t *r, unsigned i, step_t *st) {
     }
 }
 
+/* Routine: the bot answers most chat and app questions, a person the
+ * calls and most emails; all resolved. */
 static void happy_step(rng_t *r, unsigned i, unsigned n, step_t *st) {
-    static const event_channel_t channels[] = {CHANNEL_CHAT, CHANNEL_APP, CHANNEL_VOICE,
-                                               CHANNEL_EMAIL};
+    static const event_channel_t channels[] = {CHANNEL_CHAT, CHANNEL_CHAT, CHANNEL_APP,
+                                               CHANNEL_APP, CHANNEL_VOICE, CHANNEL_EMAIL};
     st->topic = "account";
-    st->gap_ms = i == 0 ? 0 : rng_range(r, DAY_MS, 4 * DAY_MS);
+    st->gap_ms = i == 0 ? 0 : rng_range(r, 4 * HOUR_MS, 3 * DAY_MS);
     if (i + 1 < n) {
         event_channel_t ch = PICK(r, channels);
-        bool bot = (ch == CHANNEL_CHAT || ch == CHANNEL_APP) && rng_chance(r, 0.7);
+        bool bot = (ch == CHANNEL_CHAT || ch == CHANNEL_APP) ? rng_chance(r, 0.9)
+                                                              : rng_chance(r, 0.25);
         step_contact(st, ch, bot ? HANDLER_AI : HANDLER_HUMAN, TRI_TRUE);
-        step_sentiment(st, rng_sentiment(r, 0.3, 0.9));
-        if (rng_chance(r, 0.7))
+        if (rng_chance(r, 0.6))
+            step_sentiment(st, rng_sentiment(r, 0.2, 0.9));
+        if (rng_chance(r, 0.3))
             st->csat = (int32_t)rng_range(r, 4, 5);
         st->handle_time_ms = handle_time(r, st->channel, st->handler);
-        if (rng_chance(r, 0.4))
+        if (rng_chance(r, 0.3))
             st->text = PICK(r, happy_texts);
-    } else if (rng_chance(r, 0.5)) {
+    } else if (rng_chance(r, 0.3)) {
         st->kind = KIND_PURCHASE;
         st->channel = rng_chance(r, 0.7) ? CHANNEL_APP : CHANNEL_IN_PERSON;
+    } else if (rng_chance(r, 0.6)) {
+        st->kind = KIND_FEEDBACK;
+        st->channel = CHANNEL_EMAIL;
+        st->csat = (int32_t)rng_range(r, 4, 5);
+        step_sentiment(st, rng_sentiment(r, 0.3, 0.9));
+        if (rng_chance(r, 0.3))
+            st->text = PICK(r, happy_texts);
     } else {
         st->kind = KIND_FEEDBACK;
         st->channel = CHANNEL_EMAIL;
@@ -267,9 +279,12 @@ static void churn_step(rng_t *r, unsigned i, unsigned n, step_t *st) {
     }
 }
 
+/* Stuck with a bot: unresolved AI contacts, the customer's mood sliding;
+ * the story ends there, and the customer's next story (most often a
+ * routine contact that is resolved) ends the streak. */
 static void bot_step(rng_t *r, unsigned i, unsigned n, step_t *st) {
     st->topic = "order";
-    st->gap_ms = i == 0 ? 0 : rng_range(r, 20 * MIN_MS, 4 * HOUR_MS);
+    st->gap_ms = i == 0 ? 0 : rng_range(r, 20 * MIN_MS, 6 * HOUR_MS);
     step_contact(st, rng_chance(r, 0.7) ? CHANNEL_CHAT : CHANNEL_APP, HANDLER_AI, TRI_FALSE);
     double s = -0.2 - 0.7 * (double)i / (double)(n - 1) + (rng_unit(r) - 0.5) * 0.1;
     s = s < -1.0 ? -1.0 : s > 1.0 ? 1.0 : s;
@@ -279,24 +294,29 @@ static void bot_step(rng_t *r, unsigned i, unsigned n, step_t *st) {
         st->text = PICK(r, bot_texts);
 }
 
+/* Everyday service on every channel: the bot resolves 72 %, AI with a
+ * person 82 %, a person 90 % (docs/DEMO.md). */
 static void mixed_step(rng_t *r, unsigned i, unsigned n, step_t *st) {
     static const event_channel_t channels[] = {CHANNEL_CHAT, CHANNEL_VOICE, CHANNEL_EMAIL,
                                                CHANNEL_SOCIAL, CHANNEL_IN_PERSON, CHANNEL_APP};
-    static const event_handler_t handlers[] = {HANDLER_AI, HANDLER_HUMAN, HANDLER_HYBRID};
     st->topic = "support";
     st->gap_ms = i == 0 ? 0 : rng_range(r, 6 * HOUR_MS, 3 * DAY_MS);
-    if (i + 1 == n && rng_chance(r, 0.5)) {
+    if (i + 1 == n && rng_chance(r, 0.4)) {
         st->kind = KIND_FEEDBACK;
         st->channel = CHANNEL_EMAIL;
-        st->nps = (int32_t)rng_range(r, 5, 9);
-        step_sentiment(st, rng_sentiment(r, 0.0, 0.6));
+        st->nps = (int32_t)rng_range(r, 5, 10);
+        step_sentiment(st, rng_sentiment(r, 0.0, 0.7));
     } else {
         event_channel_t ch = PICK(r, channels);
-        step_contact(st, ch, PICK(r, handlers), rng_chance(r, 0.65) ? TRI_TRUE : TRI_FALSE);
-        if (rng_chance(r, 0.8))
-            step_sentiment(st, rng_sentiment(r, -0.3, 0.7));
-        if (rng_chance(r, 0.5))
-            st->csat = (int32_t)rng_range(r, 2, 5);
+        uint64_t roll = rng_below(r, 100);
+        event_handler_t h = roll < 45 ? HANDLER_AI : roll < 80 ? HANDLER_HUMAN : HANDLER_HYBRID;
+        double p_resolved = h == HANDLER_AI ? 0.72 : h == HANDLER_HYBRID ? 0.82 : 0.90;
+        bool ok = rng_chance(r, p_resolved);
+        step_contact(st, ch, h, ok ? TRI_TRUE : TRI_FALSE);
+        if (rng_chance(r, 0.7))
+            step_sentiment(st, ok ? rng_sentiment(r, 0.1, 0.8) : rng_sentiment(r, -0.5, 0.1));
+        if (rng_chance(r, 0.25))
+            st->csat = (int32_t)(ok ? rng_range(r, 3, 5) : rng_range(r, 1, 3));
         st->handle_time_ms = handle_time(r, st->channel, st->handler);
     }
     if (rng_chance(r, 0.3))
@@ -404,7 +424,9 @@ static void heap_sift_down(gen_t *g, size_t i) {
 }
 
 static void story_start(gen_t *g, customer_t *c) {
-    static const unsigned weights[GEN_STORY_COUNT] = {15, 35, 15, 15, 20};   /* of 100 */
+    /* billing_error, happy, silent_churn, bot_loop, mixed_service: most
+     * stories are routine; about one in ten goes wrong (docs/DEMO.md). */
+    static const unsigned weights[GEN_STORY_COUNT] = {3, 52, 4, 3, 38};   /* of 100 */
     unsigned roll = (unsigned)rng_below(&g->rng, 100), story = 0;
     while (roll >= weights[story]) {
         roll -= weights[story];
@@ -462,7 +484,8 @@ gen_t *gen_new(const gen_conf_t *conf, char *errstr, size_t errstr_size) {
         goto nomem;
     for (uint32_t i = 0; i < conf->customers; i++) {
         story_start(g, &g->cust[i]);
-        g->cust[i].due = conf->start_ms + (int64_t)rng_below(&g->rng, (uint64_t)DAY_MS);
+        /* first stories spread over a week, the mean time between stories */
+        g->cust[i].due = conf->start_ms + (int64_t)rng_below(&g->rng, (uint64_t)(7 * DAY_MS));
         g->heap[i] = i;
     }
     for (size_t i = conf->customers / 2; i-- > 0;)

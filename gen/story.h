@@ -5,15 +5,22 @@
  * Each customer lives through one story after another, chosen by a seeded
  * PRNG (xoshiro256**, seeded by splitmix64; never libc's rand):
  *
- *   billing_error   three unresolved AI chats about a double charge, the
- *                   sentiment falling -0.3, -0.5, -0.7; then a human on the
- *                   phone resolves it (0.6); feedback with NPS 10 and 0.8
- *                   and a thank-you; then a purchase.
- *   happy           resolved contacts, good CSAT, a purchase or a promoter.
- *   silent_churn    unresolved contacts, no words, a low NPS, a cancellation;
- *                   then a long silence (20-60 days: eviction).
- *   bot_loop        5-9 unresolved AI contacts, sentiment sliding to -0.9.
- *   mixed_service   AI, human and hybrid contacts, mostly resolved.
+ *   billing_error   (3 %) three unresolved AI chats about a double charge,
+ *                   the sentiment falling -0.3, -0.5, -0.7; then a human on
+ *                   the phone resolves it (0.6); feedback with NPS 10 and
+ *                   0.8 and a thank-you; then a purchase.
+ *   happy           (52 %) routine: 1-3 resolved contacts, mostly a bot on
+ *                   chat and app, a person on the phone; then a purchase,
+ *                   a CSAT or a promoter's NPS.
+ *   silent_churn    (4 %) unresolved contacts, no words, a low NPS, a
+ *                   cancellation; then a long silence (20-60 days: eviction).
+ *   bot_loop        (3 %) 3-6 unresolved AI contacts, sentiment sliding to
+ *                   -0.9.
+ *   mixed_service   (38 %) everyday service on every channel: AI 45 %
+ *                   (72 % resolved), human 35 % (90 %), hybrid 20 % (82 %).
+ *
+ * Between stories a customer pauses 2-10 days; first stories start within
+ * the first week.  docs/DEMO.md gives the assumptions and the measured mix.
  *
  * Simulated time: every message advances the clock by step_ms.  The next
  * valid event is the one of the customer due first; if none is due yet the
