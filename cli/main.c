@@ -19,6 +19,7 @@ static void usage(FILE *out) {
             "  demo         the whole pipeline on this machine (embedded Kafka, private Redis)\n"
             "  top          a live view of the scores, alerts and partitions in Redis\n"
             "  gen          produce synthetic events (Confluent-framed Avro) to a topic\n"
+            "  forget       ask rapport to erase customers: a tombstone per customer_id\n"
             "  mock-kafka   run librdkafka's mock cluster as a standalone broker\n"
             "  config-doc   print docs/CONFIG.md, generated from the configuration table\n\n"
             "  rapport <command> --help   shows the command's options\n"
@@ -44,6 +45,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "demo")) return cmd_demo(argc - 1, argv + 1);
     if (!strcmp(cmd, "top")) return cmd_top(argc - 1, argv + 1);
     if (!strcmp(cmd, "gen")) return cmd_gen(argc - 1, argv + 1);
+    if (!strcmp(cmd, "forget")) return cmd_forget(argc - 1, argv + 1);
     if (!strcmp(cmd, "mock-kafka")) return cmd_mock_kafka(argc - 1, argv + 1);
     if (!strcmp(cmd, "config-doc")) {
         config_print_markdown(stdout);

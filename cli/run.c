@@ -69,28 +69,18 @@ int cmd_run(int argc, char **argv) {
     if (file && config_load_file(conf, file, err, sizeof(err)) != 0) goto bad;
     optind = 1;
     while ((opt = getopt_long(argc, argv, "c:b:t:G:r:X:h", longopts, NULL)) != -1) {
-        const char *key = NULL, *val = optarg;
-        char kbuf[256];
+        const char *key = NULL;
         switch (opt) {
         case 'b': key = "brokers"; break;
         case 't': key = "topic"; break;
         case 'G': key = "group"; break;
         case 'r': key = "redis_url"; break;
-        case 'X': {
-            const char *eq = strchr(optarg, '=');
-            if (!eq || eq == optarg || (size_t)(eq - optarg) >= sizeof(kbuf)) {
-                snprintf(err, sizeof(err), "-X %s: expected key=value", optarg);
-                goto bad;
-            }
-            memcpy(kbuf, optarg, (size_t)(eq - optarg));
-            kbuf[eq - optarg] = '\0';
-            key = kbuf;
-            val = eq + 1;
-            break;
-        }
+        case 'X':
+            if (config_set_pair(conf, optarg, err, sizeof(err)) != 0) goto bad;
+            continue;
         default: continue;
         }
-        if (config_set(conf, key, val, err, sizeof(err)) != 0) goto bad;
+        if (config_set(conf, key, optarg, err, sizeof(err)) != 0) goto bad;
     }
     if (config_validate(conf, err, sizeof(err)) != 0) goto bad;
     log_level_t lvl;
