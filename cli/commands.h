@@ -23,6 +23,9 @@ int cmd_dashboard(int argc, char **argv);
 /* `rapport gen`: synthetic customer stories to a Kafka topic (cli/gen.c). */
 int cmd_gen(int argc, char **argv);
 
+/* `rapport forget`: a tombstone per customer to erase (cli/forget.c). */
+int cmd_forget(int argc, char **argv);
+
 /* `rapport mock-kafka`: librdkafka's mock cluster as a standalone broker
  * (cli/mock_kafka.c). */
 int cmd_mock_kafka(int argc, char **argv);

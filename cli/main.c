@@ -20,6 +20,7 @@ static void usage(FILE *out) {
             "  report       the leaders' view: AI, people and both, the organisation, alerts\n"
             "  dashboard    the leaders' view as a web page that refreshes itself\n"
             "  gen          produce synthetic events (Confluent-framed Avro) to a topic\n"
+            "  forget       ask rapport to erase customers: a tombstone per customer_id\n"
             "  mock-kafka   run librdkafka's mock cluster as a standalone broker\n"
             "  config-doc   print docs/CONFIG.md, generated from the configuration table\n\n"
             "  rapport <command> --help   shows the command's options\n"
@@ -47,6 +48,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "report")) return cmd_report(argc - 1, argv + 1);
     if (!strcmp(cmd, "dashboard")) return cmd_dashboard(argc - 1, argv + 1);
     if (!strcmp(cmd, "gen")) return cmd_gen(argc - 1, argv + 1);
+    if (!strcmp(cmd, "forget")) return cmd_forget(argc - 1, argv + 1);
     if (!strcmp(cmd, "mock-kafka")) return cmd_mock_kafka(argc - 1, argv + 1);
     if (!strcmp(cmd, "config-doc")) {
         config_print_markdown(stdout);

@@ -292,6 +292,18 @@ int config_set(config_t *c, const char *key, const char *value, char *errstr,
     return set_key(c, k, value, errstr, errstr_size);
 }
 
+int config_set_pair(config_t *c, const char *pair, char *errstr, size_t errstr_size) {
+    char key[256];
+    const char *eq = strchr(pair, '=');
+    if (!eq || eq == pair || (size_t)(eq - pair) >= sizeof(key)) {
+        snprintf(errstr, errstr_size, "-X %s: expected key=value", pair);
+        return -1;
+    }
+    memcpy(key, pair, (size_t)(eq - pair));
+    key[eq - pair] = '\0';
+    return config_set(c, key, eq + 1, errstr, errstr_size);
+}
+
 static char *trim(char *s) {
     while (isspace((unsigned char)*s)) s++;
     char *e = s + strlen(s);

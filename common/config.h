@@ -88,6 +88,11 @@ void config_free(config_t *c);
  * collected for librdkafka.  Returns 0, or -1 with errstr naming the key. */
 int config_set(config_t *c, const char *key, const char *value, char *errstr, size_t errstr_size);
 
+/* Sets one key from a "key=value" argument (the -X flag of the commands
+ * that read the configuration).  Returns 0, or -1 with errstr naming the
+ * argument or the key. */
+int config_set_pair(config_t *c, const char *pair, char *errstr, size_t errstr_size);
+
 /* Reads `key = value` lines (# comments, blank lines, optional double
  * quotes around the value).  Returns 0, or -1 with errstr naming the file,
  * line and key. */

@@ -506,9 +506,16 @@ int encode_malformed(const char *reason, unsigned variant, const event_t *base,
     };
     switch (r) {
     case R_EMPTY:
+        /* A null value with a valid key is a tombstone (SPEC §1.2), an
+         * erasure request rather than bad input: the null variant has no
+         * key, so that it stays a dead letter. */
+        if (v == 0) {
+            out->key = NULL;
+            out->key_len = 0;
+        }
         out->value = v == 0 ? NULL : buf;
         out->value_len = 0;
-        out->what = v == 0 ? "null value" : "zero-length value";
+        out->what = v == 0 ? "null value without a key" : "zero-length value";
         return 0;
     case R_TOO_LARGE: {
         wbuf_t w = {buf, 0, size};

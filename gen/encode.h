@@ -113,7 +113,8 @@ unsigned encode_malformed_variants(const char *reason);
  * installed (encode_write_schemas), dead-letters with `reason`: it passes
  * every check of the table before that one.  The variants:
  *
- *   empty_message        null value; zero-length value
+ *   empty_message        null value without a key (with a valid key it
+ *                        would be a tombstone, SPEC §1.2); zero-length value
  *   message_too_large    ENCODE_OVERSIZE_BYTES bytes
  *   bad_framing          4 bytes; magic byte 0x01; a JSON text
  *   unknown_schema       schema id 999

@@ -578,6 +578,9 @@ static void expect_dead_letter(const char *reason, const encode_msg_t *m, const 
     cr_assert_not_null(what);
     if (strcmp(reason, "empty_message") == 0) {
         cr_assert_eq(m->value_len, 0, "%s", what);
+        /* A null value with a key would be a tombstone (SPEC §1.2). */
+        if (!v)
+            cr_assert_null(m->key, "%s: a null value with a key is a tombstone", what);
         return;
     }
     cr_assert(v && m->value_len > 0, "%s: empty", what);
@@ -669,6 +672,7 @@ Test(encode, malformed_specific_variants) {
     encode_msg_t m;
     cr_assert_eq(encode_malformed("empty_message", 0, &base, 1, buf, BUF_SIZE, &m, err, sizeof err), 0);
     cr_assert_null(m.value);
+    cr_assert_null(m.key, "not a tombstone (SPEC §1.2)");
     cr_assert_eq(encode_malformed("empty_message", 1, &base, 1, buf, BUF_SIZE, &m, err, sizeof err), 0);
     cr_assert(m.value != NULL && m.value_len == 0);
     cr_assert_eq(encode_malformed("bad_framing", 0, &base, 1, buf, BUF_SIZE, &m, err, sizeof err), 0);

@@ -71,7 +71,18 @@ int kafka_end_offsets(const char *brokers, const char *topic, int partitions, in
 
 /* ------------------------------------------------------------------ */
 
-pid_t proc_start(const char *logpath, const char *const *args) {
+/* Opens path as fd target (stdin when in, else appended to). */
+static void redirect(const char *path, int target, bool in) {
+    if (!path) return;
+    int fd = in ? open(path, O_RDONLY) : open(path, O_WRONLY | O_CREAT | O_APPEND, 0644);
+    if (fd < 0) return;
+    dup2(fd, target);
+    close(fd);
+}
+
+/* Forks and execs $RAPPORT_BIN args… with stdin, stdout and stderr from
+ * and to the given files (NULL: inherited). */
+static pid_t spawn(const char *in, const char *out, const char *err, const char *const *args) {
     const char *bin = getenv("RAPPORT_BIN");
     if (!bin || !*bin) bin = "bin/rapport";
     pid_t pid = fork();
@@ -79,12 +90,9 @@ pid_t proc_start(const char *logpath, const char *const *args) {
     /* A failed assertion ends the test without its cleanup: the child must
      * not outlive it. */
     prctl(PR_SET_PDEATHSIG, SIGKILL);
-    int fd = open(logpath, O_WRONLY | O_CREAT | O_APPEND, 0644);
-    if (fd >= 0) {
-        dup2(fd, 1);
-        dup2(fd, 2);
-        close(fd);
-    }
+    redirect(in, 0, true);
+    redirect(out, 1, false);
+    redirect(err, 2, false);
     const char *argv[64];
     int n = 0;
     argv[n++] = bin;
@@ -93,6 +101,10 @@ pid_t proc_start(const char *logpath, const char *const *args) {
     execv(bin, (char *const *)argv);
     fprintf(stderr, "exec %s: %s\n", bin, strerror(errno));
     _exit(127);
+}
+
+pid_t proc_start(const char *logpath, const char *const *args) {
+    return spawn(NULL, logpath, logpath, args);
 }
 
 int proc_stop(pid_t pid, int sig, int timeout_ms) {
@@ -115,6 +127,13 @@ int proc_stop(pid_t pid, int sig, int timeout_ms) {
 
 int proc_run(const char *logpath, const char *const *args, int timeout_ms) {
     pid_t pid = proc_start(logpath, args);
+    if (pid < 0) return -1;
+    return proc_stop(pid, 0, timeout_ms);
+}
+
+int proc_run_io(const char *in, const char *out, const char *err, const char *const *args,
+                int timeout_ms) {
+    pid_t pid = spawn(in, out, err, args);
     if (pid < 0) return -1;
     return proc_stop(pid, 0, timeout_ms);
 }

@@ -43,6 +43,10 @@ pid_t proc_start(const char *logpath, const char *const *args);
 int proc_stop(pid_t pid, int sig, int timeout_ms);
 /* Runs to completion; returns its exit status. */
 int proc_run(const char *logpath, const char *const *args, int timeout_ms);
+/* The same, with stdin read from in and stdout and stderr appended to out
+ * and err (each NULL: inherited from the test). */
+int proc_run_io(const char *in, const char *out, const char *err, const char *const *args,
+                int timeout_ms);
 
 /* A growable list of lines. */
 typedef struct lines {
