@@ -49,6 +49,7 @@
 #include "batch/engine.h"
 #include "common/alloc.h"
 #include "common/clock.h"
+#include "common/escape.h"
 #include "common/log.h"
 #include "consumer/dlq.h"
 #include "consumer/kafka_log.h"
@@ -477,6 +478,21 @@ static void handle_message(consumer_t *c, rd_kafka_message_t *m) {
     case DECODE_OK:
         metrics_event(c->metrics, window_add(p->w, &e, m->offset) == WINDOW_LATE);
         break;
+    case DECODE_TOMBSTONE: {
+        /* SPEC §1.2: in partition order, like an event. */
+        bool held = window_erase(p->w, e.customer_id, m->offset);
+        metrics_erasure(c->metrics, held);
+        if (!held) {
+            /* Visible, since a tombstone sent with another partitioner than
+             * the events' lands in a partition that never held the customer. */
+            char id[EVENT_CUSTOMER_ID_MAX * 4 + 8];
+            log_info("tombstone for a customer this partition does not hold",
+                     "partition=%" PRId32 " offset=%" PRId64 " customer_id=\"%s\"",
+                     m->partition, m->offset,
+                     escape_bytes(e.customer_id.ptr, e.customer_id.len, 64, id, sizeof id));
+        }
+        break;
+    }
     case DECODE_DEAD:
         if (dlq_send(c->dlq, m, reason, detail, err, sizeof(err)) != 0) {
             /* Could not even queue the copy: read this message again later. */

@@ -416,6 +416,14 @@ decode_result_t decoder_decode(decoder_t *d, const kafka_msg_view_t *msg, event_
 
     if (detail_size) detail[0] = '\0';
     *reason = DLQ_NONE;
+    if (!v && msg->key && msg->key_len >= 1 && msg->key_len <= EVENT_CUSTOMER_ID_MAX &&
+        utf8_valid_prefix(msg->key, msg->key_len) == msg->key_len) {
+        /* SPEC §1.2: a tombstone.  A null value without a valid key stays
+         * an empty message below. */
+        memset(out, 0, sizeof(*out));
+        out->customer_id = (strview_t){msg->key, msg->key_len};
+        return DECODE_TOMBSTONE;
+    }
     if (!v || n == 0) {
         return dead(reason, DLQ_EMPTY_MESSAGE, detail, detail_size, "value is %s",
                     v ? "empty" : "null");

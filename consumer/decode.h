@@ -70,11 +70,15 @@ typedef struct kafka_msg_view {
 typedef enum {
     DECODE_OK = 0,     /* *out is a valid event (views into msg->value / key) */
     DECODE_DEAD,       /* *reason and detail say why; send to the DLQ */
-    DECODE_RETRY       /* a schema source is unreachable: do not dead-letter, retry later */
+    DECODE_RETRY,      /* a schema source is unreachable: do not dead-letter, retry later */
+    DECODE_TOMBSTONE   /* SPEC §1.2: a null value keyed by a valid customer_id, a request
+                        * to erase that customer; out->customer_id views msg->key, the
+                        * other fields of *out are zero */
 } decode_result_t;
 
-/* Runs every SPEC §1.1 check in order.  `detail` receives one readable line
- * (for DEAD and RETRY). */
+/* Runs every SPEC §1.1 check in order, after telling a tombstone (§1.2)
+ * from an empty message.  `detail` receives one readable line (for DEAD
+ * and RETRY). */
 decode_result_t decoder_decode(decoder_t *d, const kafka_msg_view_t *msg, event_t *out,
                                dlq_reason_t *reason, char *detail, size_t detail_size);
 

@@ -27,7 +27,7 @@ struct metrics {
     int64_t stale_after_ms;
 
     /* Main thread writes, any thread reads. */
-    _Atomic uint64_t scored, late, dead_letter;
+    _Atomic uint64_t scored, late, dead_letter, erased, erased_unknown;
     _Atomic uint64_t dead_by_reason[DLQ_REASON_COUNT];
     _Atomic uint64_t alerts_by_type[ALERT_TYPE_COUNT];
     _Atomic int64_t heartbeat_ms;
@@ -66,6 +66,10 @@ void metrics_free(metrics_t *m) {
 
 void metrics_event(metrics_t *m, bool late) {
     atomic_fetch_add_explicit(late ? &m->late : &m->scored, 1, memory_order_relaxed);
+}
+
+void metrics_erasure(metrics_t *m, bool held) {
+    atomic_fetch_add_explicit(held ? &m->erased : &m->erased_unknown, 1, memory_order_relaxed);
 }
 
 void metrics_dead_letter(metrics_t *m, dlq_reason_t reason) {
@@ -130,12 +134,16 @@ int metrics_render(metrics_t *m, char **text, size_t *len) {
     if (!f) return -1;
 
     family(f, "rapport_events_total", "counter",
-           "Valid events applied (scored), valid events dropped as late, and messages "
-           "dead-lettered.");
+           "Valid events applied (scored), valid events dropped as late, messages "
+           "dead-lettered, and tombstones applied to a partition that held the customer "
+           "(erased) or did not (erased_unknown).");
     fprintf(f, "rapport_events_total{result=\"scored\"} %" PRIu64 "\n", load(&m->scored));
     fprintf(f, "rapport_events_total{result=\"late\"} %" PRIu64 "\n", load(&m->late));
     fprintf(f, "rapport_events_total{result=\"dead_letter\"} %" PRIu64 "\n",
             load(&m->dead_letter));
+    fprintf(f, "rapport_events_total{result=\"erased\"} %" PRIu64 "\n", load(&m->erased));
+    fprintf(f, "rapport_events_total{result=\"erased_unknown\"} %" PRIu64 "\n",
+            load(&m->erased_unknown));
 
     family(f, "rapport_dead_letters_total", "counter",
            "Messages sent to the dead-letter topic, by reason code.");

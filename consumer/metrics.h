@@ -34,6 +34,9 @@ void metrics_free(metrics_t *m);
 
 /* One valid event applied (late = dropped as late, SPEC §2). */
 void metrics_event(metrics_t *m, bool late);
+/* One tombstone applied (SPEC §1.2): held = the partition held the
+ * customer (result "erased"), else "erased_unknown". */
+void metrics_erasure(metrics_t *m, bool held);
 /* One message dead-lettered for `reason` (not DLQ_NONE). */
 void metrics_dead_letter(metrics_t *m, dlq_reason_t reason);
 /* One alert written to Redis. */

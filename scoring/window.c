@@ -119,7 +119,8 @@ enum {
     F_HAS_NH = 4,
     F_NARR = 8,     /* the four above are stored in the state blob */
     F_DIRTY = 16,
-    F_TOMB = 32
+    F_TOMB = 32,
+    F_ERASED = 64   /* erased since the last commit (SPEC §1.2): its keys go with the erasure */
 };
 #define F_STORED (F_AT_RISK | F_HAS_SCORE | F_HAS_NH | F_NARR)
 
@@ -212,6 +213,12 @@ struct window {
 
     /* Org deltas since the last commit (SPEC §9.2), window_org_field_names order. */
     int64_t org[WINDOW_ORG_FIELDS];
+
+    /* Customers erased since the last commit (SPEC §1.2), in the order of
+     * their tombstones: offset and length of each id in erased_text. */
+    struct { uint32_t off, len; } *erased;
+    size_t nerased, erased_cap;
+    bytes_t erased_text;
 };
 
 /* Makes room for n more bytes; returns the old base (for rebasing). */
@@ -1127,6 +1134,8 @@ void window_free(window_t *w) {
     free(w->hsegs);
     free(w->hseg_tab);
     free(w->hist);
+    free(w->erased);
+    free(w->erased_text.p);
     free(w);
 }
 
@@ -1230,6 +1239,58 @@ window_result_t window_add(window_t *w, const event_t *e, int64_t offset) {
         wheel_link(w, id, y.bk[0].b);
     }
     return WINDOW_SCORED;
+}
+
+bool window_erase(window_t *w, strview_t customer_id, int64_t offset) {
+    (void)offset; /* in partition order, but nothing of it is kept */
+    assert(customer_id.len > 0 && customer_id.len <= EVENT_CUSTOMER_ID_MAX);
+
+    /* Recorded whether or not it is held: the sink deletes the alerts that
+     * name the customer in this partition, written by earlier flushes. */
+    if (w->nerased == w->erased_cap) {
+        w->erased_cap = w->erased_cap ? w->erased_cap * 2 : 16;
+        w->erased = xrealloc(w->erased, w->erased_cap * sizeof(*w->erased));
+    }
+    bytes_need(&w->erased_text, customer_id.len);
+    memcpy(w->erased_text.p + w->erased_text.len, customer_id.ptr, customer_id.len);
+    w->erased[w->nerased].off = (uint32_t)w->erased_text.len;
+    w->erased[w->nerased].len = (uint32_t)customer_id.len;
+    w->nerased++;
+    w->erased_text.len += customer_id.len;
+
+    /* Alerts raised since the last commit come before the tombstone in
+     * partition order: they are never written.  The sink writes the erasure
+     * before the alerts, so the ones left (and any raised after this for
+     * a customer coming back) survive it.  Their strings stay in the arena
+     * until the commit. */
+    size_t kept = 0;
+    for (size_t i = 0; i < w->nalerts; i++) {
+        const alert_t *a = &w->alerts[i];
+        if (a->customer_id.len == customer_id.len &&
+            memcmp(a->customer_id.ptr, customer_id.ptr, customer_id.len) == 0)
+            continue;
+        if (kept != i) w->alerts[kept] = *a;
+        kept++;
+    }
+    w->nalerts = kept;
+
+    uint32_t id = cust_lookup(w, customer_id);
+    if (!id) return false;
+    /* Forgotten like an eviction (org no longer counts it), but its keys go
+     * with the erasure.  A later event brings it back as a new customer. */
+    cust_t *c = cust_at(w, id);
+    body_t y;
+    cust_body(w, c, &y);
+    if (y.nbuckets) wheel_unlink(w, id, y.bk[0].b);
+    cust_evict(w, id, &y);
+    c->flags |= F_ERASED;
+    return true;
+}
+
+size_t window_erasure_count(const window_t *w) { return w->nerased; }
+
+strview_t window_erasure(const window_t *w, size_t i) {
+    return (strview_t){w->erased_text.p + w->erased[i].off, w->erased[i].len};
 }
 
 int64_t window_watermark(const window_t *w) { return w->watermark; }
@@ -1373,7 +1434,9 @@ void window_foreach_change(window_t *w, window_upsert_cb upsert, window_delete_c
     for (size_t i = 0; i < w->ndirty; i++) {
         cust_t *c = cust_at(w, w->dirty[i]);
         if (c->flags & F_TOMB) {
-            if (del) del(opaque, (strview_t){(const char *)c->data, c->cid_len});
+            /* An erased customer's keys go with its erasure, not as a delete. */
+            if (del && !(c->flags & F_ERASED))
+                del(opaque, (strview_t){(const char *)c->data, c->cid_len});
         } else if (upsert) {
             cust_view(w, c, &v);
             upsert(opaque, &v);
@@ -1392,7 +1455,7 @@ void window_commit(window_t *w) {
     for (size_t i = 0; i < w->ndirty; i++) {
         uint32_t id = w->dirty[i];
         cust_t *c = cust_at(w, id);
-        c->flags &= (uint8_t)~F_DIRTY;
+        c->flags &= (uint8_t)~(F_DIRTY | F_ERASED);
         c->eid = 0;
         c->eid_len = 0;
         if (c->flags & F_TOMB) {
@@ -1410,6 +1473,8 @@ void window_commit(window_t *w) {
     w->nalerts = 0;
     w->alert_text.len = 0;
     w->event_ids.len = 0;
+    w->nerased = 0;
+    w->erased_text.len = 0;
     w->watermark_dirty = false;
 }
 
@@ -1475,6 +1540,10 @@ void window_fill_batch(window_t *w, batch_t *b, batch_partition_t *bp) {
     window_org_deltas(w, org);
     for (size_t i = 0; i < WINDOW_ORG_FIELDS; i++)
         if (org[i]) batch_add_org(b, bp, window_org_field_names[i], org[i]);
+    for (size_t i = 0; i < w->nerased; i++) {
+        strview_t id = window_erasure(w, i);
+        batch_add_erasure(b, bp, id.ptr, id.len);
+    }
     if (w->watermark_dirty) {
         bp->has_watermark = true;
         bp->watermark = w->watermark;

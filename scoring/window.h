@@ -78,6 +78,26 @@ void window_free(window_t *w);
  * exhaustion aborts (a daemon that cannot allocate 100 bytes cannot go on). */
 window_result_t window_add(window_t *w, const event_t *e, int64_t offset);
 
+/* Apply one tombstone at `offset` (SPEC §1.2), in partition order like an
+ * event, but never late and without moving the watermark.  If the window
+ * holds the customer it forgets it entirely (buckets, streak, at-risk,
+ * cooldown, pending follow-up, narrative, route), subtracting its
+ * contribution from the org deltas as an eviction does; a later event
+ * brings it back as a new customer.  Alerts about it raised since the last
+ * commit are dropped.  Held or not, the erasure is recorded for the sink
+ * (window_erasure(), window_fill_batch()), which deletes the customer's
+ * keys and the alerts naming it in this partition.  History deltas stay.
+ * Returns true when the window held the customer (SPEC §8: "erased"),
+ * false otherwise ("erased_unknown").  customer_id: 1 to
+ * EVENT_CUSTOMER_ID_MAX bytes (the decoder checks it). */
+bool window_erase(window_t *w, strview_t customer_id, int64_t offset);
+
+/* The customers erased since the last window_commit(), in tombstone order
+ * (a customer erased twice is listed twice).  Views valid until the next
+ * window_erase() or window_commit(). */
+size_t window_erasure_count(const window_t *w);
+strview_t window_erasure(const window_t *w, size_t i);
+
 /* The watermark T_p, or -1 before the first event. */
 int64_t window_watermark(const window_t *w);
 /* Set the watermark when resuming from stored state (before any add). */
@@ -93,8 +113,9 @@ typedef void (*window_upsert_cb)(void *opaque, const window_customer_view_t *v);
 typedef void (*window_delete_cb)(void *opaque, strview_t customer_id);
 
 /* Calls `upsert` for each customer changed since the last commit and still
- * tracked, `delete` for each one evicted and not re-created since.  Each
- * customer appears once, whatever the number of its changes. */
+ * tracked, `delete` for each one evicted and not re-created since (not for
+ * one erased: window_erasure() lists those).  Each customer appears once,
+ * whatever the number of its changes. */
 void window_foreach_change(window_t *w, window_upsert_cb upsert,
                            window_delete_cb del, void *opaque);
 
@@ -104,7 +125,8 @@ const alert_t *window_alerts(const window_t *w, size_t *count);
 /* Copies the changes and alerts since the last commit into bp, one
  * partition of batch b (batch/batch.h): every changed customer still
  * tracked (its public fields and state blob), every evicted one, every
- * alert, and the watermark when it moved.  The batch owns the copies; the
+ * alert, the history and org deltas, every erasure (SPEC §1.2), and the
+ * watermark when it moved.  The batch owns the copies; the
  * window is left as it is (window_commit() forgets the changes). */
 void window_fill_batch(window_t *w, batch_t *b, batch_partition_t *bp);
 

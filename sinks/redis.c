@@ -721,6 +721,7 @@ static void flush_build(redis_sink_t *s, batch_partition_t *const *parts, size_t
             resp_bstr(req, bp->org[k].field);
             resp_i64(req, bp->org[k].delta);
         }
+        for (size_t k = 0; k < bp->nerasures; k++) resp_bstr(req, bp->erasures[k]);
 
         resp_t *h = &s->heads;
         char field[300];
@@ -738,6 +739,7 @@ static void flush_build(redis_sink_t *s, batch_partition_t *const *parts, size_t
         resp_i64(h, (int64_t)bp->nalerts);
         resp_i64(h, (int64_t)bp->nhistory);
         resp_i64(h, (int64_t)bp->norg);
+        resp_i64(h, (int64_t)bp->nerasures);
     }
     resp_append(req, &s->heads);
 
@@ -915,15 +917,6 @@ static sink_result_t flight_reply(redis_sink_t *s, const redisReply *r, char *er
 
 sink_result_t redis_sink_begin(redis_sink_t *s, batch_t *b, char *errstr, size_t errstr_size) {
     assert(!s->flight);
-    /* An erasure must delete the customer's alerts too (SPEC §1.2), which
-     * needs an index of the stream this sink does not keep yet: refuse
-     * rather than erase half. */
-    for (size_t i = 0; i < batch_partition_count(b); i++)
-        if (batch_partition(b, i)->nerasures) {
-            snprintf(errstr, errstr_size, "redis %s flush: erasures are not supported yet",
-                     s->where);
-            return SINK_FAIL;
-        }
     /* Connected first: the requests carry the script's SHA1. */
     sink_result_t res = sink_connect(s, errstr, errstr_size);
     if (res != SINK_OK) return res;

@@ -643,7 +643,7 @@ Test(decode, one_case_per_reason) {
         dlq_reason_t want;
         const char *detail_has;
     } cases[] = {
-        {"null value", NULL, 0, "c-42", BASE_TS, DLQ_EMPTY_MESSAGE, "null"},
+        {"null value without key", NULL, 0, NULL, BASE_TS, DLQ_EMPTY_MESSAGE, "null"},
         {"empty value", good, 0, "c-42", BASE_TS, DLQ_EMPTY_MESSAGE, "empty"},
         {"too large", buf, 65537, "c-42", BASE_TS, DLQ_MESSAGE_TOO_LARGE, "65537"},
         {"short", good, 4, "c-42", BASE_TS, DLQ_BAD_FRAMING, "shorter"},
@@ -676,6 +676,49 @@ Test(decode, one_case_per_reason) {
             cr_expect(strstr(o.detail, cases[i].detail_has) != NULL, "%s: detail \"%s\"",
                       cases[i].name, o.detail);
         }
+    }
+    decoder_free(d);
+}
+
+/* SPEC §1.2: a null value keyed by a valid customer_id is a tombstone; a
+ * null value with no key or a key that is no customer_id stays an
+ * empty_message, and an empty (not null) value is never a tombstone. */
+Test(decode, tombstone_needs_null_value_and_valid_key) {
+    decoder_t *d = new_decoder();
+    char long_key[EVENT_CUSTOMER_ID_MAX + 2];
+    memset(long_key, 'k', sizeof long_key);
+    long_key[EVENT_CUSTOMER_ID_MAX] = '\0';
+
+    outcome_t o = run(d, NULL, 0, "c-42", BASE_TS);
+    cr_expect_eq(o.res, DECODE_TOMBSTONE, "null value with key c-42: %d (%s)", o.res, o.detail);
+    cr_expect(sv_eq(o.ev.customer_id, "c-42"));
+    cr_expect_eq(o.reason, DLQ_NONE);
+
+    o = run(d, NULL, 0, "\xc3\xa9l\xc3\xa8ve \"x\"", -1);
+    cr_expect_eq(o.res, DECODE_TOMBSTONE, "UTF-8 key, no timestamp");
+    o = run(d, NULL, 0, long_key, BASE_TS);
+    cr_expect_eq(o.res, DECODE_TOMBSTONE, "256-byte key");
+    cr_expect_eq(o.ev.customer_id.len, EVENT_CUSTOMER_ID_MAX);
+
+    long_key[EVENT_CUSTOMER_ID_MAX] = 'k';
+    long_key[EVENT_CUSTOMER_ID_MAX + 1] = '\0';
+    struct {
+        const char *name;
+        const char *key;
+        const uint8_t *value;
+    } dead_cases[] = {
+        {"no key", NULL, NULL},
+        {"empty key", "", NULL},
+        {"257-byte key", long_key, NULL},
+        {"invalid UTF-8 key", "c-\xff", NULL},
+        {"surrogate key", "\xed\xa0\x80", NULL},
+        {"empty value with key", "c-42", (const uint8_t *)""},
+    };
+    for (size_t i = 0; i < sizeof dead_cases / sizeof dead_cases[0]; i++) {
+        o = run(d, dead_cases[i].value, 0, dead_cases[i].key, BASE_TS);
+        cr_expect_eq(o.res, DECODE_DEAD, "%s: result %d", dead_cases[i].name, o.res);
+        cr_expect_eq(o.reason, DLQ_EMPTY_MESSAGE, "%s: reason %s", dead_cases[i].name,
+                     dlq_reason_names[o.reason]);
     }
     decoder_free(d);
 }

@@ -700,8 +700,8 @@ Test(redis_sink, flush_writes_the_spec_layout) {
     expect_stream(rows, nalerts);
     /* Exactly the SPEC §5 keys: 3 hashes, scores, alerts, watermarks, one
      * history bucket, history_index, org, and the internal _offsets,
-     * _epochs and _state:<topic>:3. */
-    cr_expect_eq(dbsize(), 3 + 3 + 3 + 3);
+     * _epochs, _state:<topic>:3 and _alert_ids:<topic>:3 (SPEC §1.2). */
+    cr_expect_eq(dbsize(), 3 + 3 + 3 + 3 + 1);
     expect_hget(PREFIX "org", "customers", "3");
 
     /* An unchanged watermark is not rewritten; offsets always are. */
@@ -1195,13 +1195,248 @@ Test(redis_sink, flush_writes_routes_history_and_org) {
     expect_hget(key, "CHAT:AI:contacts", "5");
     expect_hget(PREFIX "org", "customers", "1");
 
-    /* Erasures are refused, not half done. */
+    /* An erasure (SPEC §1.2) deletes the customer's keys; "nobody" was
+     * never written and erasing it changes nothing. */
     batch_reset(b);
     bp = batch_add_partition(b, TOPIC, 0, t.epoch, 8, 9);
     batch_add_erasure(b, bp, "ann", 3);
-    cr_expect_eq(redis_sink_flush(s, b, err, sizeof(err)), SINK_FAIL);
-    cr_expect(strstr(err, "erasures") != NULL, "%s", err);
-    expect_hget(PREFIX "_offsets", TOPIC ":0", "8");
+    batch_add_erasure(b, bp, "nobody", 6);
+    cr_expect_eq(redis_sink_flush(s, b, err, sizeof(err)), SINK_OK, "%s", err);
+    cr_expect(!key_exists(PREFIX "ci:ann", strlen(PREFIX "ci:ann")));
+    cr_expect(key_exists(PREFIX "ci:bo", strlen(PREFIX "ci:bo")));
+    expect_hget(PREFIX "_state:" TOPIC ":0", "ann", NULL);
+    redisReply *zr = rcmdf("ZSCORE " PREFIX "scores ann");
+    cr_expect_eq(zr->type, REDIS_REPLY_NIL, "ann left the scores");
+    freeReplyObject(zr);
+    expect_hget(PREFIX "_offsets", TOPIC ":0", "9");
+    batch_free(b);
+    window_free(t.w);
+    redis_sink_free(s);
+}
+
+/* ------------------------------------------------------------------ */
+/* Erasure (SPEC §1.2)                                                 */
+
+/* The stream's entries as (customer_id, partition) pairs, in order. */
+typedef struct stream_entry {
+    char cid[300];
+    size_t cid_len;
+    int partition;
+    char id[64];
+} stream_entry_t;
+
+static size_t read_stream(stream_entry_t *out, size_t max) {
+    redisReply *r = rcmdf("XRANGE " PREFIX "alerts - +");
+    cr_assert_eq(r->type, REDIS_REPLY_ARRAY);
+    cr_assert(r->elements <= max);
+    for (size_t i = 0; i < r->elements; i++) {
+        const redisReply *e = r->element[i];
+        snprintf(out[i].id, sizeof(out[i].id), "%s", e->element[0]->str);
+        const redisReply *f = e->element[1];
+        for (size_t k = 0; k + 1 < f->elements; k += 2) {
+            if (strcmp(f->element[k]->str, "customer_id") == 0) {
+                memcpy(out[i].cid, f->element[k + 1]->str, f->element[k + 1]->len);
+                out[i].cid_len = f->element[k + 1]->len;
+            } else if (strcmp(f->element[k]->str, "partition") == 0) {
+                out[i].partition = atoi(f->element[k + 1]->str);
+            }
+        }
+    }
+    size_t n = r->elements;
+    freeReplyObject(r);
+    return n;
+}
+
+static size_t count_alerts_of(const char *cid, size_t cid_len, int partition) {
+    static stream_entry_t e[256];
+    size_t n = read_stream(e, 256), c = 0;
+    for (size_t i = 0; i < n; i++)
+        c += e[i].cid_len == cid_len && memcmp(e[i].cid, cid, cid_len) == 0 &&
+             e[i].partition == partition;
+    return c;
+}
+
+static bool in_scores(const char *cid, size_t len) {
+    const char *argv[] = {"ZSCORE", PREFIX "scores", cid};
+    size_t lens[] = {6, strlen(PREFIX "scores"), len};
+    redisReply *r = rcmd(3, argv, lens);
+    bool in = r->type != REDIS_REPLY_NIL;
+    freeReplyObject(r);
+    return in;
+}
+
+static bool ci_exists(const char *cid, size_t len) {
+    char key[400];
+    memcpy(key, PREFIX "ci:", 5);
+    memcpy(key + 5, cid, len);
+    return key_exists(key, 5 + len);
+}
+
+/* Erasing a customer in p0 deletes its keys and the alerts naming it in
+ * p0, none of p1's alerts (even naming it), and nothing of the others. */
+Test(redis_sink, erasure_deletes_keys_and_its_partitions_alerts) {
+    redis_sink_t *s = sink_open(1000);
+    tpart_t p0 = {0}, p1 = {0};
+    tp_claim(&p0, s, 0);
+    tp_claim(&p1, s, 1);
+    tp_feed(&p0, story, STORY_LEN);
+    tp_feed(&p1, story, STORY_LEN);
+    tp_flush_ok(&p0);
+    tp_commit(&p0);
+    tp_flush_ok(&p1);
+    tp_commit(&p1);
+    size_t alice0 = count_alerts_of("alice", 5, 0);
+    cr_assert(alice0 >= 2 && count_alerts_of("alice", 5, 1) == alice0);
+    cr_assert_eq(rint_reply("HEXISTS %b alice", PREFIX "_alert_ids:" TOPIC ":0",
+                            strlen(PREFIX "_alert_ids:" TOPIC ":0")), 1);
+
+    cr_expect(window_erase(p0.w, (strview_t){"alice", 5}, p0.next++));
+    cr_expect(window_erase(p0.w, (strview_t){weird_id, WEIRD_LEN}, p0.next++));
+    cr_expect(!window_erase(p0.w, (strview_t){"nobody", 6}, p0.next++));
+    tp_flush_ok(&p0);
+    tp_commit(&p0);
+
+    cr_expect_eq(count_alerts_of("alice", 5, 0), 0, "alice's p0 alerts deleted");
+    cr_expect_eq(count_alerts_of("alice", 5, 1), alice0, "p1's alerts stay");
+    cr_expect(!in_scores(weird_id, WEIRD_LEN));
+    cr_expect(in_scores("bob", 3));
+    cr_expect(ci_exists("bob", 3));
+    cr_expect(!ci_exists(weird_id, WEIRD_LEN));
+    expect_hget(PREFIX "_state:" TOPIC ":0", "alice", NULL);
+    expect_hget(PREFIX "_alert_ids:" TOPIC ":0", "alice", NULL);
+    cr_expect_eq(rint_reply("HEXISTS %b alice", PREFIX "_state:" TOPIC ":1",
+                            strlen(PREFIX "_state:" TOPIC ":1")), 1);
+    /* Org: p1's three and p0's bob. */
+    expect_hget(PREFIX "org", "customers", "4");
+
+    /* Resumed from Redis, p0 holds bob only. */
+    tp_claim(&p0, s, 0);
+    cr_expect_eq(window_customer_count(p0.w), 1);
+    window_customer_view_t v;
+    cr_expect(!window_get(p0.w, (strview_t){"alice", 5}, &v));
+    window_free(p0.w);
+    window_free(p1.w);
+    redis_sink_free(s);
+}
+
+/* A customer's alerts raised before its tombstone in the same flush are
+ * never written; the ones raised after it, as a new customer, are, and
+ * survive the erasure written in the same script. */
+Test(redis_sink, erasure_then_return_in_one_flush) {
+    redis_sink_t *s = sink_open(1000);
+    tpart_t t = {0};
+    tp_claim(&t, s, 0);
+    tp_feed(&t, story, STORY_LEN);
+    tp_flush_ok(&t);
+    tp_commit(&t);
+    cr_assert(count_alerts_of("alice", 5, 0) >= 2);
+
+    /* Before the tombstone: more alerts for alice (same flush). */
+    tp_feed(&t, story, 1);
+    cr_expect(window_erase(t.w, (strview_t){"alice", 5}, t.next++));
+    /* After: alice comes back, three unhappy AI contacts. */
+    const evspec_t back[] = {
+        {"alice", 0, "n1", T0 + 7000, KIND_CONTACT, HANDLER_AI, TRI_FALSE, -0.9, "again"},
+        {"alice", 0, "n2", T0 + 8000, KIND_CONTACT, HANDLER_AI, TRI_FALSE, -0.9, NULL},
+        {"alice", 0, "n3", T0 + 9000, KIND_CONTACT, HANDLER_AI, TRI_FALSE, -0.9, NULL},
+    };
+    tp_feed(&t, back, 3);
+    static alert_row_t rows[32];
+    size_t n = copy_alerts(t.w, rows, 32);
+    cr_assert(n >= 1, "alice raises alerts again");
+    cr_expect_eq(rows[0].len[3], 0, "no previous score: a new customer");
+    for (size_t i = 0; i < n; i++) cr_expect_str_eq(rows[i].v[1], "alice");
+    for (size_t i = 0; i < n; i++) cr_expect(strncmp(rows[i].v[5], "n", 1) == 0);
+    tp_flush_ok(&t);
+    tp_commit(&t);
+
+    /* Only the new alerts are in the stream for alice, and the index
+     * names exactly them. */
+    stream_entry_t all[64];
+    size_t ne = read_stream(all, 64), alice = 0;
+    char ids[1024] = "";
+    for (size_t i = 0; i < ne; i++) {
+        if (all[i].cid_len == 5 && memcmp(all[i].cid, "alice", 5) == 0) {
+            alice++;
+            if (ids[0]) strcat(ids, " ");
+            strcat(ids, all[i].id);
+        }
+    }
+    cr_expect_eq(alice, n);
+    expect_hget(PREFIX "_alert_ids:" TOPIC ":0", "alice", ids);
+    expect_hget(PREFIX "ci:alice", "events", "3");
+    expect_hget(PREFIX "ci:alice", "last_event_id", "n3");
+    window_free(t.w);
+    redis_sink_free(s);
+}
+
+/* Alerts for one customer by hand, at offset off. */
+static void hand_alert(batch_t *b, batch_partition_t *bp, const char *cid, int64_t off) {
+    batch_alert_t *a = batch_add_alert(b, bp);
+    a->type = batch_static("churn_risk");
+    a->trigger = batch_static("event");
+    a->customer_id = batch_copy(b, cid, strlen(cid));
+    a->score = 30;
+    a->event_id = batch_copy(b, "e", 1);
+    a->occurred_at = T0;
+    a->partition = bp->partition;
+    a->offset = off;
+    a->reason = batch_static("r");
+}
+
+/* The index loses what the stream trims: a touched customer's list keeps
+ * only IDs the stream still holds, and the sweep empties the lists of
+ * customers nobody touches, so the index stays near the stream's size. */
+Test(redis_sink, alert_index_follows_the_trimmed_stream) {
+    freeReplyObject(rcmdf("CONFIG SET stream-node-max-entries 4"));
+    char err[256];
+    redis_sink_conf_t conf = {redis_proc_url(proc), PREFIX, 8, 1000};
+    redis_sink_t *s = redis_sink_new(&conf, err, sizeof(err));
+    cr_assert_not_null(s, "%s", err);
+    tpart_t t = {0};
+    tp_claim(&t, s, 0);
+    batch_t *b = batch_new();
+    int64_t off = 0;
+    /* 400 flushes of 2 alerts: "loyal" in every one, "c<i>" once each. */
+    for (int i = 0; i < 400; i++) {
+        batch_reset(b);
+        batch_partition_t *bp =
+            batch_add_partition(b, TOPIC, 0, t.epoch, off == 0 ? -1 : off, off + 1);
+        char cid[32];
+        snprintf(cid, sizeof cid, "c%d", i);
+        hand_alert(b, bp, "loyal", off);
+        hand_alert(b, bp, cid, off);
+        cr_assert_eq(redis_sink_flush(s, b, err, sizeof(err)), SINK_OK, "%s", err);
+        off++;
+    }
+    long long len = rint_reply("XLEN %b", PREFIX "alerts", strlen(PREFIX "alerts"));
+    cr_expect(len >= 8 && len <= 16, "stream trimmed to %lld", len);
+    long long idx = rint_reply("HLEN %b", PREFIX "_alert_ids:" TOPIC ":0",
+                               strlen(PREFIX "_alert_ids:" TOPIC ":0"));
+    cr_expect(idx <= 2 * len + 32, "index of %lld customers for %lld entries", idx, len);
+    /* loyal's list names exactly its entries in the stream. */
+    stream_entry_t e[32];
+    size_t n = read_stream(e, 32);
+    char ids[1024] = "";
+    size_t nloyal = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(e[i].cid, "loyal") == 0) {
+            nloyal++;
+            if (ids[0]) strcat(ids, " ");
+            strcat(ids, e[i].id);
+        }
+    }
+    expect_hget(PREFIX "_alert_ids:" TOPIC ":0", "loyal", ids);
+
+    /* Erasing a customer whose alerts were all trimmed is harmless. */
+    batch_reset(b);
+    batch_partition_t *bp = batch_add_partition(b, TOPIC, 0, t.epoch, off, off + 1);
+    batch_add_erasure(b, bp, "c0", 2);
+    batch_add_erasure(b, bp, "loyal", 5);
+    cr_assert_eq(redis_sink_flush(s, b, err, sizeof(err)), SINK_OK, "%s", err);
+    cr_expect_eq(count_alerts_of("loyal", 5, 0), 0);
+    cr_expect_eq(rint_reply("XLEN %b", PREFIX "alerts", strlen(PREFIX "alerts")),
+                 len - (long long)nloyal, "only loyal's entries went");
     batch_free(b);
     window_free(t.w);
     redis_sink_free(s);

@@ -1062,3 +1062,155 @@ Test(window, routing_state_round_trip) {
     window_free(b);
     window_free(c);
 }
+
+/* ------------------------------------------------------------------ */
+/* Erasure (SPEC §1.2)                                                 */
+
+static strview_t sv(const char *s) { return (strview_t){s, strlen(s)}; }
+
+static void erasures_of(window_t *w, char *out, size_t size) {
+    size_t o = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < window_erasure_count(w) && o < size; i++) {
+        strview_t id = window_erasure(w, i);
+        o += (size_t)snprintf(out + o, size - o, "%s%.*s", i ? " " : "", (int)id.len, id.ptr);
+    }
+}
+
+/* A held customer is forgotten: not tracked, not upserted nor deleted but
+ * listed as an erasure, org no longer counts it, history stays; the
+ * watermark does not move.  An unknown one is listed too and returns
+ * false. */
+Test(window, erase_held_and_unknown) {
+    window_t *w = new_window(NULL);
+    const ev_t steps[] = {AI_FAIL("c", 0, -0.3), AI_FAIL("c", DAY, -0.5), FEEDBACK("k", DAY)};
+    add(w, &steps[0], 0);
+    window_commit(w);
+    int64_t wm = window_watermark(w);
+    add(w, &steps[1], 1);                 /* churn_risk for c */
+    add(w, &steps[2], 2);
+    size_t n;
+    window_alerts(w, &n);
+    cr_assert_eq(n, 1);
+    int64_t events_hist = hist_get(w, DAY, "CHAT:AI:events");
+    wm = window_watermark(w);
+
+    cr_expect(window_erase(w, sv("c"), 3));
+    cr_expect(!window_erase(w, sv("nobody"), 4));
+    cr_expect_eq(window_watermark(w), wm, "an erasure does not move the watermark");
+    window_alerts(w, &n);
+    cr_expect_eq(n, 0, "c's alert raised before its tombstone is dropped");
+    window_customer_view_t v;
+    cr_expect(!window_get(w, sv("c"), &v));
+    cr_expect_eq(window_customer_count(w), 1);
+    changes_t ch = {"", ""};
+    window_foreach_change(w, on_upsert, on_delete, &ch);
+    cr_expect_str_eq(ch.upserts, "k");
+    cr_expect_str_eq(ch.deletes, "", "an erasure is not a delete");
+    char er[128];
+    erasures_of(w, er, sizeof er);
+    cr_expect_str_eq(er, "c nobody");
+    /* Org: c as last written (39.875, bin 3) leaves; k comes. */
+    cr_expect_eq(org_get(w, "customers"), 1 - 1);
+    cr_expect_eq(org_get(w, "ci_bin:3"), -1);
+    cr_assert(window_get(w, sv("k"), &v));
+    cr_expect_eq(org_get(w, "ci_sum"), -398750 + llround(v.ci * 10000));
+    cr_expect_eq(org_get(w, "at_risk"), 0);
+    cr_expect_eq(hist_get(w, DAY, "CHAT:AI:events"), events_hist, "history stays");
+
+    /* The batch carries the erasures, no alert, no delete. */
+    batch_t *b = batch_new();
+    batch_partition_t *bp = batch_add_partition(b, "t", 0, 1, -1, 5);
+    window_fill_batch(w, b, bp);
+    cr_expect_eq(bp->nerasures, 2);
+    cr_expect_eq(bp->ndeletes, 0);
+    cr_expect_eq(bp->nalerts, 0);
+    cr_expect(bp->erasures[0].len == 1 && bp->erasures[0].ptr[0] == 'c');
+    batch_free(b);
+
+    window_commit(w);
+    cr_expect_eq(window_erasure_count(w), 0);
+    cr_expect(!window_erase(w, sv("c"), 5), "already gone");
+    window_free(w);
+}
+
+/* A customer seen again after its erasure starts afresh: no previous
+ * score, streak, cooldown, pending follow-up or narrative, whether it
+ * comes back before or after the commit. */
+Test(window, erased_customer_returns_fresh) {
+    for (int commit_between = 0; commit_between < 2; commit_between++) {
+        window_t *w = new_window(NULL);
+        const ev_t before[] = {
+            {"c", 0, KIND_CONTACT, HANDLER_AI, TRI_FALSE, -0.3, -1, -1, "charged twice"},
+            AI_FAIL("c", DAY, -0.5), AI_FAIL("c", 2 * DAY, -0.7)};
+        for (int i = 0; i < 3; i++) add(w, &before[i], i);
+        window_customer_view_t v;
+        cr_assert(window_get(w, sv("c"), &v));
+        cr_assert_eq(v.streak, 3);
+        bool human;
+        const char *reason;
+        route_of(w, "c", &human, &reason);
+        cr_assert(human, "needs a person before");
+        window_commit(w);
+
+        cr_assert(window_erase(w, sv("c"), 3));
+        if (commit_between) window_commit(w);
+        const ev_t back[] = {AI_FAIL("c", 2 * DAY + 1, -0.7), AI_FAIL("c", 2 * DAY + 2, -0.7)};
+        add(w, &back[0], 4);
+        cr_assert(window_get(w, sv("c"), &v));
+        cr_expect_eq(v.events, 1, "only the new event");
+        cr_expect_eq(v.streak, 1);
+        /* The same score, alerts and route as a customer never seen: a
+         * needs_human again (no cooldown from before). */
+        window_t *fresh = new_window(NULL);
+        add(fresh, &before[0], 0);
+        window_commit(fresh);
+        const ev_t other = AI_FAIL("d", 2 * DAY + 1, -0.7);
+        add(fresh, &other, 1);
+        cr_expect_float_eq(v.ci, ci_of(fresh, "d"), 1e-9);
+        char got[128], want[128];
+        alert_types(w, got, sizeof got);
+        alert_types(fresh, want, sizeof want);
+        cr_expect_str_eq(got, want);
+        cr_expect(strstr(got, "needs_human") != NULL, "alerts '%s'", got);
+        bool fresh_human;
+        const char *fresh_reason;
+        route_of(fresh, "d", &fresh_human, &fresh_reason);
+        route_of(w, "c", &human, &reason);
+        cr_expect_str_eq(reason, fresh_reason);
+        window_free(fresh);
+        size_t n;
+        const alert_t *a = window_alerts(w, &n);
+        for (size_t i = 0; i < n; i++) {
+            cr_expect(!a[i].has_previous, "no previous score");
+            cr_expect_eq(a[i].narrative.len, 0, "no narrative from before");
+        }
+        add(w, &back[1], 5);
+        changes_t ch = {"", ""};
+        window_foreach_change(w, on_upsert, on_delete, &ch);
+        cr_expect_str_eq(ch.upserts, "c");
+        cr_expect_str_eq(ch.deletes, "");
+        /* Org: as a new customer when erased in this flush, net of the
+         * old contribution. */
+        cr_expect_eq(org_get(w, "customers"), commit_between ? 1 : 0);
+        window_free(w);
+    }
+}
+
+/* Evicted in this flush, then erased: not held (erased_unknown), still
+ * deleted and listed as an erasure. */
+Test(window, erase_after_eviction) {
+    window_t *w = new_window(NULL);
+    const ev_t a0 = FEEDBACK("a", 0), b40 = FEEDBACK("b", 40 * DAY);
+    add(w, &a0, 0);
+    window_commit(w);
+    add(w, &b40, 1);
+    cr_expect(!window_erase(w, sv("a"), 2));
+    changes_t ch = {"", ""};
+    window_foreach_change(w, on_upsert, on_delete, &ch);
+    cr_expect_str_eq(ch.deletes, "a");
+    char er[64];
+    erasures_of(w, er, sizeof er);
+    cr_expect_str_eq(er, "a");
+    window_free(w);
+}
