@@ -8,7 +8,11 @@
  * thresholds both ways; times mostly increase with jitter, jump many
  * buckets now and then (expiry, eviction), land exactly on the window's
  * edge, or come late; now and then an event is sent twice (a producer's
- * retry).  window_commit() is called at random points: it must not change
+ * retry), and now and then a tombstone (SPEC §1.2) erases a customer of the
+ * stream, who may come back as a new one, or one never seen.  After each
+ * tombstone: held or not alike, the alerts since the commit alike, the
+ * customer gone from both, the watermark unmoved, the organisation equal;
+ * at commits, the same erasures in the same order.  window_commit() is called at random points: it must not change
  * any result.  Two cases also restart at random commits: a new window
  * resumes from window_set_watermark() and the state blobs of the upsert
  * callbacks (window_load_customer()) and must go on like the uninterrupted
@@ -198,6 +202,7 @@ typedef struct gev {
     bool commit_after;
     bool restart_after;           /* only after a commit */
     bool check_all_after;
+    bool tombstone;               /* SPEC §1.2: erase e.customer_id (no event) */
 } gev_t;
 
 typedef struct stream {
@@ -482,6 +487,23 @@ static void stream_gen(const model_case_t *c, uint64_t seed, stream_t *s)
             ge->customer_id = xstrndup(src->customer_id, strlen(src->customer_id));
             ge->text = src->text ? xstrndup(src->text, src->text_len) : NULL;
             ge->text_len = src->text_len;
+            ge->tombstone = src->tombstone;
+            ge->commit_after = rng_below(&r, every) == 0;
+            ge->restart_after = ge->commit_after && rng_chance(&r, g->restart_prob);
+            continue;
+        }
+        if (rng_chance(&r, 0.015)) {
+            /* SPEC §1.2: a tombstone, mostly for a customer of the stream
+             * (who may come back), now and then for one never seen */
+            char unknown[32];
+            const char *id = ids[ci];
+            if (rng_chance(&r, 0.15)) {
+                snprintf(unknown, sizeof unknown, "never-seen-%zu", i);
+                id = unknown;
+            }
+            ge->tombstone = true;
+            ge->customer_id = xstrndup(id, strlen(id));
+            ge->event_id = xstrndup("", 0);
             ge->commit_after = rng_below(&r, every) == 0;
             ge->restart_after = ge->commit_after && rng_chance(&r, g->restart_prob);
             continue;
@@ -572,6 +594,12 @@ static const char *tri_name(tri_t t)
 static void say_event(msgbuf_t *b, size_t idx, const gev_t *g)
 {
     const event_t *e = &g->e;
+    if (g->tombstone) {
+        say(b, "  [%zu] offset=%zu tombstone customer=", idx, idx);
+        say_bytes(b, e->customer_id);
+        say(b, "%s%s\n", g->commit_after ? " commit" : "", g->restart_after ? " restart" : "");
+        return;
+    }
     say(b, "  [%zu] offset=%zu id=", idx, idx);
     say_bytes(b, e->event_id);
     say(b, " customer=");
@@ -1078,11 +1106,24 @@ static void commit_both(run_t *r, size_t idx)
     idset_free(&r->changes);
     idset_free(&r->change_upserts);
     window_foreach_change(r->w, on_upsert, on_delete, r);
-    size_t mcount = model_change_count(r->m);
-    if (window_change_count(r->w) != mcount || r->changes.n != mcount)
+    size_t mcount = model_change_count(r->m), gone = model_erased_gone_count(r->m);
+    if (window_change_count(r->w) != mcount || r->changes.n != mcount - gone)
         mismatch(r, idx, "after event %zu, change count: window_change_count %zu, "
-                 "foreach_change %zu, model %zu\n", idx, window_change_count(r->w),
-                 r->changes.n, mcount);
+                 "foreach_change %zu, model %zu (%zu erased)\n", idx,
+                 window_change_count(r->w), r->changes.n, mcount, gone);
+    /* The erasures, as the sink gets them: the same tombstones in order,
+     * and the sink forgets their resume state. */
+    size_t me;
+    const strview_t *mer = model_erasures(r->m, &me);
+    bool same = window_erasure_count(r->w) == me;
+    for (size_t i = 0; same && i < me; i++)
+        same = sv_eq(window_erasure(r->w, i), mer[i]);
+    if (!same)
+        mismatch(r, idx, "after event %zu, erasures: window %zu, model %zu\n", idx,
+                 window_erasure_count(r->w), me);
+    for (size_t i = 0; i < me; i++)
+        if (idset_find(&r->change_upserts, mer[i]) < 0)
+            blobs_del(&r->blobs, mer[i]);
     for (size_t i = 0; i < r->changes.n && !r->bad; i++) {
         strview_t id = { r->changes.ids[i], r->changes.lens[i] };
         bool up = idset_find(&r->change_upserts, id) >= 0;
@@ -1172,6 +1213,47 @@ static window_result_t window_add_copy(window_t *w, const event_t *src, int64_t 
     return res;
 }
 
+/* One tombstone to both (SPEC §1.2), from a private copy of the id that is
+ * scribbled over and freed at once: held or not alike, the alerts since the
+ * last commit alike (the customer's raised earlier in this flush gone), the
+ * customer gone from both, the watermark unmoved, the org equal. */
+static void erase_both(run_t *r, size_t idx, strview_t id)
+{
+    char *cid = xstrndup(id.ptr, id.len);
+    int64_t wm = window_watermark(r->w);
+    bool wh = window_erase(r->w, (strview_t){ cid, id.len }, (int64_t)idx);
+    memset(cid, '#', id.len);
+    free(cid);
+    bool mh = model_erase(r->m, id, (int64_t)idx);
+    /* Held: it came back after any eviction, which the upsert callback
+     * (never called for it now) would have noted. */
+    if (wh)
+        idset_remove(&r->evicted, id);
+    if (wh != mh)
+        mismatch(r, idx, "tombstone %zu: window says %s, model says %s\n", idx,
+                 wh ? "erased" : "erased_unknown", mh ? "erased" : "erased_unknown");
+    if (window_watermark(r->w) != wm)
+        mismatch(r, idx, "tombstone %zu moved the watermark\n", idx);
+    size_t wn, mn;
+    const alert_t *wa = window_alerts(r->w, &wn);
+    const model_alert_t *ma = model_alerts_since_commit(r->m, &mn);
+    bool same = wn == mn;
+    for (size_t i = 0; same && i < wn; i++)
+        same = alert_eq(&wa[i], &ma[i]);
+    if (!same)
+        mismatch(r, idx, "after tombstone %zu, alerts since the commit: window %zu, model %zu\n",
+                 idx, wn, mn);
+    r->wseen = wn;
+    model_alerts(r->m, &r->mseen);
+    window_customer_view_t v;
+    if (window_get(r->w, id, &v))
+        mismatch(r, idx, "after tombstone %zu the window still holds the customer\n", idx);
+    if (window_customer_count(r->w) != model_customer_count(r->m))
+        mismatch(r, idx, "after tombstone %zu, customer count: window %zu, model %zu\n", idx,
+                 window_customer_count(r->w), model_customer_count(r->m));
+    compare_org(r, idx);
+}
+
 /* Runs the events through both; returns true when they agree all along.
  * On a mismatch *msg holds the first one and *bad_index its event. */
 static bool run_events(const score_params_t *p, const stream_t *s, msgbuf_t *msg,
@@ -1188,6 +1270,14 @@ static bool run_events(const score_params_t *p, const stream_t *s, msgbuf_t *msg
 
     for (size_t i = 0; i < s->n && !r.bad; i++) {
         const event_t *e = &s->ev[i].e;
+        if (s->ev[i].tombstone) {
+            erase_both(&r, i, e->customer_id);
+            if (s->ev[i].commit_after)
+                commit_both(&r, i);
+            if (s->ev[i].commit_after && s->ev[i].restart_after && !r.bad)
+                restart(&r, i, s->partition, p);
+            continue;
+        }
         window_result_t wr = window_add_copy(r.w, e, (int64_t)i);
         window_result_t mr = model_add(r.m, e, (int64_t)i);
         if (wr != mr) {
@@ -1243,6 +1333,7 @@ typedef struct coverage {
     size_t route[5];              /* at_risk, needs_human, streak, sentiment, ai */
     size_t followups, followups_late, pending_evictions, expiry_history, half_sentiments;
     size_t ci_100, ci_0;          /* re-scores written as 100.0000 and 0.0000 */
+    size_t erased, erased_unknown, erased_back; /* SPEC §1.2; back: seen again after */
 } coverage_t;
 
 static const char *const route_reasons[5] = { "at_risk", "needs_human", "streak", "sentiment",
@@ -1256,6 +1347,20 @@ static void coverage_add(coverage_t *cov, const score_params_t *p, const stream_
         if (s->ev[i].restart_after)
             cov->restarts++;
         const event_t *e = &s->ev[i].e;
+        if (s->ev[i].tombstone) {
+            if (model_erase(m, e->customer_id, (int64_t)i)) {
+                cov->erased++;
+                for (size_t j = i + 1; j < s->n; j++) {
+                    if (sv_eq(s->ev[j].e.customer_id, e->customer_id)) {
+                        cov->erased_back += !s->ev[j].tombstone;
+                        break;
+                    }
+                }
+            } else {
+                cov->erased_unknown++;
+            }
+            continue;
+        }
         if (model_add(m, e, (int64_t)i) == WINDOW_LATE) {
             cov->late++;
             continue;
@@ -1483,6 +1588,9 @@ ParameterizedTest(model_case_t *c, model, differential, .timeout = 120)
         cr_expect(cov.followups > 0 && cov.followups_late > 0 && cov.pending_evictions > 0,
                   "%s: no follow-up, or no pending customer evicted", c->name);
         cr_expect(cov.half_sentiments > 0, "%s: no sentiment at a half", c->name);
+        cr_expect(cov.erased > 0 && cov.erased_unknown > 0 && cov.erased_back > 0,
+                  "%s: tombstones: %zu erased, %zu unknown, %zu back", c->name, cov.erased,
+                  cov.erased_unknown, cov.erased_back);
         if (p.window_buckets > 1)
             cr_expect(cov.expiry_history > 0, "%s: no expiry alert in the history", c->name);
         if (c->expect_clamped)

@@ -82,6 +82,9 @@ struct model {
     size_t nalerts, capalerts;
     idlist_t evicted;             /* since model_new, not back */
     idlist_t deleted;             /* since the last commit, not back */
+    idlist_t erased;              /* SPEC §1.2: tombstones since the last commit, in order */
+    idlist_t erased_gone;         /* held when erased, since the last commit, not back */
+    size_t commit_alerts;         /* alerts[commit_alerts..] were raised since the last commit */
     size_t evictions;
     size_t pending_evictions;
     model_customer_t *views;      /* scratch for model_customers() */
@@ -261,6 +264,10 @@ void model_free(model_t *m)
     free(m->evicted.ids);
     idlist_clear(&m->deleted);
     free(m->deleted.ids);
+    idlist_clear(&m->erased);
+    free(m->erased.ids);
+    idlist_clear(&m->erased_gone);
+    free(m->erased_gone.ids);
     free(m->views);
     free(m->hist);
     free(m->hist_views);
@@ -309,6 +316,7 @@ static mcust_t *cust_get_or_create(model_t *m, strview_t id)
     /* A customer that comes back is new, and no longer "evicted". */
     idlist_remove(&m->evicted, id);
     idlist_remove(&m->deleted, id);
+    idlist_remove(&m->erased_gone, id);
     return c;
 }
 
@@ -648,6 +656,57 @@ window_result_t model_add(model_t *m, const event_t *e, int64_t offset)
     return WINDOW_SCORED;
 }
 
+/* SPEC §1.2, read plainly: the stream loses every alert naming the
+ * customer in this partition (all of the model's alerts are this
+ * partition's); a held customer is forgotten (the organisation, computed
+ * over the tracked customers, no longer counts it); the history stays; the
+ * watermark does not move. */
+bool model_erase(model_t *m, strview_t customer_id, int64_t offset)
+{
+    (void)offset;
+    idlist_add(&m->erased, customer_id);
+    size_t keep = 0, committed = m->commit_alerts;
+    for (size_t i = 0; i < m->nalerts; i++) {
+        model_alert_t *a = &m->alerts[i];
+        if (id_eq(a->customer_id, customer_id) && a->partition == m->partition) {
+            free((char *)a->customer_id.ptr);
+            free((char *)a->event_id.ptr);
+            free((char *)a->narrative.ptr);
+            if (i < committed)
+                m->commit_alerts--;
+            continue;
+        }
+        m->alerts[keep++] = *a;
+    }
+    m->nalerts = keep;
+    bool found;
+    size_t i = cust_find(m, customer_id, &found);
+    if (!found)
+        return false;
+    cust_free(m->custs[i]);
+    memmove(&m->custs[i], &m->custs[i + 1], (m->ncusts - i - 1) * sizeof *m->custs);
+    m->ncusts--;
+    idlist_add(&m->erased_gone, customer_id);
+    return true;
+}
+
+const strview_t *model_erasures(const model_t *m, size_t *count)
+{
+    *count = m->erased.n;
+    return m->erased.ids;
+}
+
+size_t model_erased_gone_count(const model_t *m)
+{
+    return m->erased_gone.n;
+}
+
+const model_alert_t *model_alerts_since_commit(const model_t *m, size_t *count)
+{
+    *count = m->nalerts - m->commit_alerts;
+    return m->alerts + m->commit_alerts;
+}
+
 int64_t model_watermark(const model_t *m)
 {
     return m->has_watermark ? m->watermark : -1;
@@ -732,7 +791,7 @@ model_change_t model_change(const model_t *m, strview_t customer_id)
 
 size_t model_change_count(const model_t *m)
 {
-    size_t n = m->deleted.n;
+    size_t n = m->deleted.n + m->erased_gone.n;
     for (size_t i = 0; i < m->ncusts; i++)
         if (m->custs[i]->dirty)
             n++;
@@ -749,6 +808,9 @@ void model_commit(model_t *m)
     for (size_t i = 0; i < m->ncusts; i++)
         m->custs[i]->dirty = false;
     idlist_clear(&m->deleted);
+    idlist_clear(&m->erased);
+    idlist_clear(&m->erased_gone);
+    m->commit_alerts = m->nalerts;
     m->watermark_dirty = false;
 }
 

@@ -72,9 +72,22 @@ window_result_t model_add(model_t *m, const event_t *e, int64_t offset);
 /* T_p, or -1 before the first event. */
 int64_t model_watermark(const model_t *m);
 
-/* Every alert raised since model_new(), in order.  Valid until the next
- * model_add(). */
+/* Every alert raised since model_new() and not erased since (what the
+ * stream holds, SPEC §1.2), in order.  Valid until the next model_add() or
+ * model_erase(). */
 const model_alert_t *model_alerts(const model_t *m, size_t *count);
+/* The tail of model_alerts() raised since the last model_commit(). */
+const model_alert_t *model_alerts_since_commit(const model_t *m, size_t *count);
+
+/* Apply one tombstone at `offset` (SPEC §1.2).  Returns true when the
+ * model held the customer ("erased"), false otherwise ("erased_unknown"). */
+bool model_erase(model_t *m, strview_t customer_id, int64_t offset);
+/* The tombstones since the last model_commit(), in order (one erased twice
+ * is listed twice).  Owned by the model, valid until the next call on it. */
+const strview_t *model_erasures(const model_t *m, size_t *count);
+/* How many customers were held when erased since the last model_commit()
+ * and have not come back. */
+size_t model_erased_gone_count(const model_t *m);
 
 size_t model_customer_count(const model_t *m);
 /* Every tracked customer, in customer_id byte order.  The array is owned
@@ -94,7 +107,9 @@ size_t model_pending_eviction_count(const model_t *m);
 
 /* The change set since the last model_commit(), as window_foreach_change()
  * reports it: upsert for every customer re-scored and still tracked,
- * delete for every customer evicted and not re-created since. */
+ * delete for every customer evicted and not re-created since.  The count
+ * also includes the customers held when erased and not back, which
+ * foreach does not report (they go with the erasures). */
 model_change_t model_change(const model_t *m, strview_t customer_id);
 size_t model_change_count(const model_t *m);
 bool model_watermark_dirty(const model_t *m);
