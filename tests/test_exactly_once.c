@@ -5,6 +5,11 @@
  * paused "zombie", broker errors), then checks that the final Redis equals
  * one uninterrupted run over the same messages, alerts exactly once each
  * (tests/support/pipeline.c renders both sides and compares them).
+ * Tombstones (SPEC §1.2) are interleaved in the kill -9, group churn and
+ * Redis crash scenarios: customers erased mid-stream come back fresh as
+ * their events go on, and at the end customers with alerts are erased and
+ * must be gone (hash, score, alerts, index), Redis still equal to the
+ * replay.
  */
 #include <criterion/criterion.h>
 #include <signal.h>
@@ -46,6 +51,81 @@ static void wait_assigned(const env_t *e, int seen) {
 
 static bool alive(pid_t pid) { return waitpid(pid, NULL, WNOHANG) == 0; }
 
+/* Tombstones for n (at most 16) customers of a mix of `customers`, picked
+ * at random (their events go on: they come back as new customers), and one
+ * for a customer nobody has (erased_unknown). */
+static void send_tombstones(env_t *e, unsigned *seed, uint32_t customers, int n) {
+    char bufs[16][32];
+    const char *ids[17];
+    cr_assert(n <= 16);
+    for (int i = 0; i < n; i++) {
+        snprintf(bufs[i], sizeof bufs[i], GEN_CUSTOMER_ID_FMT,
+                 (uint32_t)rand_r(seed) % customers);
+        ids[i] = bufs[i];
+    }
+    ids[n] = "ghost-never-seen";
+    char err[256];
+    cr_assert_eq(kafka_produce_tombstones(e->mk.brokers, ENV_TOPIC, ids, (size_t)n + 1, err,
+                                          sizeof err), 0, "%s", err);
+}
+
+static long long rcount(redisContext *rc, const char *fmt, const char *id) {
+    redisReply *r = redisCommand(rc, fmt, id);
+    cr_assert(r && r->type == REDIS_REPLY_INTEGER, "%s", rc->errstr);
+    long long v = r->integer;
+    freeReplyObject(r);
+    return v;
+}
+
+/* Once Redis matched the replay: erases up to 16 customers that have
+ * alerts now, and checks that Redis matches the replay again and that they
+ * are gone: no hash, no score, no alert, no resume state, no index entry. */
+static void erase_alerted_and_check(env_t *e) {
+    redisContext *rc = redisConnect("127.0.0.1", redis_proc_port(e->redis));
+    cr_assert(rc && !rc->err);
+    char ids[16][64];
+    const char *idv[16];
+    int n = 0;
+    redisReply *x = redisCommand(rc, "XRANGE rapport:alerts - +");
+    cr_assert(x && x->type == REDIS_REPLY_ARRAY);
+    for (size_t i = 0; i < x->elements && n < 16; i++) {
+        const redisReply *kv = x->element[i]->element[1];
+        const char *cid = kv->element[3]->str; /* customer_id, second field */
+        bool dup = false;
+        for (int k = 0; k < n; k++) dup |= strcmp(ids[k], cid) == 0;
+        if (dup) continue;
+        snprintf(ids[n], sizeof ids[n], "%s", cid);
+        idv[n] = ids[n];
+        n++;
+    }
+    freeReplyObject(x);
+    cr_assert_gt(n, 3, "the stream should name customers");
+    char err[256];
+    cr_assert_eq(kafka_produce_tombstones(e->mk.brokers, ENV_TOPIC, idv, (size_t)n, err,
+                                          sizeof err), 0, "%s", err);
+    env_assert_matches_replay(e, 120000);
+    for (int k = 0; k < n; k++) {
+        cr_expect_eq(rcount(rc, "EXISTS rapport:ci:%s", ids[k]), 0, "%s has a hash", ids[k]);
+        redisReply *z = redisCommand(rc, "ZSCORE rapport:scores %s", ids[k]);
+        cr_expect(z && z->type == REDIS_REPLY_NIL, "%s has a score", ids[k]);
+        freeReplyObject(z);
+        for (int p = 0; p < e->partitions; p++) {
+            char f[64];
+            snprintf(f, sizeof f, "HEXISTS rapport:_state:%s:%d %%s", ENV_TOPIC, p);
+            cr_expect_eq(rcount(rc, f, ids[k]), 0, "%s has resume state in %d", ids[k], p);
+            snprintf(f, sizeof f, "HEXISTS rapport:_alert_ids:%s:%d %%s", ENV_TOPIC, p);
+            cr_expect_eq(rcount(rc, f, ids[k]), 0, "%s is in the index of %d", ids[k], p);
+        }
+    }
+    x = redisCommand(rc, "XRANGE rapport:alerts - +");
+    for (size_t i = 0; x && i < x->elements; i++) {
+        const char *cid = x->element[i]->element[1]->element[3]->str;
+        for (int k = 0; k < n; k++) cr_expect_str_neq(cid, ids[k], "an alert names %s", ids[k]);
+    }
+    freeReplyObject(x);
+    redisFree(rc);
+}
+
 /* kill -9 at random moments, 20 times, restarting each time. */
 Test(exactly_once, crash_loop, .timeout = 300) {
     env_t e;
@@ -59,6 +139,7 @@ Test(exactly_once, crash_loop, .timeout = 300) {
         pid_t pid = env_rapport(&e, fast_group);
         wait_assigned(&e, seen);
         clock_sleep_ms(100 + (int)(rand_r(&seed) % 1200));
+        send_tombstones(&e, &seed, 500, 3);
         cr_assert(alive(pid), "rapport exited on its own in round %d", i);
         kill(pid, SIGKILL);
         waitpid(pid, NULL, 0);
@@ -66,6 +147,7 @@ Test(exactly_once, crash_loop, .timeout = 300) {
     env_produce_join(&prod);
     pid_t pid = env_rapport(&e, fast_group);
     env_assert_matches_replay(&e, 120000);
+    erase_alerted_and_check(&e);
     cr_assert_eq(proc_stop(pid, SIGTERM, 10000), 0);
     env_stop(&e);
 }
@@ -78,17 +160,22 @@ Test(exactly_once, group_churn, .timeout = 300) {
     env_producer_t prod;
     gen_conf_t gc = env_mix(202, 600);
     env_produce_start(&e, &prod, &gc, 20000, 2000);
+    unsigned seed = 20261202;
     pid_t a = env_rapport(&e, fast_group), b = env_rapport(&e, fast_group),
           c = env_rapport(&e, fast_group);
     clock_sleep_ms(3000);
+    send_tombstones(&e, &seed, 600, 8);
     kill(a, SIGKILL);
     waitpid(a, NULL, 0);
     clock_sleep_ms(2000);
+    send_tombstones(&e, &seed, 600, 8);
     cr_assert_eq(proc_stop(b, SIGTERM, 10000), 0, "a leaving member must exit 0");
     clock_sleep_ms(1500);
     pid_t d = env_rapport(&e, fast_group);
+    send_tombstones(&e, &seed, 600, 8);
     env_produce_join(&prod);
     env_assert_matches_replay(&e, 120000);
+    erase_alerted_and_check(&e);
     cr_assert(alive(c) && alive(d));
     cr_assert_eq(proc_stop(c, SIGTERM, 10000), 0);
     cr_assert_eq(proc_stop(d, SIGTERM, 10000), 0);
@@ -148,15 +235,19 @@ Test(exactly_once, redis_crash, .timeout = 300) {
     gen_conf_t gc = env_mix(505, 400);
     env_produce_start(&e, &prod, &gc, 12000, 2000);
     pid_t pid = env_rapport(&e, fast_group);
+    unsigned seed = 20261203;
     for (int i = 0; i < 3; i++) {
         clock_sleep_ms(1500);
+        send_tombstones(&e, &seed, 400, 6);
         redis_proc_signal(e.redis, SIGKILL);
+        send_tombstones(&e, &seed, 400, 6);
         clock_sleep_ms(1500);
         cr_assert(alive(pid), "rapport must not exit while Redis is down");
         cr_assert_eq(redis_proc_restart(e.redis, err, sizeof(err)), 0, "%s", err);
     }
     env_produce_join(&prod);
     env_assert_matches_replay(&e, 120000);
+    erase_alerted_and_check(&e);
     cr_assert(alive(pid));
     cr_assert_eq(proc_stop(pid, SIGTERM, 10000), 0);
     env_stop(&e);

@@ -69,6 +69,41 @@ int kafka_end_offsets(const char *brokers, const char *topic, int partitions, in
     return rc;
 }
 
+int kafka_produce_tombstones(const char *brokers, const char *topic, const char *const *ids,
+                             size_t n, char *errstr, size_t errstr_size) {
+    char err[256];
+    rd_kafka_conf_t *c = rd_kafka_conf_new();
+    if (rd_kafka_conf_set(c, "bootstrap.servers", brokers, err, sizeof(err)) ||
+        rd_kafka_conf_set(c, "partitioner", "murmur2_random", err, sizeof(err)) ||
+        rd_kafka_conf_set(c, "enable.idempotence", "true", err, sizeof(err)) ||
+        rd_kafka_conf_set(c, "log_level", "3", err, sizeof(err))) {
+        rd_kafka_conf_destroy(c);
+        snprintf(errstr, errstr_size, "tombstone producer: %s", err);
+        return -1;
+    }
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, c, err, sizeof(err));
+    if (!rk) {
+        snprintf(errstr, errstr_size, "tombstone producer: %s", err);
+        return -1;
+    }
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        rd_kafka_resp_err_t e = rd_kafka_producev(
+            rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+            RD_KAFKA_V_KEY(ids[i], strlen(ids[i])), RD_KAFKA_V_VALUE(NULL, 0), RD_KAFKA_V_END);
+        if (e) {
+            snprintf(errstr, errstr_size, "tombstone for %s: %s", ids[i], rd_kafka_err2str(e));
+            rc = -1;
+        }
+    }
+    if (rc == 0 && rd_kafka_flush(rk, 10000) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        snprintf(errstr, errstr_size, "tombstones not delivered within 10 s");
+        rc = -1;
+    }
+    rd_kafka_destroy(rk);
+    return rc;
+}
+
 /* ------------------------------------------------------------------ */
 
 /* Opens path as fd target (stdin when in, else appended to). */
@@ -267,8 +302,11 @@ int replay_render(const char *brokers, const char *topic, int partitions,
             event_t e;
             dlq_reason_t reason;
             char detail[256];
-            if (decoder_decode(dec, &v, &e, &reason, detail, sizeof(detail)) == DECODE_OK)
+            decode_result_t res = decoder_decode(dec, &v, &e, &reason, detail, sizeof(detail));
+            if (res == DECODE_OK)
                 window_add(w[p], &e, m->offset);
+            else if (res == DECODE_TOMBSTONE)
+                window_erase(w[p], e.customer_id, m->offset); /* SPEC §1.2 */
             next[p] = m->offset + 1;
             if (next[p] >= end[p]) remaining--;
         }

@@ -4,7 +4,8 @@
  * Redis with a reference replay.
  *
  * The reference replay reads a topic back partition by partition and runs
- * every message through the decoder and a fresh window, as one
+ * every message through the decoder and a fresh window (events to
+ * window_add(), tombstones to window_erase()), as one
  * uninterrupted run would, then renders the Redis state that run must
  * leave as sorted text lines.  redis_render() renders the actual Redis the
  * same way, so a test compares two line lists, and a failure prints the
@@ -34,6 +35,13 @@ void mock_kafka_stop(mock_kafka_t *mk);
 
 /* High watermark (end offset) of each partition of topic. */
 int kafka_end_offsets(const char *brokers, const char *topic, int partitions, int64_t *out);
+
+/* Produces one tombstone per id (SPEC §1.2: the id as key, a null value),
+ * partitioned with murmur2_random like the event producers (gen/produce.h),
+ * so each lands in its customer's partition; waits for delivery.  Returns
+ * 0, or -1 with errstr. */
+int kafka_produce_tombstones(const char *brokers, const char *topic, const char *const *ids,
+                             size_t n, char *errstr, size_t errstr_size);
 
 /* A child process (the binary under test: $RAPPORT_BIN, default bin/rapport)
  * with stdout and stderr appended to logpath. */
