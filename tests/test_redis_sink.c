@@ -1390,7 +1390,8 @@ static void hand_alert(batch_t *b, batch_partition_t *bp, const char *cid, int64
 Test(redis_sink, alert_index_follows_the_trimmed_stream) {
     freeReplyObject(rcmdf("CONFIG SET stream-node-max-entries 4"));
     char err[256];
-    redis_sink_conf_t conf = {redis_proc_url(proc), PREFIX, 8, 1000};
+    redis_sink_conf_t conf = {
+        .url = redis_proc_url(proc), .prefix = PREFIX, .alerts_maxlen = 8, .timeout_ms = 1000};
     redis_sink_t *s = redis_sink_new(&conf, err, sizeof(err));
     cr_assert_not_null(s, "%s", err);
     tpart_t t = {0};
