@@ -584,6 +584,23 @@ static char *scrape_settled(int port, redisContext *rc) {
     }
 }
 
+/* The whole log of the env's rapport processes (caller frees). */
+static char *slurp_log(const env_t *e) {
+    FILE *f = fopen(e->log, "r");
+    cr_assert_not_null(f);
+    char *buf = NULL;
+    size_t cap = 0, len = 0, n;
+    do {
+        buf = realloc(buf, cap += 65536);
+        cr_assert_not_null(buf);
+        n = fread(buf + len, 1, cap - len - 1, f);
+        len += n;
+    } while (n > 0);
+    fclose(f);
+    buf[len] = '\0';
+    return buf;
+}
+
 /* Polls path until it answers `status`; returns the last body. */
 static char *wait_status(int port, const char *path, long status, int timeout_ms) {
     int64_t deadline = clock_ms() + timeout_ms;
@@ -681,7 +698,40 @@ Test(metrics_e2e, counters_match_what_was_sent, .timeout = 240) {
     cr_expect_eq(sample(text, "rapport_redis_flush_seconds_bucket{le=\"+Inf\"}"), flushes);
     cr_expect_gt(sample(text, "rapport_redis_flush_seconds_sum"), 0);
     cr_expect_eq(sample(text, "rapport_redis_up"), 1);
+    cr_expect_eq(sample(text, "rapport_events_total{result=\"erased\"}"), 0);
+    cr_expect_eq(sample(text, "rapport_events_total{result=\"erased_unknown\"}"), 0);
     free(text);
+
+    /* Tombstones (SPEC §1.2): three customers Redis holds are erased, two
+     * nobody has are erased_unknown, and those are logged, id escaped. */
+    redisReply *held = redisCommand(rc, "ZRANGE rapport:scores 0 2");
+    cr_assert(held && held->type == REDIS_REPLY_ARRAY && held->elements == 3);
+    const char *tomb[5] = {held->element[0]->str, held->element[1]->str,
+                           held->element[2]->str, "ghost \"one\"", "ghost-two"};
+    char terr[256];
+    cr_assert_eq(kafka_produce_tombstones(e.mk.brokers, ENV_TOPIC, tomb, 5, terr, sizeof terr), 0,
+                 "%s", terr);
+    env_assert_matches_replay(&e, 90000);
+    for (int k = 0; k < 3; k++)
+        cr_expect_eq(redis_int(rc, "EXISTS rapport:ci:%s", tomb[k]), 0, "%s erased", tomb[k]);
+    freeReplyObject(held);
+    int64_t until = clock_ms() + 10000;
+    for (;;) {
+        cr_assert_eq(http_get(port, "/metrics", &text), 200);
+        if (sample(text, "rapport_events_total{result=\"erased\"}") +
+                    sample(text, "rapport_events_total{result=\"erased_unknown\"}") >= 5 ||
+            clock_ms() > until)
+            break;
+        free(text);
+        clock_sleep_ms(200);
+    }
+    cr_expect_eq(sample(text, "rapport_events_total{result=\"erased\"}"), 3);
+    cr_expect_eq(sample(text, "rapport_events_total{result=\"erased_unknown\"}"), 2);
+    free(text);
+    char *log = slurp_log(&e);
+    cr_expect_not_null(strstr(log, "customer_id=\"ghost \\\"one\\\"\""),
+                       "erased_unknown logged with the id escaped");
+    free(log);
 
     /* Redis frozen: not ready, with the reason; still live. */
     cr_assert_eq(redis_proc_signal(e.redis, SIGSTOP), 0);
