@@ -186,6 +186,7 @@ fuzz: fuzz-build
 	if [ $$fail -ne 0 ]; then echo "fuzzing: FAILED"; exit 1; fi; echo "fuzzing: nothing found"
 
 fuzz-ci:
+	@$(MAKE) --no-print-directory -j2 fuzz-build
 	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=60
 
 clean:

@@ -6,7 +6,7 @@ set -eu
 
 PKGS="build-essential pkg-config librdkafka-dev libavro-dev libhiredis-dev \
 libcriterion-dev libjansson-dev libcurl4-openssl-dev libmicrohttpd-dev \
-redis-server redis-tools valgrind python3-yaml"
+redis-server redis-tools valgrind python3-yaml clang libclang-rt-dev llvm"
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then
