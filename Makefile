@@ -177,7 +177,7 @@ fuzz: fuzz-build
 	            -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=$(FUZZ_RSS_MB) -timeout=30 \
 	            -detect_leaks=1 -print_final_stats=1 \
 	            -artifact_prefix=$(FUZZ_DIR)/artifacts/$$h- >$(FUZZ_DIR)/$$h.log 2>&1; then \
-	        grep -E '^#[0-9]+ +DONE' $(FUZZ_DIR)/$$h.log | tail -1; \
+	        grep -E '^#[0-9]+[[:space:]]+DONE' $(FUZZ_DIR)/$$h.log | tail -1; \
 	        grep -E '^stat::number_of_executed_units' $(FUZZ_DIR)/$$h.log; \
 	    else \
 	        fail=1; tail -60 $(FUZZ_DIR)/$$h.log; echo "fuzz $$h: FAILED (see above)"; \

@@ -13,7 +13,12 @@
  *                bit 2-3: message timestamp -1 / 0 / 1700000000000 / INT64_MAX;
  *                bit 4:   the rest is the whole value (framing included),
  *                         else the value is 0x00, the id, then the rest;
- *                bit 5:   a decoder with max_future_skew_ms = INT64_MAX
+ *                bit 5-6: which decoder: schema_dir with max_future_skew_ms
+ *                         300000, the same with INT64_MAX, or a decoder
+ *                         whose only source is a fetch callback (as the
+ *                         registry is) that finds the same schemas, says
+ *                         "unavailable" for ids ending in 3 and "not found"
+ *                         for the id with no file
  *   rest         the message value (or body)
  *
  * Decoders live for the whole run, so the schema cache is exercised as in
@@ -34,7 +39,8 @@
 #define MAX_IDS 64
 #define BASE_TS 1700000000000LL
 
-static decoder_t *decoders[2];
+static decoder_t *decoders[3];
+static const char *schema_dir;
 static uint32_t ids[MAX_IDS];
 static size_t nids;
 static volatile unsigned sink;
@@ -42,6 +48,27 @@ static volatile unsigned sink;
 static int id_cmp(const void *a, const void *b) {
     uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
     return x < y ? -1 : x > y;
+}
+
+/* The registry's part, from the same directory: a schema_fetch_fn. */
+static schema_lookup_t fetch(void *opaque, uint32_t id, char **json, size_t *len, char *errstr,
+                             size_t errstr_size) {
+    (void)opaque;
+    if (id % 10 == 3) {
+        snprintf(errstr, errstr_size, "registry down (fuzz)");
+        return SCHEMA_UNAVAILABLE;
+    }
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%u.avsc", schema_dir, id);
+    FILE *f = fopen(path, "rb");
+    if (!f) return SCHEMA_NOT_FOUND;
+    char *buf = malloc(1 << 16);
+    size_t n = fread(buf, 1, (1 << 16) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    *json = buf;
+    *len = n;
+    return SCHEMA_FOUND;
 }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
@@ -65,9 +92,11 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     qsort(ids, nids, sizeof ids[0], id_cmp); /* byte 0 means the same id on every machine */
     ids[nids++] = 999999; /* no such schema: unknown_schema */
     char err[256];
-    for (int i = 0; i < 2; i++) {
-        decoder_conf_t conf = {.schema_dir = dir,
-                               .max_future_skew_ms = i ? INT64_MAX : 300000};
+    schema_dir = dir;
+    for (int i = 0; i < 3; i++) {
+        decoder_conf_t conf = {.schema_dir = i < 2 ? dir : NULL,
+                               .fetch = i < 2 ? NULL : fetch,
+                               .max_future_skew_ms = i == 1 ? INT64_MAX : 300000};
         if (!(decoders[i] = decoder_new(&conf, err, sizeof err))) {
             fprintf(stderr, "fuzz_decode: %s\n", err);
             abort();
@@ -125,7 +154,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     event_t ev;
     dlq_reason_t reason;
     char detail[512];
-    decode_result_t res = decoder_decode(decoders[(flags >> 5) & 1], &msg, &ev, &reason, detail,
+    decode_result_t res = decoder_decode(decoders[((flags >> 5) & 3) % 3], &msg, &ev, &reason, detail,
                                          sizeof detail);
     if (res == DECODE_OK) {
         /* Touch every string the event points to: all must lie inside the value. */
