@@ -18,6 +18,7 @@
  * behind.
  */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <stdint.h>
@@ -59,21 +60,36 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     return 0;
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+/* A connected socket.  libFuzzer's SIGALRM (its -timeout check) may
+ * interrupt any call here: connect then goes on in the background, and
+ * the other calls are simply made again. */
+static int server_connect(void) {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) abort();
     struct linger lg = {.l_onoff = 1, .l_linger = 0};
     setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
-    if (connect(fd, (struct sockaddr *)&addr, sizeof addr) != 0) {
-        perror("fuzz_http: connect");
-        abort();
+    if (connect(fd, (struct sockaddr *)&addr, sizeof addr) == 0) return fd;
+    int err = errno;
+    if (err == EINTR) {
+        struct pollfd p = {.fd = fd, .events = POLLOUT};
+        while (poll(&p, 1, -1) < 0 && errno == EINTR) continue;
+        socklen_t len = sizeof err;
+        if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
+        if (err == 0) return fd;
     }
+    fprintf(stderr, "fuzz_http: connect: %s\n", strerror(err));
+    abort();
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    int fd = server_connect();
     const uint8_t *parts[2] = {data, (const uint8_t *)"\r\n\r\n"};
     size_t sizes[2] = {size, 4};
     for (int i = 0; i < 2; i++) {
         size_t off = 0;
         while (off < sizes[i]) {
             ssize_t n = send(fd, parts[i] + off, sizes[i] - off, MSG_NOSIGNAL);
+            if (n < 0 && errno == EINTR) continue;
             if (n <= 0) break; /* the server may close first, e.g. on a bad request line */
             off += (size_t)n;
         }
@@ -81,8 +97,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     shutdown(fd, SHUT_WR);
     char buf[65536];
     struct pollfd p = {.fd = fd, .events = POLLIN};
-    while (poll(&p, 1, QUIET_MS) > 0) {
+    for (;;) {
+        int ready = poll(&p, 1, QUIET_MS);
+        if (ready < 0 && errno == EINTR) continue;
+        if (ready <= 0) break;
         ssize_t n = recv(fd, buf, sizeof buf, 0);
+        if (n < 0 && errno == EINTR) continue;
         if (n <= 0) break;
     }
     close(fd);
