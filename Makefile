@@ -9,6 +9,8 @@
 #   make docs            regenerate docs/CONFIG.md
 #   make check-docs      docs/CONFIG.md is current, every SPEC §n citation resolves
 #   make check-deploy    the deploy/ files, as far as a machine without Docker can
+#   make fuzz            each libFuzzer harness of fuzz/ for FUZZ_SECONDS (300) s
+#   make fuzz-ci         the same for 60 s each; fails on any crash, leak or UB
 #
 # On a fresh Debian 12 machine each of these first installs the missing
 # packages (target deps: deploy/install-deps.sh, with sudo when not root;
@@ -58,7 +60,8 @@ RAPPORT_BIN := $(if $(SANITIZE),$(BUILD)/rapport,bin/rapport)
 # Objects and test support files are never intermediate: keep them between runs.
 .SECONDARY:
 
-.PHONY: all deps test-deps test unit valgrind demo bench clean docs check-docs check-deploy
+.PHONY: all deps test-deps test unit valgrind demo bench clean docs check-docs check-deploy \
+        fuzz fuzz-build fuzz-ci
 all: deps
 	@$(MAKE) --no-print-directory bin/rapport
 
@@ -154,6 +157,64 @@ $(BUILD)/bench/%: bench/%.c $(LIBA)
 bench: deps
 	@$(MAKE) --no-print-directory bin/rapport $(BENCH_BIN)
 	BENCH_BIN_DIR=$(BUILD)/bench bench/run.sh $(BENCH_ARGS)
+
+# ---- fuzzing (docs/DESIGN.md, "Fuzzing") ----
+# The harnesses (fuzz/fuzz_NAME.c) and a copy of the library compiled with
+# clang for libFuzzer, ASan and UBSan, apart from the gcc build.  Each run
+# starts from the seeds in fuzz/corpus/NAME/ and keeps what it finds in
+# build/fuzz/corpus/NAME/; a crash, leak, UB report or timeout is saved as
+# build/fuzz/artifacts/NAME-crash-… (replay: build/fuzz/fuzz_NAME FILE).
+FUZZ_CC      ?= clang
+FUZZ_CFLAGS  ?= -O1 -g
+FUZZ_SECONDS ?= 300
+FUZZ_RSS_MB  ?= 2048
+FUZZ_DIR     := build/fuzz
+FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+FUZZ_OBJ     := $(LIB_SRC:%.c=$(FUZZ_DIR)/obj/%.o)
+FUZZ_SRC     := $(wildcard fuzz/fuzz_*.c)
+FUZZERS      := $(FUZZ_SRC:fuzz/%.c=$(FUZZ_DIR)/%)
+FUZZ_NAMES   := $(FUZZ_SRC:fuzz/fuzz_%.c=%)
+
+$(FUZZ_DIR)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(RAPPORT_CFLAGS) $(FUZZ_CFLAGS) $(FUZZ_SAN) -fsanitize=fuzzer-no-link -c $< -o $@
+
+$(FUZZ_DIR)/librapport.a: $(FUZZ_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(FUZZ_DIR)/fuzz_%: fuzz/fuzz_%.c $(FUZZ_DIR)/librapport.a
+	$(FUZZ_CC) $(RAPPORT_CFLAGS) $(FUZZ_CFLAGS) $(FUZZ_SAN) -fsanitize=fuzzer \
+	    -DFUZZ_SCHEMA_DIR='"$(CURDIR)/fuzz/schemas"' -o $@ $< $(FUZZ_DIR)/librapport.a $(RAPPORT_LIBS)
+
+fuzz-build: $(FUZZERS)
+
+# Runs every harness for FUZZ_SECONDS, one after another, and fails when
+# any of them found something.  Leak detection is on (LSan, after every
+# input that allocates more than it frees); fuzz/lsan.supp holds the one
+# known third-party leak.
+fuzz: fuzz-build
+	@mkdir -p $(FUZZ_DIR)/artifacts; fail=0; for h in $(FUZZ_NAMES); do \
+	    mkdir -p $(FUZZ_DIR)/corpus/$$h; \
+	    dict=; [ -f fuzz/$$h.dict ] && dict=-dict=fuzz/$$h.dict; \
+	    echo "== fuzz $$h: $(FUZZ_SECONDS) s (log: $(FUZZ_DIR)/$$h.log)"; \
+	    if ASAN_OPTIONS=detect_leaks=1:fast_unwind_on_malloc=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	        LSAN_OPTIONS=suppressions=$(CURDIR)/fuzz/lsan.supp \
+	        $(FUZZ_DIR)/fuzz_$$h $(FUZZ_DIR)/corpus/$$h fuzz/corpus/$$h $$dict \
+	            -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=$(FUZZ_RSS_MB) -timeout=30 \
+	            -detect_leaks=1 -print_final_stats=1 \
+	            -artifact_prefix=$(FUZZ_DIR)/artifacts/$$h- >$(FUZZ_DIR)/$$h.log 2>&1; then \
+	        grep -E '^#[0-9]+[[:space:]]+DONE' $(FUZZ_DIR)/$$h.log | tail -1; \
+	        grep -E '^stat::number_of_executed_units' $(FUZZ_DIR)/$$h.log; \
+	    else \
+	        fail=1; tail -60 $(FUZZ_DIR)/$$h.log; echo "fuzz $$h: FAILED (see above)"; \
+	    fi; \
+	done; \
+	if [ $$fail -ne 0 ]; then echo "fuzzing: FAILED"; exit 1; fi; echo "fuzzing: nothing found"
+
+fuzz-ci:
+	@$(MAKE) --no-print-directory -j2 fuzz-build
+	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=60
 
 clean:
 	rm -rf build bin

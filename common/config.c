@@ -317,10 +317,19 @@ int config_load_file(config_t *c, const char *path, char *errstr, size_t errstr_
         snprintf(errstr, errstr_size, "%s: %s", path, strerror(errno));
         return -1;
     }
-    char line[4096], err[512];
+    /* getline, not a fixed buffer: a longer line (an inline PEM, say) must
+     * not be cut in two and its tail read as a line of its own. */
+    char *line = NULL, err[512];
+    size_t cap = 0;
+    ssize_t len;
     int lineno = 0, rc = 0;
-    while (fgets(line, sizeof(line), f)) {
+    while ((len = getline(&line, &cap, f)) >= 0) {
         lineno++;
+        if (memchr(line, '\0', (size_t)len)) {
+            snprintf(errstr, errstr_size, "%s:%d: a NUL byte in the line", path, lineno);
+            rc = -1;
+            break;
+        }
         char *s = trim(line);
         if (!*s || *s == '#') continue;
         char *eq = strchr(s, '=');
@@ -342,6 +351,7 @@ int config_load_file(config_t *c, const char *path, char *errstr, size_t errstr_
             break;
         }
     }
+    free(line);
     fclose(f);
     return rc;
 }

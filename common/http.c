@@ -185,8 +185,9 @@ static bool authorized(const http_server_t *s, struct MHD_Connection *conn) {
     if (!s->auth_user) return true;
     char *pass = NULL;
     char *user = MHD_basic_auth_get_username_password(conn, &pass);
-    bool ok = user && pass && same_secret(user, s->auth_user) &
-                                  same_secret(pass, s->auth_password);
+    /* Both compared, always: the time taken says nothing of which was wrong. */
+    bool ok = user && pass &&
+              ((int)same_secret(user, s->auth_user) & (int)same_secret(pass, s->auth_password));
     if (user) MHD_free(user);
     if (pass) MHD_free(pass);
     return ok;

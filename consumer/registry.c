@@ -279,10 +279,11 @@ static long error_body(const char *body, size_t len, char *msg, size_t msg_size)
 
 /* The registry answered 200: take the schema text from the body.  Returns
  * SCHEMA_FOUND with *json and *len, or SCHEMA_UNAVAILABLE with errstr. */
-static schema_lookup_t found_body(registry_t *r, const char *where, char **json, size_t *len,
-                                  char *errstr, size_t errstr_size) {
+static schema_lookup_t found_body(const char *base, const char *where, const char *body,
+                                  size_t body_len, char **json, size_t *len, char *errstr,
+                                  size_t errstr_size) {
     json_error_t jerr;
-    json_t *root = json_loadb(r->body ? r->body : "", r->body_len, 0, &jerr);
+    json_t *root = json_loadb(body, body_len, 0, &jerr);
     schema_lookup_t res = SCHEMA_UNAVAILABLE;
 
     if (!root) {
@@ -301,7 +302,7 @@ static schema_lookup_t found_body(registry_t *r, const char *where, char **json,
         /* Handed over as it is: the decoder finds it unusable and
          * dead-letters its messages as incompatible_schema. */
         char q[64];
-        log_warn("schema registry returned a non-Avro schema", "url=%s schema_type=%s", r->base,
+        log_warn("schema registry returned a non-Avro schema", "url=%s schema_type=%s", base,
                  log_quote(type, q, sizeof q));
     }
     size_t n = json_string_length(schema);
@@ -317,7 +318,7 @@ done:
 /* One request for id, and what its answer means. */
 static schema_lookup_t request(registry_t *r, uint32_t id, char **json, size_t *len,
                                char *errstr, size_t errstr_size) {
-    char url[2048], where[2100], msg[SERVER_MESSAGE_MAX + 1];
+    char url[2048], where[2100];
     long status = 0;
 
     snprintf(url, sizeof url, "%s/schemas/ids/%" PRIu32, r->base, id);
@@ -340,9 +341,19 @@ static schema_lookup_t request(registry_t *r, uint32_t id, char **json, size_t *
         return SCHEMA_UNAVAILABLE;
     }
     curl_easy_getinfo(r->curl, CURLINFO_RESPONSE_CODE, &status);
-    if (status == 200) return found_body(r, where, json, len, errstr, errstr_size);
+    return registry_answer_parse(r->base, where, status, r->body ? r->body : "", r->body_len,
+                                 json, len, errstr, errstr_size);
+}
 
-    long code = error_body(r->body ? r->body : "", r->body_len, msg, sizeof msg);
+schema_lookup_t registry_answer_parse(const char *base, const char *where, long status,
+                                      const char *body, size_t body_len, char **json,
+                                      size_t *len, char *errstr, size_t errstr_size) {
+    char msg[SERVER_MESSAGE_MAX + 1];
+
+    if (status == 200) return found_body(base, where, body, body_len, json, len, errstr,
+                                         errstr_size);
+
+    long code = error_body(body, body_len, msg, sizeof msg);
     if (status == 404 && code == CONFLUENT_SCHEMA_NOT_FOUND) return SCHEMA_NOT_FOUND;
     if (status == 404) {
         snprintf(errstr, errstr_size,

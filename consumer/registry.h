@@ -62,4 +62,14 @@ void registry_free(registry_t *r);
 schema_lookup_t registry_fetch(void *opaque, uint32_t id, char **json, size_t *len,
                                char *errstr, size_t errstr_size);
 
+/* What one registry answer means, the transport aside: HTTP `status` and
+ * `body_len` bytes of `body` (need not be NUL-terminated) for the request
+ * described by `where` ("GET <url>", for errstr); `base` is the registry
+ * URL, for log lines.  Results as registry_fetch() (errstr not yet
+ * cleaned of quotes).  registry_fetch() calls it for every answer; it is
+ * public so that fuzz/fuzz_registry.c can feed it hostile answers. */
+schema_lookup_t registry_answer_parse(const char *base, const char *where, long status,
+                                      const char *body, size_t body_len, char **json,
+                                      size_t *len, char *errstr, size_t errstr_size);
+
 #endif

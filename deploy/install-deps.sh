@@ -7,7 +7,8 @@ set -eu
 
 PKGS="build-essential pkg-config librdkafka-dev libavro-dev libhiredis-dev \
 libcriterion-dev libjansson-dev libcurl4-openssl-dev libmicrohttpd-dev \
-redis-server redis-tools valgrind python3-yaml libssl-dev openssl chromium"
+redis-server redis-tools valgrind python3-yaml libssl-dev openssl chromium \
+clang libclang-rt-dev llvm"
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then

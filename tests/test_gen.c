@@ -28,7 +28,7 @@
 
 static strview_t sv(const char *s) { return (strview_t){s, s ? strlen(s) : 0}; }
 
-/* ---- avro-c helpers ---- */
+/* ---- avro-c wrappers ---- */
 
 typedef struct avro_doc {
     avro_schema_t schema;

@@ -41,7 +41,7 @@ const char *__lsan_default_suppressions(void);
 const char *__lsan_default_suppressions(void) { return "leak:libcriterion.so\n"; }
 
 /* ------------------------------------------------------------------ */
-/* Helpers: HTTP client, exposition parser, free port, sockets          */
+/* Test support: HTTP client, exposition parser, free port, sockets          */
 
 typedef struct body {
     char *p;

@@ -136,6 +136,55 @@ Test(registry, fetch_cases) {
     }
 }
 
+/* What one answer means, without a server: the bodies a registry, a proxy
+ * or a broken server can send (registry_answer_parse(), the function that
+ * fuzz/fuzz_registry.c feeds).  The body is passed without a NUL after it. */
+Test(registry, answer_parse) {
+    struct {
+        long status;
+        const char *body;
+        schema_lookup_t want;
+        const char *has;       /* in the schema (FOUND) or in errstr (UNAVAILABLE) */
+    } t[] = {
+        {200, "{\"schema\": \"\\\"string\\\"\"}", SCHEMA_FOUND, "\"string\""},
+        {200, "{\"schema\": \"x\", \"schemaType\": \"PROTOBUF\"}", SCHEMA_FOUND, "x"},
+        {200, "{\"schema\": \"a\\u0000b\"}", SCHEMA_UNAVAILABLE, "not JSON"},
+        {200, "", SCHEMA_UNAVAILABLE, "not JSON"},
+        {200, "{\"schema\": 42}", SCHEMA_UNAVAILABLE, "no \"schema\" string"},
+        {200, "[\"schema\"]", SCHEMA_UNAVAILABLE, "no \"schema\" string"},
+        {404, "{\"error_code\": 40403, \"message\": \"Schema not found\"}", SCHEMA_NOT_FOUND, NULL},
+        {404, "{\"error_code\": \"40403\"}", SCHEMA_UNAVAILABLE, "without Confluent's error_code"},
+        {404, "<html>", SCHEMA_UNAVAILABLE, "without Confluent's error_code"},
+        {401, "{\"message\": \"no\\n\\\"way\\\"\"}", SCHEMA_UNAVAILABLE, "(no"},
+        {500, "{\"error_code\": 50001, \"message\": \"boom\"}", SCHEMA_UNAVAILABLE,
+         "HTTP 500: error_code 50001: boom"},
+        {302, "", SCHEMA_UNAVAILABLE, "redirect"},
+        {204, "", SCHEMA_UNAVAILABLE, "HTTP 204"},
+    };
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+        size_t n = strlen(t[i].body);
+        char *body = malloc(n ? n : 1);   /* no NUL after the answer */
+        cr_assert_not_null(body);
+        memcpy(body, t[i].body, n);
+        char *json = NULL, err[512] = "";
+        size_t len = 0;
+        schema_lookup_t res = registry_answer_parse("http://r", "GET http://r/schemas/ids/1",
+                                                    t[i].status, body, n, &json, &len, err,
+                                                    sizeof err);
+        free(body);
+        cr_expect_eq(res, t[i].want, "case %zu: %s, want %s (%s)", i, lookup_names[res],
+                     lookup_names[t[i].want], err);
+        if (res == SCHEMA_FOUND) {
+            cr_expect(json && json[len] == '\0' && strstr(json, t[i].has), "case %zu: %s", i,
+                      json ? json : "(null)");
+            free(json);
+        } else if (t[i].has) {
+            cr_expect(strstr(err, t[i].has) != NULL, "case %zu: \"%s\"", i, err);
+        }
+    }
+}
+
+
 /* After an unavailable answer, the registry is not asked again until the
  * back-off has passed; a good answer ends the back-off. */
 Test(registry, backoff) {

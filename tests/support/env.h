@@ -1,7 +1,7 @@
 /*
  * env.h — one test environment: a mock cluster with the input topic and
  * its DLQ, a private redis-server, a temp dir with the writer schemas, and
- * helpers to run `rapport run`, produce events and compare Redis with the
+ * functions to run `rapport run`, produce events and compare Redis with the
  * reference replay.  Uses Criterion assertions: test binaries only.
  */
 #ifndef RAPPORT_TEST_ENV_H

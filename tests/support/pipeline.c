@@ -20,6 +20,7 @@
 
 #include "common/clock.h"
 #include "consumer/decode.h"
+#include "tests/support/model.h"
 
 /* ------------------------------------------------------------------ */
 
@@ -228,6 +229,12 @@ int lines_compare(const lines_t *e, const lines_t *a, const char *what) {
 #define ALERT_FIELDS "type customer_id score previous_score trigger event_id occurred_at " \
                      "partition offset reason narrative"
 
+/* SPEC §10.1: the route every customer hash carries. */
+static void render_route(lines_t *out, strview_t cid, bool human, const char *reason) {
+    lines_add(out, "route %.*s route=%s route_reason=%s", (int)cid.len, cid.ptr,
+              human ? "human" : "ai", reason);
+}
+
 typedef struct render_ctx {
     lines_t *out;
     const char *prefix;
@@ -238,13 +245,12 @@ static void render_upsert(void *op, const window_customer_view_t *v) {
     lines_add(r->out,
               "hash %.*s ci=%.4f resolution=%.4f sentiment=%.4f loyalty=%.4f ai_share=%.4f "
               "aht_ms=%.4f streak=%" PRId64 " contacts=%" PRId64 " resolved=%" PRId64
-              " events=%" PRId64 " at_risk=%d updated_at=%" PRId64 " last_event_id=%.*s"
-              " route=%s route_reason=%s",
+              " events=%" PRId64 " at_risk=%d updated_at=%" PRId64 " last_event_id=%.*s",
               (int)v->customer_id.len, v->customer_id.ptr, v->ci, v->resolution, v->sentiment,
               v->loyalty, v->ai_share, v->aht_ms, v->streak, v->contacts, v->resolved, v->events,
-              v->at_risk, v->updated_at, (int)v->last_event_id.len, v->last_event_id.ptr,
-              v->route_human ? "human" : "ai", v->route_reason ? v->route_reason : "");
+              v->at_risk, v->updated_at, (int)v->last_event_id.len, v->last_event_id.ptr);
     lines_add(r->out, "score %.*s %.4f", (int)v->customer_id.len, v->customer_id.ptr, v->ci);
+    render_route(r->out, v->customer_id, v->route_human, v->route_reason);
 }
 
 static void render_alert(lines_t *out, int partition, long n, const char *const vals[11]) {
@@ -255,9 +261,78 @@ static void render_alert(lines_t *out, int partition, long n, const char *const 
               vals[7], vals[8], vals[9], vals[10]);
 }
 
-int replay_render(const char *brokers, const char *topic, int partitions,
-                  const char *schema_dir, const score_params_t *params, const char *prefix,
-                  lines_t *out, char *errstr, size_t errstr_size) {
+/* Counter totals by (bucket start, field) summed over partitions: the
+ * expected `<prefix>history:<S>` hashes (SPEC §9.1). */
+typedef struct hist_sum {
+    int64_t bucket_start;
+    char field[WINDOW_HIST_FIELD_MAX];
+    int64_t total;
+} hist_sum_t;
+
+typedef struct hist_acc {
+    hist_sum_t *v;
+    size_t n, cap;
+} hist_acc_t;
+
+static void hist_acc_add(hist_acc_t *h, int64_t bucket_start, const char *field, int64_t delta) {
+    if (h->n == h->cap) {
+        h->cap = h->cap ? h->cap * 2 : 1024;
+        h->v = realloc(h->v, h->cap * sizeof(*h->v));
+        if (!h->v) abort();
+    }
+    hist_sum_t *x = &h->v[h->n++];
+    x->bucket_start = bucket_start;
+    snprintf(x->field, sizeof(x->field), "%s", field);
+    x->total = delta;
+}
+
+static int cmp_hist(const void *a, const void *b) {
+    const hist_sum_t *x = a, *y = b;
+    if (x->bucket_start != y->bucket_start) return x->bucket_start < y->bucket_start ? -1 : 1;
+    return strcmp(x->field, y->field);
+}
+
+/* Sums the entries of equal (S, field) and renders the history hashes and
+ * the index.  Absent means 0 (SPEC §9.1), so a 0 total is not rendered:
+ * whether a writer left a "0" behind depends on how it chunked its work. */
+static void hist_acc_render(hist_acc_t *h, lines_t *out) {
+    qsort(h->v, h->n, sizeof(*h->v), cmp_hist);
+    int64_t last_s = 0;
+    bool any = false;
+    for (size_t i = 0; i < h->n;) {
+        size_t j = i;
+        int64_t total = 0;
+        for (; j < h->n && !cmp_hist(&h->v[i], &h->v[j]); j++) total += h->v[j].total;
+        if (total) lines_add(out, "history %" PRId64 " %s %" PRId64, h->v[i].bucket_start,
+                             h->v[i].field, total);
+        if (!any || h->v[i].bucket_start != last_s)
+            lines_add(out, "history_index %" PRId64 " %" PRId64, h->v[i].bucket_start,
+                      h->v[i].bucket_start);
+        any = true;
+        last_s = h->v[i].bucket_start;
+        i = j;
+    }
+    free(h->v);
+    memset(h, 0, sizeof(*h));
+}
+
+/* The organisation (SPEC §9.2); a 0 counter is not rendered (it may stay
+ * present as "0"). */
+static void org_render(const int64_t org[WINDOW_ORG_FIELDS], lines_t *out) {
+    for (int k = 0; k < WINDOW_ORG_FIELDS; k++)
+        if (org[k]) lines_add(out, "org %s %" PRId64, window_org_field_names[k], org[k]);
+}
+
+/* tombstone: e is a tombstone (SPEC §1.2), only its customer_id is set. */
+typedef void (*topic_event_cb)(void *opaque, int32_t partition, const event_t *e,
+                               int64_t offset, bool tombstone);
+
+/* Reads the topic from the beginning to its end offsets and calls cb for
+ * every message that decodes to a valid event or is a tombstone, in
+ * partition order. */
+static int topic_read(const char *brokers, const char *topic, int partitions,
+                      const char *schema_dir, topic_event_cb cb, void *opaque, char *errstr,
+                      size_t errstr_size) {
     int64_t end[256];
     if (partitions > 256 || kafka_end_offsets(brokers, topic, partitions, end)) {
         snprintf(errstr, errstr_size, "cannot read end offsets");
@@ -268,8 +343,6 @@ int replay_render(const char *brokers, const char *topic, int partitions,
                          .max_future_skew_ms = 300000};
     decoder_t *dec = decoder_new(&dc, errstr, errstr_size);
     if (!dec) return -1;
-    window_t *w[256];
-    for (int p = 0; p < partitions; p++) w[p] = window_new(params, p, errstr, errstr_size);
 
     rd_kafka_t *rk = new_client(RD_KAFKA_CONSUMER, brokers);
     rd_kafka_poll_set_consumer(rk);
@@ -303,10 +376,8 @@ int replay_render(const char *brokers, const char *topic, int partitions,
             dlq_reason_t reason;
             char detail[256];
             decode_result_t res = decoder_decode(dec, &v, &e, &reason, detail, sizeof(detail));
-            if (res == DECODE_OK)
-                window_add(w[p], &e, m->offset);
-            else if (res == DECODE_TOMBSTONE)
-                window_erase(w[p], e.customer_id, m->offset); /* SPEC §1.2 */
+            if (res == DECODE_OK || res == DECODE_TOMBSTONE)
+                cb(opaque, p, &e, m->offset, res == DECODE_TOMBSTONE);
             next[p] = m->offset + 1;
             if (next[p] >= end[p]) remaining--;
         }
@@ -314,8 +385,34 @@ int replay_render(const char *brokers, const char *topic, int partitions,
     }
     rd_kafka_consumer_close(rk);
     rd_kafka_destroy(rk);
+    decoder_free(dec);
+    return rc;
+}
+
+static void window_event(void *opaque, int32_t partition, const event_t *e, int64_t offset,
+                         bool tombstone) {
+    window_t **w = opaque;
+    if (tombstone)
+        window_erase(w[partition], e->customer_id, offset);
+    else
+        window_add(w[partition], e, offset);
+}
+
+int replay_render(const char *brokers, const char *topic, int partitions,
+                  const char *schema_dir, const score_params_t *params, const char *prefix,
+                  lines_t *out, char *errstr, size_t errstr_size) {
+    window_t *w[256];
+    if (partitions > 256) {
+        snprintf(errstr, errstr_size, "too many partitions");
+        return -1;
+    }
+    for (int p = 0; p < partitions; p++) w[p] = window_new(params, p, errstr, errstr_size);
+    int rc = topic_read(brokers, topic, partitions, schema_dir, window_event, w, errstr,
+                        errstr_size);
 
     render_ctx_t ctx = {out, prefix};
+    hist_acc_t hist = {0};
+    int64_t org[WINDOW_ORG_FIELDS] = {0};
     for (int p = 0; p < partitions; p++) {
         window_foreach_change(w[p], render_upsert, NULL, &ctx);
         if (window_watermark(w[p]) >= 0)
@@ -340,11 +437,74 @@ int replay_render(const char *brokers, const char *topic, int partitions,
                                     a[i].reason, narr};
             render_alert(out, p, (long)i, vals);
         }
+        /* Never committed: the deltas are the totals of the whole run. */
+        size_t nh;
+        const window_hist_delta_t *h = window_history_deltas(w[p], &nh);
+        for (size_t i = 0; i < nh; i++) hist_acc_add(&hist, h[i].bucket_start, h[i].field, h[i].delta);
+        int64_t d[WINDOW_ORG_FIELDS];
+        window_org_deltas(w[p], d);
+        for (int k = 0; k < WINDOW_ORG_FIELDS; k++) org[k] += d[k];
         window_free(w[p]);
     }
-    decoder_free(dec);
+    hist_acc_render(&hist, out);
+    org_render(org, out);
     lines_sort(out);
     return rc;
+}
+
+static void model_event(void *opaque, int32_t partition, const event_t *e, int64_t offset,
+                        bool tombstone) {
+    model_t **m = opaque;
+    if (tombstone)
+        model_erase(m[partition], e->customer_id, offset);
+    else
+        model_add(m[partition], e, offset);
+}
+
+int model_render(const char *brokers, const char *topic, int partitions, const char *schema_dir,
+                 const score_params_t *params, lines_t *out, model_t **models, char *errstr,
+                 size_t errstr_size) {
+    if (partitions > 256) {
+        snprintf(errstr, errstr_size, "too many partitions");
+        return -1;
+    }
+    for (int p = 0; p < partitions; p++) models[p] = model_new(params, p);
+    int rc = topic_read(brokers, topic, partitions, schema_dir, model_event, models, errstr,
+                        errstr_size);
+    hist_acc_t hist = {0};
+    int64_t org[WINDOW_ORG_FIELDS] = {0};
+    for (int p = 0; p < partitions; p++) {
+        size_t nc;
+        const model_customer_t *c = model_customers(models[p], &nc);
+        for (size_t i = 0; i < nc; i++)
+            render_route(out, c[i].customer_id, c[i].route_human, c[i].route_reason);
+        size_t nh;
+        const model_hist_t *h = model_history(models[p], &nh);
+        for (size_t i = 0; i < nh; i++) hist_acc_add(&hist, h[i].bucket_start, h[i].field, h[i].total);
+        int64_t o[WINDOW_ORG_FIELDS];
+        model_org(models[p], o);
+        for (int k = 0; k < WINDOW_ORG_FIELDS; k++) org[k] += o[k];
+    }
+    hist_acc_render(&hist, out);
+    org_render(org, out);
+    lines_sort(out);
+    return rc;
+}
+
+/* One hash of integer counters as "<what> [<label>] <field> <value>"
+ * lines; a "0" is not rendered (absent means 0, SPEC §9). */
+static void render_counters(redisContext *rc, const char *key, const char *what,
+                            const char *label, lines_t *out) {
+    redisReply *r = redisCommand(rc, "HGETALL %s", key);
+    for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY && i + 1 < r->elements; i += 2) {
+        const char *v = r->element[i + 1]->str;
+        if (!strcmp(v, "0")) continue;
+        if (label)
+            lines_add(out, "%s %s %s %s", what, label, r->element[i]->str, v);
+        else
+            lines_add(out, "%s %s %s", what, r->element[i]->str, v);
+    }
+    freeReplyObject(r);
 }
 
 int redis_render(int port, const char *prefix, lines_t *out, char *errstr, size_t errstr_size) {
@@ -374,14 +534,18 @@ int redis_render(int port, const char *prefix, lines_t *out, char *errstr, size_
             int o = snprintf(line, sizeof(line), "hash %s", key + strlen(prefix) + 3);
             const char *names[] = {"ci", "resolution", "sentiment", "loyalty", "ai_share",
                                    "aht_ms", "streak", "contacts", "resolved", "events",
-                                   "at_risk", "updated_at", "last_event_id", "route",
-                                   "route_reason"};
-            for (size_t k = 0; k < 15 && h && h->type == REDIS_REPLY_ARRAY; k++)
+                                   "at_risk", "updated_at", "last_event_id"};
+            bool ok = h && h->type == REDIS_REPLY_ARRAY && h->elements == 15;
+            for (size_t k = 0; k < 13 && ok; k++)
                 o += snprintf(line + o, sizeof(line) - (size_t)o, " %s=%s", names[k],
                               h->element[k]->str ? h->element[k]->str : "(nil)");
             if (len && len->integer != 15)
                 snprintf(line + o, sizeof(line) - (size_t)o, " HLEN=%lld", len->integer);
             lines_add(out, "%s", line);
+            if (ok)
+                lines_add(out, "route %s route=%s route_reason=%s", key + strlen(prefix) + 3,
+                          h->element[13]->str ? h->element[13]->str : "(nil)",
+                          h->element[14]->str ? h->element[14]->str : "(nil)");
             freeReplyObject(h);
             freeReplyObject(len);
         }
@@ -397,6 +561,32 @@ int redis_render(int port, const char *prefix, lines_t *out, char *errstr, size_
     for (size_t i = 0; wm && wm->type == REDIS_REPLY_ARRAY && i + 1 < wm->elements; i += 2)
         lines_add(out, "watermark %s %s", wm->element[i]->str, wm->element[i + 1]->str);
     freeReplyObject(wm);
+
+    /* History hashes (every one, indexed or not), the index, the org. */
+    snprintf(cursor, sizeof(cursor), "0");
+    do {
+        redisReply *r = redisCommand(rc, "SCAN %s MATCH %shistory:* COUNT 1000", cursor, prefix);
+        if (!r || r->type != REDIS_REPLY_ARRAY) {
+            snprintf(errstr, errstr_size, "SCAN failed");
+            freeReplyObject(r);
+            result = -1;
+            break;
+        }
+        snprintf(cursor, sizeof(cursor), "%s", r->element[0]->str);
+        for (size_t i = 0; i < r->element[1]->elements; i++) {
+            const char *key = r->element[1]->element[i]->str;
+            render_counters(rc, key, "history", key + strlen(prefix) + strlen("history:"), out);
+        }
+        freeReplyObject(r);
+    } while (strcmp(cursor, "0") != 0);
+    redisReply *hi = redisCommand(rc, "ZRANGE %shistory_index 0 -1 WITHSCORES", prefix);
+    for (size_t i = 0; hi && hi->type == REDIS_REPLY_ARRAY && i + 1 < hi->elements; i += 2)
+        lines_add(out, "history_index %s %.0f", hi->element[i]->str,
+                  strtod(hi->element[i + 1]->str, NULL));
+    freeReplyObject(hi);
+    char org_key[256];
+    snprintf(org_key, sizeof(org_key), "%sorg", prefix);
+    render_counters(rc, org_key, "org", NULL, out);
 
     /* Alerts in stream order, numbered per partition. */
     long counts[256] = {0};

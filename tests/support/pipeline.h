@@ -73,7 +73,18 @@ int replay_render(const char *brokers, const char *topic, int partitions,
                   const char *schema_dir, const score_params_t *params, const char *prefix,
                   lines_t *out, char *errstr, size_t errstr_size);
 
-/* The actual Redis state under prefix (hashes, scores, watermarks, alerts). */
+/* The expected leaders' view computed by the reference model
+ * (tests/support/model.h), not by the scorer: each customer's route, the
+ * history summed over partitions, the organisation from scratch.  Fills
+ * models[0..partitions) (the caller frees them with model_free()) so that
+ * a test can derive more from them. */
+typedef struct model model_t;
+int model_render(const char *brokers, const char *topic, int partitions, const char *schema_dir,
+                 const score_params_t *params, lines_t *out, model_t **models, char *errstr,
+                 size_t errstr_size);
+
+/* The actual Redis state under prefix (hashes with their routes, scores,
+ * watermarks, alerts, history hashes and index, org). */
 int redis_render(int port, const char *prefix, lines_t *out, char *errstr, size_t errstr_size);
 
 /* Waits until Redis holds, for every partition, the offset `end[p]`.

@@ -1,0 +1,122 @@
+#!/bin/sh
+# compare.sh — end to end, two builds of rapport on the same messages, in
+# one run: is a change within noise?
+#
+#   bench/compare.sh OLD_RAPPORT NEW_RAPPORT
+#
+# Starts a mock Kafka cluster and a private redis-server (as bench/run.sh
+# does), produces BENCH_EVENTS events over BENCH_CUSTOMERS customers once
+# with OLD_RAPPORT's generator, then alternates: a do-nothing consumer
+# (bench/ceiling, the baseline), OLD_RAPPORT run, NEW_RAPPORT run, each into
+# an emptied Redis, BENCH_REPEAT times.  Prints, for each build, the median
+# and range of events per second, the ratio to the baseline measured in the
+# same round, Redis commands per event, and Redis and rapport CPU-seconds
+# per million events.  Speeds are only compared within one run: the machine
+# may be shared and noisy.
+#
+# Knobs (environment): BENCH_REPEAT (3), BENCH_EVENTS (1000000),
+# BENCH_CUSTOMERS (100000), BENCH_PARTITIONS (64), BENCH_BIN_DIR
+# (build/default/bench: ceiling and watch).
+set -eu
+
+[ $# -eq 2 ] || { echo "usage: bench/compare.sh OLD_RAPPORT NEW_RAPPORT" >&2; exit 2; }
+OLD=$1 NEW=$2
+BB=${BENCH_BIN_DIR:-build/default/bench}
+REPEAT=${BENCH_REPEAT:-3}
+EVENTS=${BENCH_EVENTS:-1000000}
+CUSTOMERS=${BENCH_CUSTOMERS:-100000}
+PARTS=${BENCH_PARTITIONS:-64}
+for tool in "$OLD" "$NEW" "$BB/ceiling" "$BB/watch"; do
+    [ -x "$tool" ] || { echo "compare: $tool missing (make bench builds $BB)" >&2; exit 1; }
+done
+
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/rapport-compare.XXXXXX")
+PIDS=""
+cleanup() {
+    for pid in $PIDS; do kill "$pid" 2>/dev/null || true; done
+    for pid in $PIDS; do wait "$pid" 2>/dev/null || true; done
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+log() { printf 'compare: %s\n' "$*" >&2; }
+die() { log "$*"; exit 1; }
+kv() { tr ' ' '\n' < "$1" | sed -n "s/^$2=//p" | head -n 1; }
+stats() { sort -g | awk '{v[NR]=$1} END {if (NR==0) {print "-"; exit} m=(NR%2)?v[(NR+1)/2]:(v[NR/2]+v[NR/2+1])/2; printf "%g (%g–%g)\n", m, v[1], v[NR]}'; }
+
+"$NEW" mock-kafka --topic interactions --partitions "$PARTS" > "$TMP/mock.out" 2> "$TMP/mock.log" &
+PIDS="$PIDS $!"
+i=0
+while [ ! -s "$TMP/mock.out" ]; do
+    i=$((i + 1)); [ $i -le 100 ] || die "mock-kafka did not start: $(cat "$TMP/mock.log")"
+    sleep 0.1
+done
+BROKERS=$(head -n 1 "$TMP/mock.out")
+
+mkdir -p "$TMP/redis"
+port=$(( 20000 + $$ % 20000 ))
+REDIS_PID=""
+for attempt in 1 2 3 4 5 6 7 8 9 10; do
+    redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no \
+        --dir "$TMP/redis" --logfile "$TMP/redis/redis.log" &
+    REDIS_PID=$!
+    ok=""
+    for j in $(seq 1 50); do
+        if redis-cli -p "$port" ping 2>/dev/null | grep -q PONG; then ok=1; break; fi
+        kill -0 "$REDIS_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    [ -n "$ok" ] && break
+    kill "$REDIS_PID" 2>/dev/null || true; wait "$REDIS_PID" 2>/dev/null || true
+    REDIS_PID=""; port=$((port + 1))
+done
+[ -n "$REDIS_PID" ] || die "no redis-server could start"
+PIDS="$PIDS $REDIS_PID"
+URL="redis://127.0.0.1:$port"
+rcli() { redis-cli -p "$port" "$@"; }
+
+log "producing $EVENTS events over $CUSTOMERS customers with $OLD"
+"$OLD" gen -b "$BROKERS" -t interactions --count "$EVENTS" --customers "$CUSTOMERS" \
+    --schema-dir "$TMP/schemas" > /dev/null 2> "$TMP/gen.log" || die "gen failed: $(cat "$TMP/gen.log")"
+
+# e2e NAME BIN ROUND: one end-to-end run into an emptied Redis.
+e2e() {
+    rcli FLUSHALL > /dev/null
+    rcli CONFIG RESETSTAT > /dev/null
+    "$2" run -b "$BROKERS" -t interactions -G "$1-$3" -r "$URL" -X schema_dir="$TMP/schemas" \
+        -X metrics_listen= > /dev/null 2> "$TMP/run-$1-$3.log" &
+    rpid=$!
+    PIDS="$PIDS $rpid"
+    "$BB/watch" -b "$BROKERS" -t interactions -r "$URL" -p "$rpid" > "$TMP/$1-$3.txt" \
+        2> "$TMP/watch-$1-$3.log" || die "watch failed: $(tail -n 5 "$TMP/run-$1-$3.log")"
+    kill "$rpid" 2>/dev/null || true
+    wait "$rpid" 2>/dev/null || true
+    log "  $1: $(head -n 1 "$TMP/$1-$3.txt")"
+}
+
+for r in $(seq 1 "$REPEAT"); do
+    log "round $r/$REPEAT"
+    "$BB/ceiling" -b "$BROKERS" -t interactions -G "ceiling-$r" > "$TMP/ceiling-$r.txt" \
+        2> "$TMP/ceiling-$r.log" || die "ceiling failed: $(cat "$TMP/ceiling-$r.log")"
+    c=$(kv "$TMP/ceiling-$r.txt" rate)
+    log "  ceiling: $c ev/s"
+    for who in old new; do
+        if [ "$who" = old ]; then bin=$OLD; else bin=$NEW; fi
+        e2e "$who" "$bin" "$r"
+        e=$(kv "$TMP/$who-$r.txt" rate)
+        echo "$e" >> "$TMP/$who.rate"
+        awk -v e="$e" -v c="$c" 'BEGIN { printf "%.3f\n", e / c }' >> "$TMP/$who.ratio"
+        kv "$TMP/$who-$r.txt" commands_per_event >> "$TMP/$who.cmd"
+        kv "$TMP/$who-$r.txt" redis_cpu_s_per_m >> "$TMP/$who.rcpu"
+        kv "$TMP/$who-$r.txt" cpu_s_per_m >> "$TMP/$who.cpu"
+    done
+done
+
+echo "| build | events/s | ratio to ceiling | Redis commands/event | Redis CPU s/M events | rapport CPU s/M events |"
+echo "| --- | --- | --- | --- | --- | --- |"
+for who in old new; do
+    if [ "$who" = old ]; then bin=$OLD; else bin=$NEW; fi
+    echo "| $who ($bin) | $(stats < "$TMP/$who.rate") | $(stats < "$TMP/$who.ratio") | $(stats < "$TMP/$who.cmd") | $(stats < "$TMP/$who.rcpu") | $(stats < "$TMP/$who.cpu") |"
+done
+echo
+echo "median (min–max) over $REPEAT rounds; $EVENTS events, $CUSTOMERS customers, $PARTS partitions."
