@@ -42,7 +42,10 @@
  *
  *   An evicted customer becomes a tombstone until window_commit(), so that
  *   the sink deletes its keys exactly once; an event for it before the
- *   commit brings it back as a new customer.
+ *   commit brings it back as a new customer.  An erased one (SPEC §1.2) is
+ *   the same tombstone marked F_ERASED, which the change export skips: its
+ *   keys go with the erasure, listed apart (held or not) in the order of
+ *   the tombstones, and its alerts not yet written are dropped.
  *
  *   The route (§10.1), the pending follow-up (§10.2) and the latest
  *   sentiment with its bucket are rare-ish fields of the body, so they

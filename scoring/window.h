@@ -6,9 +6,9 @@
  * the at-risk flag, the needs_human cooldown, the latest narrative, the
  * route and the pending follow-up.  It applies events in partition order
  * (SPEC §2.1), re-scores (§3), raises alerts (§4), routes (§10), and
- * remembers what changed since the last window_commit() (customers, alerts,
- * history and organisation deltas, §9) so that a sink can write it in one
- * transaction.
+ * forgets customers on erasure (§1.2), and remembers what changed since the
+ * last window_commit() (customers, alerts, history and organisation deltas
+ * (§9), erasures) so that a sink can write it in one transaction.
  *
  * Pure: no I/O, no clock, no Kafka, no Redis.  Not thread-safe: one thread
  * owns a window (the consumer's main loop).
