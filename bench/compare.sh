@@ -1,13 +1,13 @@
 #!/bin/sh
-# compare.sh — end to end, two builds of rapport on the same messages, in
-# one run: is a change within noise?
+# compare.sh — end to end, builds of rapport on the same messages, in one
+# run: is a change within noise?
 #
-#   bench/compare.sh OLD_RAPPORT NEW_RAPPORT
+#   bench/compare.sh OLD_RAPPORT NEW_RAPPORT [MORE_RAPPORT…]
 #
 # Starts a mock Kafka cluster and a private redis-server (as bench/run.sh
 # does), produces BENCH_EVENTS events over BENCH_CUSTOMERS customers once
-# with OLD_RAPPORT's generator, then alternates: a do-nothing consumer
-# (bench/ceiling, the baseline), OLD_RAPPORT run, NEW_RAPPORT run, each into
+# with the first build's generator, then alternates: a do-nothing consumer
+# (bench/ceiling, the baseline), then each build's `rapport run`, each into
 # an emptied Redis, BENCH_REPEAT times.  Prints, for each build, the median
 # and range of events per second, the ratio to the baseline measured in the
 # same round, Redis commands per event, and Redis and rapport CPU-seconds
@@ -19,14 +19,14 @@
 # (build/default/bench: ceiling and watch).
 set -eu
 
-[ $# -eq 2 ] || { echo "usage: bench/compare.sh OLD_RAPPORT NEW_RAPPORT" >&2; exit 2; }
+[ $# -ge 2 ] || { echo "usage: bench/compare.sh OLD_RAPPORT NEW_RAPPORT [MORE_RAPPORT...]" >&2; exit 2; }
 OLD=$1 NEW=$2
 BB=${BENCH_BIN_DIR:-build/default/bench}
 REPEAT=${BENCH_REPEAT:-3}
 EVENTS=${BENCH_EVENTS:-1000000}
 CUSTOMERS=${BENCH_CUSTOMERS:-100000}
 PARTS=${BENCH_PARTITIONS:-64}
-for tool in "$OLD" "$NEW" "$BB/ceiling" "$BB/watch"; do
+for tool in "$@" "$BB/ceiling" "$BB/watch"; do
     [ -x "$tool" ] || { echo "compare: $tool missing (make bench builds $BB)" >&2; exit 1; }
 done
 
@@ -100,8 +100,9 @@ for r in $(seq 1 "$REPEAT"); do
         2> "$TMP/ceiling-$r.log" || die "ceiling failed: $(cat "$TMP/ceiling-$r.log")"
     c=$(kv "$TMP/ceiling-$r.txt" rate)
     log "  ceiling: $c ev/s"
-    for who in old new; do
-        if [ "$who" = old ]; then bin=$OLD; else bin=$NEW; fi
+    n=0
+    for bin in "$@"; do
+        n=$((n + 1)); who=b$n
         e2e "$who" "$bin" "$r"
         e=$(kv "$TMP/$who-$r.txt" rate)
         echo "$e" >> "$TMP/$who.rate"
@@ -114,9 +115,10 @@ done
 
 echo "| build | events/s | ratio to ceiling | Redis commands/event | Redis CPU s/M events | rapport CPU s/M events |"
 echo "| --- | --- | --- | --- | --- | --- |"
-for who in old new; do
-    if [ "$who" = old ]; then bin=$OLD; else bin=$NEW; fi
-    echo "| $who ($bin) | $(stats < "$TMP/$who.rate") | $(stats < "$TMP/$who.ratio") | $(stats < "$TMP/$who.cmd") | $(stats < "$TMP/$who.rcpu") | $(stats < "$TMP/$who.cpu") |"
+n=0
+for bin in "$@"; do
+    n=$((n + 1)); who=b$n
+    echo "| $bin | $(stats < "$TMP/$who.rate") | $(stats < "$TMP/$who.ratio") | $(stats < "$TMP/$who.cmd") | $(stats < "$TMP/$who.rcpu") | $(stats < "$TMP/$who.cpu") |"
 done
 echo
 echo "median (min–max) over $REPEAT rounds; $EVENTS events, $CUSTOMERS customers, $PARTS partitions."
