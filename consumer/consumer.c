@@ -602,7 +602,9 @@ consumer_t *consumer_new(const config_t *conf, metrics_t *metrics, char *errstr,
     redis_sink_conf_t sconf = {.url = conf->redis_url,
                                .prefix = conf->prefix,
                                .alerts_maxlen = conf->alerts_maxlen,
-                               .timeout_ms = (int)conf->redis_timeout_ms};
+                               .timeout_ms = (int)conf->redis_timeout_ms,
+                               .tls = {conf->redis_tls_ca_file, conf->redis_tls_cert_file,
+                                       conf->redis_tls_key_file, conf->redis_tls_server_name}};
     redis_sink_t *sink = redis_sink_new(&sconf, errstr, errstr_size);
     if (!sink) goto fail;
     engine_conf_t econf = {.topic = conf->topic,

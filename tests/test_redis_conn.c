@@ -87,6 +87,9 @@ static const url_case_t url_cases[] = {
     {"redis://ho st", 0, 0, NULL, NULL, NULL, NULL, 0, 0, "unexpected ' '"},
     {"unix://", 0, 0, NULL, NULL, NULL, NULL, 0, 0, "absolute path"},
     {"unix:///tmp/r.sock?db=1", 0, 0, NULL, NULL, NULL, NULL, 0, 0, "'?'"},
+    {"redis://[::1]:6379/1", 1, RCONN_TCP, "::1", "", "", "", 6379, 1, NULL},
+    {"unix:///var/run/redis/redis.sock", 1, RCONN_UNIX, "", "", "", "/var/run/redis/redis.sock",
+     6379, 0, NULL},
 };
 
 Test(redis_conn, url_table) {

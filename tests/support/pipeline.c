@@ -189,7 +189,7 @@ int lines_compare(const lines_t *e, const lines_t *a, const char *what) {
 /* Rendering.  Both sides print the same line shapes. */
 
 #define HASH_FIELDS "ci resolution sentiment loyalty ai_share aht_ms streak contacts resolved " \
-                    "events at_risk updated_at last_event_id"
+                    "events at_risk updated_at last_event_id route route_reason"
 #define ALERT_FIELDS "type customer_id score previous_score trigger event_id occurred_at " \
                      "partition offset reason narrative"
 
@@ -203,10 +203,12 @@ static void render_upsert(void *op, const window_customer_view_t *v) {
     lines_add(r->out,
               "hash %.*s ci=%.4f resolution=%.4f sentiment=%.4f loyalty=%.4f ai_share=%.4f "
               "aht_ms=%.4f streak=%" PRId64 " contacts=%" PRId64 " resolved=%" PRId64
-              " events=%" PRId64 " at_risk=%d updated_at=%" PRId64 " last_event_id=%.*s",
+              " events=%" PRId64 " at_risk=%d updated_at=%" PRId64 " last_event_id=%.*s"
+              " route=%s route_reason=%s",
               (int)v->customer_id.len, v->customer_id.ptr, v->ci, v->resolution, v->sentiment,
               v->loyalty, v->ai_share, v->aht_ms, v->streak, v->contacts, v->resolved, v->events,
-              v->at_risk, v->updated_at, (int)v->last_event_id.len, v->last_event_id.ptr);
+              v->at_risk, v->updated_at, (int)v->last_event_id.len, v->last_event_id.ptr,
+              v->route_human ? "human" : "ai", v->route_reason ? v->route_reason : "");
     lines_add(r->out, "score %.*s %.4f", (int)v->customer_id.len, v->customer_id.ptr, v->ci);
 }
 
@@ -334,11 +336,12 @@ int redis_render(int port, const char *prefix, lines_t *out, char *errstr, size_
             int o = snprintf(line, sizeof(line), "hash %s", key + strlen(prefix) + 3);
             const char *names[] = {"ci", "resolution", "sentiment", "loyalty", "ai_share",
                                    "aht_ms", "streak", "contacts", "resolved", "events",
-                                   "at_risk", "updated_at", "last_event_id"};
-            for (size_t k = 0; k < 13 && h && h->type == REDIS_REPLY_ARRAY; k++)
+                                   "at_risk", "updated_at", "last_event_id", "route",
+                                   "route_reason"};
+            for (size_t k = 0; k < 15 && h && h->type == REDIS_REPLY_ARRAY; k++)
                 o += snprintf(line + o, sizeof(line) - (size_t)o, " %s=%s", names[k],
                               h->element[k]->str ? h->element[k]->str : "(nil)");
-            if (len && len->integer != 13)
+            if (len && len->integer != 15)
                 snprintf(line + o, sizeof(line) - (size_t)o, " HLEN=%lld", len->integer);
             lines_add(out, "%s", line);
             freeReplyObject(h);
