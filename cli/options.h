@@ -27,7 +27,7 @@ typedef enum { CLI_OK = 0, CLI_HELP, CLI_BAD } cli_parse_t;
 
 /* Parses argv into conf (which holds the defaults): the file of -c, then
  * `flags` (terminated by {0, NULL}) and -X in order, then `other` for the
- * rest.  The caller runs config_validate() if its command needs every
+ * rest.  The caller runs config_finish() if its command needs every
  * cross-key check (`run` does; `report` needs no schemas).  optstring must hold "c:X:h"; longopts
  * must map "help" to 'h'.  CLI_HELP for -h/--help; CLI_BAD with errstr
  * (empty when getopt already printed the problem) on bad usage. */

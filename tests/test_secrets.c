@@ -109,12 +109,12 @@ Test(secrets, tls_keys_need_rediss) {
     config_t *c = config_new();
     cr_assert_eq(config_set(c, "schema_dir", "/tmp", err, sizeof(err)), 0);
     cr_assert_eq(config_set(c, "redis_tls_ca_file", "/etc/ssl/ca.pem", err, sizeof(err)), 0);
-    cr_expect_eq(config_validate(c, err, sizeof(err)), -1);
+    cr_expect_eq(config_finish(c, err, sizeof(err)), -1);
     cr_expect(strstr(err, "rediss://"), "%s", err);
     cr_assert_eq(config_set(c, "redis_url", "rediss://h", err, sizeof(err)), 0);
-    cr_expect_eq(config_validate(c, err, sizeof(err)), 0, "%s", err);
+    cr_expect_eq(config_finish(c, err, sizeof(err)), 0, "%s", err);
     cr_assert_eq(config_set(c, "redis_tls_cert_file", "/c.pem", err, sizeof(err)), 0);
-    cr_expect_eq(config_validate(c, err, sizeof(err)), -1);
+    cr_expect_eq(config_finish(c, err, sizeof(err)), -1);
     cr_expect(strstr(err, "redis_tls_key_file"), "%s", err);
     config_free(c);
 }
