@@ -61,8 +61,14 @@ Test(maxmemory, full_redis_holds_then_resumes_without_loss, .timeout = 300) {
     snprintf(batch, sizeof(batch), "flush_max_customers=%d", BATCH_CUSTOMERS);
     pid_t pid = env_rapport(&e, (const char *[]){metrics, batch, NULL});
 
+    /* Six simulated hours between events: each customer's events are far
+     * more than a window apart, so every batch evicts customers (their
+     * DELs come first in the flush script) while the history (a hash per
+     * day) and the alerts grow.  A script checked against maxmemory only
+     * at its first write would let all of that in. */
     gen_conf_t gc = env_mix(31, 6000);
-    env_produce(&e, &gc, 30000, NULL);
+    gc.step_ms = 6 * 3600 * 1000;
+    env_produce(&e, &gc, 40000, NULL);
 
     /* Wait until rapport says Redis is full, and a while after: its
      * retries with back-off must not grow it either. */
