@@ -133,9 +133,9 @@ static void redis_state(void *opaque, bool up, const char *err) {
     if (up == c->redis_up) return;
     c->redis_up = up;
     if (up)
-        log_info("redis reachable again", NULL);
+        log_info("redis available again", NULL);
     else
-        log_warn("redis unreachable", "err=%s", log_quote(err ? err : "", q, sizeof(q)));
+        log_warn("redis unavailable", "err=%s", log_quote(err ? err : "", q, sizeof(q)));
 }
 
 /* Publishes each assigned partition's watermark and lag, and the number

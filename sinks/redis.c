@@ -166,11 +166,21 @@ static bool reply_is_transient(const char *msg) {
     return false;
 }
 
+/* An error reply into errstr: "redis <where> <what>: <reply>", and for
+ * OOM what it means for rapport. */
+static void reply_errstr(const redis_sink_t *s, const char *what, const char *msg,
+                         char *errstr, size_t errstr_size) {
+    bool oom = strncmp(msg, "OOM ", 4) == 0;
+    snprintf(errstr, errstr_size, "redis %s %s: %s%s", s->where, what, msg,
+             oom ? " (Redis is full: writes are held until memory is freed or maxmemory "
+                   "raised)" : "");
+}
+
 /* The result for an error reply: RETRY for transient ones (the connection
  * is dropped too, so that a failover is followed), else FAIL. */
 static sink_result_t reply_error(redis_sink_t *s, const redisReply *r, const char *what,
                                  char *errstr, size_t errstr_size) {
-    snprintf(errstr, errstr_size, "redis %s %s: %s", s->where, what, r->str);
+    reply_errstr(s, what, r->str, errstr, errstr_size);
     if (reply_is_transient(r->str)) {
         sink_disconnect(s);
         return SINK_RETRY;
@@ -714,7 +724,7 @@ static sink_result_t flight_reply(redis_sink_t *s, const redisReply *r, char *er
     if (r->type == REDIS_REPLY_ERROR) {
         /* Left open: sent again once the scripts are loaded (the wait). */
         if (strncmp(r->str, "NOSCRIPT", 8) == 0) return SINK_OK;
-        snprintf(errstr, errstr_size, "redis %s flush: %s", s->where, r->str);
+        reply_errstr(s, "flush", r->str, errstr, errstr_size);
         if (strncmp(r->str, "FENCED ", 7) == 0) {
             /* Nothing of the chunk was written. */
             mark_fenced(parts, ch->count, r->str);

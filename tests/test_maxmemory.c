@@ -98,6 +98,7 @@ Test(maxmemory, full_redis_holds_then_resumes_without_loss, .timeout = 300) {
                   0, "everything was written into a full Redis");
     cr_expect(ready_said, "/readyz did not say OOM and maxmemory");
     cr_expect(env_log_has(&e, "pausing partitions"), "the log does not say rapport holds");
+    cr_expect(env_log_has(&e, "Redis is full"), "the log does not say what OOM means");
     char *body = NULL;
     cr_expect_eq(env_http_call("127.0.0.1", mport, "GET", "/metrics", &body), 200);
     cr_expect(body && strstr(body, "\nrapport_redis_up 0\n"), "rapport_redis_up is not 0");
