@@ -96,7 +96,8 @@ sink_result_t redis_sink_claim(redis_sink_t *s, const char *topic, int32_t parti
  * erasures is refused (SINK_FAIL): deleting a customer's alerts needs an
  * index of the stream that this sink does not keep yet.
  *
- * SINK_RETRY, holding nothing, when it cannot connect. */
+ * SINK_RETRY, holding nothing, when it cannot connect; SINK_FAIL when
+ * Redis refused the TLS handshake or the login. */
 sink_result_t redis_sink_begin(redis_sink_t *s, batch_t *b, char *errstr, size_t errstr_size);
 
 /* Sends what the socket takes and reads the answers that have come, for up
