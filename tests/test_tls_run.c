@@ -98,8 +98,10 @@ Test(tls_run, acl_user_over_tls_scores_exactly, .init = setup, .fini = teardown,
     snprintf(url, sizeof(url), "rediss://alice:secret@127.0.0.1:%d", tls_port);
     int mport;
     pid_t pid = start(url, pki.ca, &mport);
-    gen_conf_t gc = env_mix(21, 150);
-    env_produce(&env, &gc, 2000, NULL);
+    /* Produced before rapport catches up: flushes of thousands of
+     * customers, requests of megabytes that TLS writes in pieces. */
+    gen_conf_t gc = env_mix(21, 3000);
+    env_produce(&env, &gc, 20000, NULL);
     env_assert_matches_replay(&env, 90000);
     char *body = NULL;
     cr_expect_eq(env_http_call("127.0.0.1", mport, "GET", "/readyz", &body), 200, "%s", body);
