@@ -518,7 +518,7 @@ Test(redis_conn, timeout_kills_the_connection, .timeout = 60) {
 Test(redis_conn, minimal_acl_is_enough_for_rapport, .timeout = 240) {
     const char *acl[] = {"--user", "writer", "on", ">w-pass", "resetkeys", "~rapport:*",
                          "resetchannels", "-@all", "+ping", "+select", "+evalsha",
-                         "+script|load", "+hscan", "+hget", "+hset", "+hdel", "+hincrby",
+                         "+script|load", "+hscan", "+hget", "+hset", "+hdel", "+hincrby", "+hmget",
                          "+del", "+zadd", "+zrem", "+xadd",
                          "--user", "default", "on", "nopass", "resetkeys", "~rapport:*",
                          "resetchannels", "-@all", "+@read", "+scan", "+ping",
