@@ -41,39 +41,12 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 log() { printf 'compare: %s\n' "$*" >&2; }
 die() { log "$*"; exit 1; }
+. "$(dirname "$0")/lib.sh"
 kv() { tr ' ' '\n' < "$1" | sed -n "s/^$2=//p" | head -n 1; }
 stats() { sort -g | awk '{v[NR]=$1} END {if (NR==0) {print "-"; exit} m=(NR%2)?v[(NR+1)/2]:(v[NR/2]+v[NR/2+1])/2; printf "%g (%g–%g)\n", m, v[1], v[NR]}'; }
 
-"$NEW" mock-kafka --topic interactions --partitions "$PARTS" > "$TMP/mock.out" 2> "$TMP/mock.log" &
-PIDS="$PIDS $!"
-i=0
-while [ ! -s "$TMP/mock.out" ]; do
-    i=$((i + 1)); [ $i -le 100 ] || die "mock-kafka did not start: $(cat "$TMP/mock.log")"
-    sleep 0.1
-done
-BROKERS=$(head -n 1 "$TMP/mock.out")
-
-mkdir -p "$TMP/redis"
-port=$(( 20000 + $$ % 20000 ))
-REDIS_PID=""
-for attempt in 1 2 3 4 5 6 7 8 9 10; do
-    redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no \
-        --dir "$TMP/redis" --logfile "$TMP/redis/redis.log" &
-    REDIS_PID=$!
-    ok=""
-    for j in $(seq 1 50); do
-        if redis-cli -p "$port" ping 2>/dev/null | grep -q PONG; then ok=1; break; fi
-        kill -0 "$REDIS_PID" 2>/dev/null || break
-        sleep 0.1
-    done
-    [ -n "$ok" ] && break
-    kill "$REDIS_PID" 2>/dev/null || true; wait "$REDIS_PID" 2>/dev/null || true
-    REDIS_PID=""; port=$((port + 1))
-done
-[ -n "$REDIS_PID" ] || die "no redis-server could start"
-PIDS="$PIDS $REDIS_PID"
-URL="redis://127.0.0.1:$port"
-rcli() { redis-cli -p "$port" "$@"; }
+mock_start "$NEW" --topic interactions --partitions "$PARTS"
+redis_start
 
 log "producing $EVENTS events over $CUSTOMERS customers with $OLD"
 "$OLD" gen -b "$BROKERS" -t interactions --count "$EVENTS" --customers "$CUSTOMERS" \
