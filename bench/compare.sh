@@ -1,13 +1,13 @@
 #!/bin/sh
-# compare.sh — end to end, two builds of rapport on the same messages, in
-# one run: is a change within noise?
+# compare.sh — end to end, builds of rapport on the same messages, in one
+# run: is a change within noise?
 #
-#   bench/compare.sh OLD_RAPPORT NEW_RAPPORT
+#   bench/compare.sh OLD_RAPPORT NEW_RAPPORT [MORE_RAPPORT…]
 #
 # Starts a mock Kafka cluster and a private redis-server (as bench/run.sh
 # does), produces BENCH_EVENTS events over BENCH_CUSTOMERS customers once
-# with OLD_RAPPORT's generator, then alternates: a do-nothing consumer
-# (bench/ceiling, the baseline), OLD_RAPPORT run, NEW_RAPPORT run, each into
+# with the first build's generator, then alternates: a do-nothing consumer
+# (bench/ceiling, the baseline), then each build's `rapport run`, each into
 # an emptied Redis, BENCH_REPEAT times.  Prints, for each build, the median
 # and range of events per second, the ratio to the baseline measured in the
 # same round, Redis commands per event, and Redis and rapport CPU-seconds
@@ -19,14 +19,14 @@
 # (build/default/bench: ceiling and watch).
 set -eu
 
-[ $# -eq 2 ] || { echo "usage: bench/compare.sh OLD_RAPPORT NEW_RAPPORT" >&2; exit 2; }
+[ $# -ge 2 ] || { echo "usage: bench/compare.sh OLD_RAPPORT NEW_RAPPORT [MORE_RAPPORT...]" >&2; exit 2; }
 OLD=$1 NEW=$2
 BB=${BENCH_BIN_DIR:-build/default/bench}
 REPEAT=${BENCH_REPEAT:-3}
 EVENTS=${BENCH_EVENTS:-1000000}
 CUSTOMERS=${BENCH_CUSTOMERS:-100000}
 PARTS=${BENCH_PARTITIONS:-64}
-for tool in "$OLD" "$NEW" "$BB/ceiling" "$BB/watch"; do
+for tool in "$@" "$BB/ceiling" "$BB/watch"; do
     [ -x "$tool" ] || { echo "compare: $tool missing (make bench builds $BB)" >&2; exit 1; }
 done
 
@@ -41,39 +41,12 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 log() { printf 'compare: %s\n' "$*" >&2; }
 die() { log "$*"; exit 1; }
+. "$(dirname "$0")/lib.sh"
 kv() { tr ' ' '\n' < "$1" | sed -n "s/^$2=//p" | head -n 1; }
 stats() { sort -g | awk '{v[NR]=$1} END {if (NR==0) {print "-"; exit} m=(NR%2)?v[(NR+1)/2]:(v[NR/2]+v[NR/2+1])/2; printf "%g (%g–%g)\n", m, v[1], v[NR]}'; }
 
-"$NEW" mock-kafka --topic interactions --partitions "$PARTS" > "$TMP/mock.out" 2> "$TMP/mock.log" &
-PIDS="$PIDS $!"
-i=0
-while [ ! -s "$TMP/mock.out" ]; do
-    i=$((i + 1)); [ $i -le 100 ] || die "mock-kafka did not start: $(cat "$TMP/mock.log")"
-    sleep 0.1
-done
-BROKERS=$(head -n 1 "$TMP/mock.out")
-
-mkdir -p "$TMP/redis"
-port=$(( 20000 + $$ % 20000 ))
-REDIS_PID=""
-for attempt in 1 2 3 4 5 6 7 8 9 10; do
-    redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no \
-        --dir "$TMP/redis" --logfile "$TMP/redis/redis.log" &
-    REDIS_PID=$!
-    ok=""
-    for j in $(seq 1 50); do
-        if redis-cli -p "$port" ping 2>/dev/null | grep -q PONG; then ok=1; break; fi
-        kill -0 "$REDIS_PID" 2>/dev/null || break
-        sleep 0.1
-    done
-    [ -n "$ok" ] && break
-    kill "$REDIS_PID" 2>/dev/null || true; wait "$REDIS_PID" 2>/dev/null || true
-    REDIS_PID=""; port=$((port + 1))
-done
-[ -n "$REDIS_PID" ] || die "no redis-server could start"
-PIDS="$PIDS $REDIS_PID"
-URL="redis://127.0.0.1:$port"
-rcli() { redis-cli -p "$port" "$@"; }
+mock_start "$NEW" --topic interactions --partitions "$PARTS"
+redis_start
 
 log "producing $EVENTS events over $CUSTOMERS customers with $OLD"
 "$OLD" gen -b "$BROKERS" -t interactions --count "$EVENTS" --customers "$CUSTOMERS" \
@@ -100,8 +73,9 @@ for r in $(seq 1 "$REPEAT"); do
         2> "$TMP/ceiling-$r.log" || die "ceiling failed: $(cat "$TMP/ceiling-$r.log")"
     c=$(kv "$TMP/ceiling-$r.txt" rate)
     log "  ceiling: $c ev/s"
-    for who in old new; do
-        if [ "$who" = old ]; then bin=$OLD; else bin=$NEW; fi
+    n=0
+    for bin in "$@"; do
+        n=$((n + 1)); who=b$n
         e2e "$who" "$bin" "$r"
         e=$(kv "$TMP/$who-$r.txt" rate)
         echo "$e" >> "$TMP/$who.rate"
@@ -114,9 +88,10 @@ done
 
 echo "| build | events/s | ratio to ceiling | Redis commands/event | Redis CPU s/M events | rapport CPU s/M events |"
 echo "| --- | --- | --- | --- | --- | --- |"
-for who in old new; do
-    if [ "$who" = old ]; then bin=$OLD; else bin=$NEW; fi
-    echo "| $who ($bin) | $(stats < "$TMP/$who.rate") | $(stats < "$TMP/$who.ratio") | $(stats < "$TMP/$who.cmd") | $(stats < "$TMP/$who.rcpu") | $(stats < "$TMP/$who.cpu") |"
+n=0
+for bin in "$@"; do
+    n=$((n + 1)); who=b$n
+    echo "| $bin | $(stats < "$TMP/$who.rate") | $(stats < "$TMP/$who.ratio") | $(stats < "$TMP/$who.cmd") | $(stats < "$TMP/$who.rcpu") | $(stats < "$TMP/$who.cpu") |"
 done
 echo
 echo "median (min–max) over $REPEAT rounds; $EVENTS events, $CUSTOMERS customers, $PARTS partitions."

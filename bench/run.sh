@@ -75,6 +75,7 @@ trap 'exit 130' INT TERM
 
 log() { printf 'bench: %s\n' "$*" >&2; }
 die() { log "$*"; exit 1; }
+. "$(dirname "$0")/lib.sh"
 now() { date +%s.%N; }
 
 # kv FILE KEY: the value of KEY=… in FILE (first occurrence).
@@ -98,37 +99,9 @@ for kp in $KAFKA; do run_kafka_args="$run_kafka_args -X kafka.$kp"; done
 # ---------------------------------------------------------------- setup
 T0=$(now)
 log "mock cluster: $PARTS partitions (interactions, latency), $MEM_PARTS (memory)"
-"$BIN" mock-kafka --topic interactions --partitions "$PARTS" --topic latency --partitions "$PARTS" \
-    --topic memory --partitions "$MEM_PARTS" > "$TMP/mock.out" 2> "$TMP/mock.log" &
-PIDS="$PIDS $!"
-i=0
-while [ ! -s "$TMP/mock.out" ]; do
-    i=$((i + 1)); [ $i -le 100 ] || die "mock-kafka did not start: $(cat "$TMP/mock.log")"
-    sleep 0.1
-done
-BROKERS=$(head -n 1 "$TMP/mock.out")
-
-mkdir -p "$TMP/redis"
-port=$(( 20000 + $$ % 20000 ))
-REDIS_PID=""
-for attempt in 1 2 3 4 5 6 7 8 9 10; do
-    redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no \
-        --dir "$TMP/redis" --logfile "$TMP/redis/redis.log" &
-    REDIS_PID=$!
-    ok=""
-    for j in $(seq 1 50); do
-        if redis-cli -p "$port" ping 2>/dev/null | grep -q PONG; then ok=1; break; fi
-        kill -0 "$REDIS_PID" 2>/dev/null || break
-        sleep 0.1
-    done
-    [ -n "$ok" ] && break
-    kill "$REDIS_PID" 2>/dev/null || true; wait "$REDIS_PID" 2>/dev/null || true
-    REDIS_PID=""; port=$((port + 1))
-done
-[ -n "$REDIS_PID" ] || die "no redis-server could start"
-PIDS="$PIDS $REDIS_PID"
-URL="redis://127.0.0.1:$port"
-rcli() { redis-cli -p "$port" "$@"; }
+mock_start "$BIN" --topic interactions --partitions "$PARTS" --topic latency --partitions "$PARTS" \
+    --topic memory --partitions "$MEM_PARTS"
+redis_start
 log "brokers $BROKERS, redis $URL, work dir $TMP"
 
 log "producing $EVENTS events over $CUSTOMERS customers"

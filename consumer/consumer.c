@@ -134,9 +134,9 @@ static void redis_state(void *opaque, bool up, const char *err) {
     if (up == c->redis_up) return;
     c->redis_up = up;
     if (up)
-        log_info("redis reachable again", NULL);
+        log_info("redis available again", NULL);
     else
-        log_warn("redis unreachable", "err=%s", log_quote(err ? err : "", q, sizeof(q)));
+        log_warn("redis unavailable", "err=%s", log_quote(err ? err : "", q, sizeof(q)));
 }
 
 /* Publishes each assigned partition's watermark and lag, and the number
@@ -618,7 +618,9 @@ consumer_t *consumer_new(const config_t *conf, metrics_t *metrics, char *errstr,
     redis_sink_conf_t sconf = {.url = conf->redis_url,
                                .prefix = conf->prefix,
                                .alerts_maxlen = conf->alerts_maxlen,
-                               .timeout_ms = (int)conf->redis_timeout_ms};
+                               .timeout_ms = (int)conf->redis_timeout_ms,
+                               .tls = {conf->redis_tls_ca_file, conf->redis_tls_cert_file,
+                                       conf->redis_tls_key_file, conf->redis_tls_server_name}};
     redis_sink_t *sink = redis_sink_new(&sconf, errstr, errstr_size);
     if (!sink) goto fail;
     engine_conf_t econf = {.topic = conf->topic,

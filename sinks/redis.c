@@ -1,44 +1,42 @@
 /*
  * redis.c — the Redis sink (see redis.h and docs/STATE.md).
  *
- * Owns one hiredis context (blocking, with connect and command timeouts),
- * the SHA1s of its two Lua scripts (redis_scripts.h), the buffers a flush
- * request is built in, and the flush under way (a "flight").  One thread,
- * the consumer's main loop (through the flush engine), runs all of it.
+ * Owns one connection (common/redis_conn.h: TCP, Unix socket or TLS, AUTH
+ * with an ACL user, connect and command timeouts), the SHA1s of its two
+ * Lua scripts (redis_scripts.h), the buffers a flush request is built in,
+ * and the flush under way (a "flight").  One thread, the consumer's main
+ * loop (through the flush engine), runs all of it.
  *
  * A flush writes one batch (batch/batch.h) as one EVALSHA per chunk of
  * whole partitions, each built here directly in the Redis protocol (RESP)
  * from the batch: customer ids, state blobs and texts are copied once,
  * binary-safe, and the request size is known exactly for the statistics.
  * The chunks are kept until Redis answers them, and each partition's
- * result is written back into the batch.  They are written to the socket with send(MSG_DONTWAIT) as it
- * takes them, and the answers read with hiredis's reader when poll() says
- * they are there, so the caller can go on consuming meanwhile; the
- * blocking calls (claim, ping) first wait for the answers of what was
- * sent.  hiredis 0.14 has no way back from an I/O error, a timeout or EOF:
- * the context is freed and the next call connects again (AUTH, SELECT);
- * the next step of the flight then sends its unanswered chunks again.  Scripts are loaded
- * on the first connection; a server that has lost them (restart, SCRIPT
- * FLUSH, failover) answers NOSCRIPT, and the sink loads them again and
- * resends, once per call or flush.
+ * result is written back into the batch.  They are written with
+ * rconn_send() as the transport takes them, and the answers read when
+ * poll() (or OpenSSL's own buffer) says they are there, so the caller can
+ * go on consuming meanwhile; the blocking calls (claim, ping) first wait
+ * for the answers of what was sent.  A connection has no way back from an
+ * I/O error, a timeout or EOF: it is freed and the next call connects
+ * again; the next step of the flight then sends its unanswered chunks
+ * again.  Scripts are loaded on the first connection; a server that has
+ * lost them (restart, SCRIPT FLUSH, failover) answers NOSCRIPT, and the
+ * sink loads them again and resends, once per call or flush.
  *
- * hiredis writes with write(2): the process must ignore SIGPIPE (main does)
- * or a server that closes the connection kills it (the flight's own sends
- * use MSG_NOSIGNAL).
+ * A full Redis (maxmemory reached) refuses a flush or claim with OOM
+ * before the script runs (the scripts declare themselves with a #! line,
+ * redis_scripts.h): that is SINK_RETRY, and nothing of the call is
+ * written.  Writes never raise SIGPIPE (common/redis_conn.c).
  */
 #include "sinks/redis.h"
 
 #include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
-#include <limits.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <poll.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 
 #include <hiredis/hiredis.h>
 
@@ -71,12 +69,12 @@ static void flight_free(flight_t *f);
 static void flight_quiesce(redis_sink_t *s);
 
 struct redis_sink {
-    redis_url_t url;
+    rconn_endpoint_t *ep;     /* the URL and, for rediss://, the TLS context */
     char where[300];          /* "127.0.0.1:6379" or "unix:/path", for messages */
     char *prefix;
     int64_t alerts_maxlen;
     int timeout_ms;
-    redisContext *c;          /* NULL: not connected */
+    rconn_t *c;               /* NULL: not connected */
     char claim_sha[41];       /* empty until the first SCRIPT LOAD */
     char flush_sha[41];
     sink_stats_t stats;
@@ -86,154 +84,6 @@ struct redis_sink {
     flight_t *flight;         /* the flush under way, NULL when none */
     uint64_t gen;             /* connections made: a flight knows which one it is on */
 };
-
-/* ------------------------------------------------------------------ */
-/* URL                                                                 */
-
-static int hexval(int ch) {
-    if (ch >= '0' && ch <= '9') return ch - '0';
-    if (ch >= 'a' && ch <= 'f') return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F') return ch - 'A' + 10;
-    return -1;
-}
-
-/* Parses a decimal integer in [min, max] from s[0..n).  Returns 0 or -1. */
-static int parse_int_range(const char *s, size_t n, long long min, long long max,
-                           long long *out) {
-    if (n == 0 || n > 18) return -1;
-    long long v = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] < '0' || s[i] > '9') return -1;
-        v = v * 10 + (s[i] - '0');
-    }
-    if (v < min || v > max) return -1;
-    *out = v;
-    return 0;
-}
-
-int redis_url_parse(const char *url, redis_url_t *out, char *errstr, size_t errstr_size) {
-    memset(out, 0, sizeof(*out));
-    out->port = 6379;
-    if (!url || !*url) {
-        snprintf(errstr, errstr_size, "empty Redis URL");
-        return -1;
-    }
-    if (strncmp(url, "unix://", 7) == 0) {
-        const char *path = url + 7;
-        size_t n = strlen(path);
-        if (path[0] != '/') {
-            snprintf(errstr, errstr_size,
-                     "a unix socket URL needs an absolute path: unix:///path/to/redis.sock");
-            return -1;
-        }
-        if (strpbrk(path, "?#")) {
-            snprintf(errstr, errstr_size, "unix socket URL: no '?' or '#' part is supported");
-            return -1;
-        }
-        if (n >= sizeof(out->path) || n >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
-            snprintf(errstr, errstr_size, "unix socket path is longer than %zu bytes",
-                     sizeof(((struct sockaddr_un *)0)->sun_path) - 1);
-            return -1;
-        }
-        memcpy(out->path, path, n + 1);
-        return 0;
-    }
-    if (strncmp(url, "rediss://", 9) == 0) {
-        snprintf(errstr, errstr_size, "TLS (rediss://) is not supported");
-        return -1;
-    }
-    if (strncmp(url, "redis://", 8) != 0) {
-        snprintf(errstr, errstr_size, "a Redis URL starts with redis:// or unix://");
-        return -1;
-    }
-    const char *p = url + 8;
-
-    /* [:password@] — the last '@', so that a password may hold '@' or '/'. */
-    const char *at = strrchr(p, '@');
-    if (at) {
-        if (p[0] != ':') {
-            snprintf(errstr, errstr_size,
-                     "Redis URL credentials must be ':password@' (no user name)");
-            return -1;
-        }
-        size_t n = 0;
-        for (const char *q = p + 1; q < at; q++) {
-            int ch = (unsigned char)*q;
-            if (ch == '%') {
-                int hi = q + 2 < at ? hexval(q[1]) : -1, lo = hi >= 0 ? hexval(q[2]) : -1;
-                if (lo < 0) {
-                    snprintf(errstr, errstr_size, "bad %%-escape in the Redis URL password");
-                    return -1;
-                }
-                ch = hi * 16 + lo;
-                q += 2;
-            }
-            if (ch == 0 || n + 1 >= sizeof(out->password)) {
-                snprintf(errstr, errstr_size, "Redis URL password is too long or holds NUL");
-                return -1;
-            }
-            out->password[n++] = (char)ch;
-        }
-        p = at + 1;
-    }
-
-    /* host, or [IPv6] */
-    const char *host = p;
-    size_t hn;
-    if (*p == '[') {
-        host = ++p;
-        while (*p && (hexval(*p) >= 0 || *p == ':' || *p == '.')) p++;
-        if (*p != ']' || p == host) {
-            snprintf(errstr, errstr_size, "bad IPv6 address in the Redis URL");
-            return -1;
-        }
-        hn = (size_t)(p - host);
-        p++;
-    } else {
-        while (*p && (((*p | 0x20) >= 'a' && (*p | 0x20) <= 'z') || (*p >= '0' && *p <= '9') ||
-                      *p == '.' || *p == '-' || *p == '_'))
-            p++;
-        hn = (size_t)(p - host);
-    }
-    if (hn == 0) {
-        snprintf(errstr, errstr_size, "Redis URL has no host");
-        return -1;
-    }
-    if (hn >= sizeof(out->host)) {
-        snprintf(errstr, errstr_size, "Redis URL host is too long");
-        return -1;
-    }
-    memcpy(out->host, host, hn);
-    out->host[hn] = '\0';
-
-    if (*p == ':') {
-        const char *num = ++p;
-        while (*p && *p != '/') p++;
-        long long v;
-        if (parse_int_range(num, (size_t)(p - num), 1, 65535, &v) != 0) {
-            snprintf(errstr, errstr_size, "Redis URL port must be a number from 1 to 65535");
-            return -1;
-        }
-        out->port = (int)v;
-    }
-    if (*p == '/') {
-        const char *num = ++p;
-        size_t n = strlen(num);
-        long long v = 0;
-        if (n > 0 && parse_int_range(num, n, 0, INT_MAX, &v) != 0) {
-            snprintf(errstr, errstr_size,
-                     "Redis URL database (after '/') must be a non-negative integer");
-            return -1;
-        }
-        out->db = (int)v;
-        p += n;
-    }
-    if (*p) {
-        snprintf(errstr, errstr_size, "unexpected '%c' in the Redis URL", *p);
-        return -1;
-    }
-    return 0;
-}
 
 /* ------------------------------------------------------------------ */
 /* RESP request buffers                                                */
@@ -301,7 +151,7 @@ static void resp_append(resp_t *dst, const resp_t *src) {
 /* Connection                                                          */
 
 static void sink_disconnect(redis_sink_t *s) {
-    redisFree(s->c);
+    rconn_free(s->c);
     s->c = NULL;
 }
 
@@ -316,11 +166,21 @@ static bool reply_is_transient(const char *msg) {
     return false;
 }
 
+/* An error reply into errstr: "redis <where> <what>: <reply>", and for
+ * OOM what it means for rapport. */
+static void reply_errstr(const redis_sink_t *s, const char *what, const char *msg,
+                         char *errstr, size_t errstr_size) {
+    bool oom = strncmp(msg, "OOM ", 4) == 0;
+    snprintf(errstr, errstr_size, "redis %s %s: %s%s", s->where, what, msg,
+             oom ? " (Redis is full: writes are held until memory is freed or maxmemory "
+                   "raised)" : "");
+}
+
 /* The result for an error reply: RETRY for transient ones (the connection
  * is dropped too, so that a failover is followed), else FAIL. */
 static sink_result_t reply_error(redis_sink_t *s, const redisReply *r, const char *what,
                                  char *errstr, size_t errstr_size) {
-    snprintf(errstr, errstr_size, "redis %s %s: %s", s->where, what, r->str);
+    reply_errstr(s, what, r->str, errstr, errstr_size);
     if (reply_is_transient(r->str)) {
         sink_disconnect(s);
         return SINK_RETRY;
@@ -328,41 +188,44 @@ static sink_result_t reply_error(redis_sink_t *s, const redisReply *r, const cha
     return SINK_FAIL;
 }
 
-/* An I/O error, timeout or EOF on the context: the message in errstr, the
- * context freed (hiredis 0.14 cannot recover it).  Returns SINK_RETRY. */
+/* An I/O error, timeout or EOF on the connection: the message in errstr,
+ * the connection freed (it is dead).  Returns SINK_RETRY. */
 static sink_result_t sink_io_failed(redis_sink_t *s, const char *what, char *errstr,
                                     size_t errstr_size) {
-    int err = errno;
-    if (s->c->err == REDIS_ERR_IO && (err == EAGAIN || err == EWOULDBLOCK)) {
-        snprintf(errstr, errstr_size, "redis %s %s: no answer within %d ms", s->where, what,
-                 s->timeout_ms);
-    } else {
-        snprintf(errstr, errstr_size, "redis %s %s: %s", s->where, what,
-                 s->c->errstr[0] ? s->c->errstr : "connection lost");
-    }
+    /* The connection's message starts "redis <where>: "; said once. */
+    const char *why = rconn_errstr(s->c);
+    size_t wl = strlen(s->where);
+    if (strncmp(why, "redis ", 6) == 0 && strncmp(why + 6, s->where, wl) == 0 &&
+        strncmp(why + 6 + wl, ": ", 2) == 0)
+        why += 8 + wl;
+    snprintf(errstr, errstr_size, "redis %s %s: %s", s->where, what,
+             *why ? why : "connection lost");
     sink_disconnect(s);
     return SINK_RETRY;
 }
 
 /* Sends one request in RESP and reads its reply (caller frees it).  On an
- * I/O error, timeout or EOF the context is freed: SINK_RETRY. */
+ * I/O error, timeout or EOF the connection is freed: SINK_RETRY. */
 static sink_result_t sink_roundtrip(redis_sink_t *s, const char *cmd, size_t len,
                                     redisReply **reply, const char *what, char *errstr,
                                     size_t errstr_size) {
-    void *r = NULL;
+    redisReply *r = NULL;
     *reply = NULL;
     s->stats.commands++;
     s->stats.bytes_sent += len;
-    if (redisAppendFormattedCommand(s->c, cmd, len) != REDIS_OK ||
-        redisGetReply(s->c, &r) != REDIS_OK || !r) {
-        if (r) freeReplyObject(r);
-        return sink_io_failed(s, what, errstr, errstr_size);
+    if (rconn_append_formatted(s->c, cmd, len) != 0) {
+        snprintf(errstr, errstr_size, "redis %s %s: out of memory", s->where, what);
+        sink_disconnect(s);
+        return SINK_RETRY;
     }
+    if (rconn_get_reply_wait(s->c, &r) != 0 || !r)
+        return sink_io_failed(s, what, errstr, errstr_size);
     *reply = r;
     return SINK_OK;
 }
 
-/* redisCommandArgv with the sink's accounting and error handling. */
+/* A command from its arguments, with the sink's accounting and error
+ * handling. */
 static sink_result_t sink_command(redis_sink_t *s, int argc, const char **argv,
                                   const size_t *lens, redisReply **reply, const char *what,
                                   char *errstr, size_t errstr_size) {
@@ -424,46 +287,27 @@ static sink_result_t load_scripts(redis_sink_t *s, char *errstr, size_t errstr_s
 void redis_sink_set_timeout(redis_sink_t *s, int timeout_ms) {
     if (timeout_ms <= 0) timeout_ms = 1;
     s->timeout_ms = timeout_ms;
-    struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
-    if (s->c && redisSetTimeout(s->c, tv) != REDIS_OK) {
-        redisFree(s->c); /* a context we cannot bound is one we do not use */
-        s->c = NULL;
-    }
+    if (s->c) rconn_set_timeout(s->c, timeout_ms);
 }
 
-/* Connects, authenticates, selects the database and, the first time,
- * loads the scripts.  A no-op when connected. */
+/* Connects (TLS handshake, AUTH and SELECT are common/redis_conn.c's)
+ * and, the first time, loads the scripts.  A no-op when connected.
+ * RETRY when Redis cannot be reached; FAIL when it refused the TLS
+ * handshake or the login (errstr says why, never the password). */
 static sink_result_t sink_connect(redis_sink_t *s, char *errstr, size_t errstr_size) {
     /* A command sent now would be answered after the flush's requests. */
     flight_quiesce(s);
     if (s->c) return SINK_OK;
-    struct timeval tv = {s->timeout_ms / 1000, (s->timeout_ms % 1000) * 1000};
-    redisContext *c = s->url.path[0] ? redisConnectUnixWithTimeout(s->url.path, tv)
-                                     : redisConnectWithTimeout(s->url.host, s->url.port, tv);
-    if (!c) {
-        snprintf(errstr, errstr_size, "redis %s: out of memory", s->where);
-        return SINK_RETRY;
+    rconn_err_t why = RCONN_ERR_IO;
+    s->c = rconn_connect(s->ep, s->timeout_ms, &why, errstr, errstr_size);
+    if (!s->c) {
+        /* A refused handshake or login does not mend by itself, but it is
+         * retried all the same (the caller backs off): a certificate or an
+         * ACL user may be fixed on the server side meanwhile. */
+        return why == RCONN_ERR_IO ? SINK_RETRY : SINK_FAIL;
     }
-    if (c->err || redisSetTimeout(c, tv) != REDIS_OK ||
-        (!s->url.path[0] && redisEnableKeepAlive(c) != REDIS_OK)) {
-        snprintf(errstr, errstr_size, "redis %s: cannot connect: %s", s->where, c->errstr);
-        redisFree(c);
-        return SINK_RETRY;
-    }
-    s->c = c;
     s->gen++;
-    sink_result_t res = SINK_OK;
-    if (s->url.password[0]) {
-        const char *argv[] = {"AUTH", s->url.password};
-        res = sink_simple(s, 2, argv, "AUTH", errstr, errstr_size);
-    }
-    if (res == SINK_OK && s->url.db != 0) {
-        char db[16];
-        snprintf(db, sizeof(db), "%d", s->url.db);
-        const char *argv[] = {"SELECT", db};
-        res = sink_simple(s, 2, argv, "SELECT", errstr, errstr_size);
-    }
-    if (res == SINK_OK && !s->flush_sha[0]) res = load_scripts(s, errstr, errstr_size);
+    sink_result_t res = s->flush_sha[0] ? SINK_OK : load_scripts(s, errstr, errstr_size);
     if (res != SINK_OK) sink_disconnect(s);
     return res;
 }
@@ -503,22 +347,15 @@ redis_sink_t *redis_sink_new(const redis_sink_conf_t *conf, char *errstr, size_t
         snprintf(errstr, errstr_size, "redis sink: alerts_maxlen and timeout_ms must be > 0");
         return NULL;
     }
+    rconn_endpoint_t *ep = rconn_endpoint_new(conf->url, &conf->tls, errstr, errstr_size);
+    if (!ep) return NULL;
     redis_sink_t *s = xcalloc(1, sizeof(*s));
-    if (redis_url_parse(conf->url, &s->url, errstr, errstr_size) != 0) goto fail;
+    s->ep = ep;
     s->prefix = xstrdup(conf->prefix);
     s->alerts_maxlen = conf->alerts_maxlen;
     s->timeout_ms = conf->timeout_ms;
-    if (s->url.path[0])
-        snprintf(s->where, sizeof(s->where), "unix:%s", s->url.path);
-    else if (strchr(s->url.host, ':'))
-        snprintf(s->where, sizeof(s->where), "[%s]:%d", s->url.host, s->url.port);
-    else
-        snprintf(s->where, sizeof(s->where), "%s:%d", s->url.host, s->url.port);
+    snprintf(s->where, sizeof(s->where), "%s", rconn_endpoint_where(ep));
     return s;
-
-fail:
-    redis_sink_free(s);
-    return NULL;
 }
 
 void redis_sink_free(redis_sink_t *s) {
@@ -529,6 +366,7 @@ void redis_sink_free(redis_sink_t *s) {
     resp_release(&s->dels);
     resp_release(&s->heads);
     free(s->prefix);
+    rconn_endpoint_free(s->ep);
     free(s);
 }
 
@@ -862,14 +700,11 @@ static int flight_send(redis_sink_t *s) {
          f->send_at = next_open(f, f->send_at + 1)) {
         chunk_t *ch = &f->chunks[f->send_at];
         while (ch->sent < ch->len) {
-            ssize_t w = send(s->c->fd, ch->buf + ch->sent, ch->len - ch->sent,
-                             MSG_DONTWAIT | MSG_NOSIGNAL);
-            if (w < 0) {
-                if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
-                if (errno == EINTR) continue;
-                snprintf(s->c->errstr, sizeof(s->c->errstr), "%s", strerror(errno));
-                return -1;
-            }
+            /* 0: the transport is full.  The same bytes are offered again
+             * next time, as TLS requires. */
+            ssize_t w = rconn_send(s->c, ch->buf + ch->sent, ch->len - ch->sent);
+            if (w < 0) return -1;
+            if (w == 0) return 0;
             ch->sent += (size_t)w;
             s->stats.bytes_sent += (size_t)w;
             f->progress_at = clock_ms();
@@ -891,7 +726,7 @@ static sink_result_t flight_reply(redis_sink_t *s, const redisReply *r, char *er
     if (r->type == REDIS_REPLY_ERROR) {
         /* Left open: sent again once the scripts are loaded (the wait). */
         if (strncmp(r->str, "NOSCRIPT", 8) == 0) return SINK_OK;
-        snprintf(errstr, errstr_size, "redis %s flush: %s", s->where, r->str);
+        reply_errstr(s, "flush", r->str, errstr, errstr_size);
         if (strncmp(r->str, "FENCED ", 7) == 0) {
             /* Nothing of the chunk was written. */
             mark_fenced(parts, ch->count, r->str);
@@ -940,14 +775,13 @@ static sink_result_t flight_wait(redis_sink_t *s, int wait_ms, char *errstr,
         if (flight_send(s) != 0) return sink_io_failed(s, "flush", errstr, errstr_size);
         /* Every reply the reader holds or the socket has. */
         for (;;) {
-            void *reply = NULL;
-            if (redisGetReplyFromReader(s->c, &reply) != REDIS_OK)
+            redisReply *reply = NULL;
+            if (rconn_get_reply(s->c, &reply) != 0)
                 return sink_io_failed(s, "flush", errstr, errstr_size);
             if (!reply) {
-                struct pollfd pfd = {.fd = s->c->fd, .events = POLLIN};
-                if (poll(&pfd, 1, 0) <= 0) break;
-                if (redisBufferRead(s->c) != REDIS_OK)
-                    return sink_io_failed(s, "flush", errstr, errstr_size);
+                ssize_t n = rconn_read(s->c, 0);
+                if (n < 0) return sink_io_failed(s, "flush", errstr, errstr_size);
+                if (n == 0) break;
                 continue;
             }
             if (f->reply_at >= f->nchunks) { /* a reply nobody asked for */
@@ -992,11 +826,14 @@ static sink_result_t flight_wait(redis_sink_t *s, int wait_ms, char *errstr,
         if (now >= until) return SINK_PENDING;
         int64_t left = until - now;
         if (left > f->progress_at + s->timeout_ms - now) left = f->progress_at + s->timeout_ms - now;
-        struct pollfd pfd = {.fd = s->c->fd,
-                             .events = (short)(POLLIN | (f->send_at < f->nchunks ? POLLOUT : 0))};
+        /* Bytes OpenSSL already decrypted are invisible to poll(). */
+        if (rconn_pending(s->c)) continue;
+        struct pollfd pfd = {.fd = rconn_fd(s->c),
+                             .events = rconn_poll_events(s->c, f->send_at < f->nchunks)};
         if (poll(&pfd, 1, (int)left) < 0 && errno != EINTR) {
-            snprintf(s->c->errstr, sizeof(s->c->errstr), "poll: %s", strerror(errno));
-            return sink_io_failed(s, "flush", errstr, errstr_size);
+            snprintf(errstr, errstr_size, "redis %s flush: poll: %s", s->where, strerror(errno));
+            sink_disconnect(s);
+            return SINK_RETRY;
         }
     }
 }

@@ -25,9 +25,10 @@
  * batch/sink.h; it knows nothing of the scorer.  Tests and benchmarks also
  * use the synchronous flush and the statistics of sinks/redis_testing.h.
  *
- * One thread (the consumer's main loop) owns a sink.  hiredis 0.14: after
- * any error the context is dead; the sink frees it and reconnects on the
- * next call.
+ * One thread (the consumer's main loop) owns a sink.  It reaches Redis
+ * through common/redis_conn.h (TCP, Unix socket or TLS; AUTH with an ACL
+ * user).  After any error the connection is dead; the sink frees it and
+ * reconnects on the next call.
  */
 #ifndef RAPPORT_SINK_REDIS_H
 #define RAPPORT_SINK_REDIS_H
@@ -38,30 +39,22 @@
 
 #include "batch/batch.h"
 #include "batch/sink.h"
-
-/* redis://[:password@]host[:port][/db]  or  unix:///path.sock */
-typedef struct redis_url {
-    char host[256];      /* empty for unix */
-    int port;            /* default 6379 */
-    char path[256];      /* unix socket path, empty for tcp */
-    char password[256];  /* empty: no AUTH */
-    int db;              /* default 0 */
-} redis_url_t;
-
-/* Returns 0, or -1 with errstr naming what is wrong. */
-int redis_url_parse(const char *url, redis_url_t *out, char *errstr, size_t errstr_size);
+#include "common/redis_conn.h"
 
 typedef struct redis_sink redis_sink_t;
 
 typedef struct redis_sink_conf {
-    const char *url;
+    const char *url;         /* any URL of common/redis_conn.h: redis://, rediss://, unix:// */
     const char *prefix;
     int64_t alerts_maxlen;
     int timeout_ms;          /* connect and command timeout */
+    rconn_tls_conf_t tls;    /* rediss:// only (config keys redis_tls_*) */
 } redis_sink_conf_t;
 
-/* Parses the URL; does not connect yet (the first call does).  NULL and
- * errstr on a bad URL.  The strings are copied. */
+/* Parses the URL and, for rediss://, loads the CA, certificate and key
+ * (so that a bad file fails at start-up); does not connect yet (the first
+ * call does).  NULL and errstr on a bad URL or TLS setting.  The strings
+ * are copied. */
 redis_sink_t *redis_sink_new(const redis_sink_conf_t *conf, char *errstr, size_t errstr_size);
 void redis_sink_free(redis_sink_t *s);
 
@@ -103,7 +96,8 @@ sink_result_t redis_sink_claim(redis_sink_t *s, const char *topic, int32_t parti
  * erasures is refused (SINK_FAIL): deleting a customer's alerts needs an
  * index of the stream that this sink does not keep yet.
  *
- * SINK_RETRY, holding nothing, when it cannot connect. */
+ * SINK_RETRY, holding nothing, when it cannot connect; SINK_FAIL when
+ * Redis refused the TLS handshake or the login. */
 sink_result_t redis_sink_begin(redis_sink_t *s, batch_t *b, char *errstr, size_t errstr_size);
 
 /* Sends what the socket takes and reads the answers that have come, for up

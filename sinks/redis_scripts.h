@@ -7,6 +7,16 @@
  * script atomically; redis.c loads them with SCRIPT LOAD and calls them
  * with EVALSHA.  The ARGV layouts are documented in docs/STATE.md, and
  * redis.c builds them in redis_sink_claim() and flush_build().
+ *
+ * Each opens with a "#!lua" line and no flags (Redis 7, "Script flags" in
+ * its EVAL documentation).  A script without that line is checked against
+ * maxmemory only at its first write, and when that write is a DEL every
+ * later write goes through: a full Redis would keep growing.  With it,
+ * Redis refuses the whole call with an OOM error before the script runs
+ * while used memory is over maxmemory (no allow-oom), and on a read-only
+ * replica (no no-writes); the sink treats both as SINK_RETRY.  The claim
+ * writes too (HINCRBY of the epoch), so a full Redis refuses claims as
+ * well, which the consumer retries.
  */
 #ifndef RAPPORT_SINK_REDIS_SCRIPTS_H
 #define RAPPORT_SINK_REDIS_SCRIPTS_H
@@ -14,6 +24,7 @@
 /* ARGV: prefix, "<topic>:<partition>".
  * Returns {new epoch, stored next offset or nil, stored watermark or nil}. */
 static const char redis_claim_lua[] =
+    "#!lua\n"
     "local prefix, field = ARGV[1], ARGV[2]\n"
     "local epoch = redis.call('HINCRBY', prefix .. '_epochs', field, 1)\n"
     "local offset = redis.call('HGET', prefix .. '_offsets', field)\n"
@@ -39,6 +50,7 @@ static const char redis_claim_lua[] =
  * erased), alerts written}, or the
  * error "FENCED <field> …" having written nothing. */
 static const char redis_flush_lua[] =
+    "#!lua\n"
     "local prefix, maxlen, npart = ARGV[1], ARGV[2], tonumber(ARGV[3])\n"
     "local head = #ARGV - 11 * npart\n"
     "local calls, customers, alerts = 0, 0, 0\n"

@@ -125,7 +125,7 @@ static void d_heartbeat(void *o, int64_t now) {}
 static void drv_open(drv_t *d, int timeout_ms, int64_t flush_ms) {
     char err[256];
     memset(d, 0, sizeof(*d));
-    redis_sink_conf_t sc = {redis_proc_url(proc), PREFIX, 1000, timeout_ms};
+    redis_sink_conf_t sc = {redis_proc_url(proc), PREFIX, 1000, timeout_ms, {0}};
     redis_sink_t *s = redis_sink_new(&sc, err, sizeof(err));
     cr_assert_not_null(s, "%s", err);
     engine_conf_t ec = {.topic = TOPIC,
@@ -307,7 +307,7 @@ Test(engine, fenced_partition_is_detached_and_its_chunk_refused) {
     drv_open(&d, 1000, 10);
     /* Another process claims partition 1. */
     char err[256];
-    redis_sink_conf_t sc = {redis_proc_url(proc), PREFIX, 1000, 1000};
+    redis_sink_conf_t sc = {redis_proc_url(proc), PREFIX, 1000, 1000, {0}};
     redis_sink_t *rival = redis_sink_new(&sc, err, sizeof(err));
     score_params_t sp;
     score_params_default(&sp);

@@ -372,10 +372,12 @@ Test(exactly_once, catch_up_coalesces, .timeout = 300) {
     freeReplyObject(r);
     redisFree(rc);
     /* One HSET per customer written, plus a few per flush (offsets,
-     * watermarks, states).  30 000 events over 300 customers: about 320
-     * measured, against 700 to 900 with flush_backlog_ms=1 (no growth). */
-    if (hsets > 500) env_dump_log(&e);
-    cr_assert_leq(hsets, 500, "%ld HSETs for 300 customers", hsets);
+     * watermarks, states).  30 000 events over 300 customers: 400 to 600
+     * measured (under ASan and a loaded machine too), against 700 to 900
+     * with flush_backlog_ms=1 (no growth; the one flush under way at a
+     * time coalesces already). */
+    if (hsets > 650) env_dump_log(&e);
+    cr_assert_leq(hsets, 650, "%ld HSETs for 300 customers", hsets);
     env_assert_matches_replay(&e, 120000);
     cr_assert_eq(proc_stop(pid, SIGTERM, 10000), 0);
     env_stop(&e);

@@ -13,7 +13,6 @@
  * turn 503 with the reason while /healthz stays 200.
  */
 #include <criterion/criterion.h>
-#include <curl/curl.h>
 #include <dirent.h>
 #include <hiredis/hiredis.h>
 #include <inttypes.h>
@@ -43,52 +42,8 @@ const char *__lsan_default_suppressions(void) { return "leak:libcriterion.so\n";
 /* ------------------------------------------------------------------ */
 /* Test support: HTTP client, exposition parser, free port, sockets          */
 
-typedef struct body {
-    char *p;
-    size_t n;
-} body_t;
-
-static size_t on_body(char *p, size_t size, size_t n, void *opaque) {
-    body_t *b = opaque;
-    char *np = realloc(b->p, b->n + size * n + 1);
-    if (!np) return 0;
-    memcpy(np + b->n, p, size * n);
-    b->n += size * n;
-    np[b->n] = '\0';
-    b->p = np;
-    return size * n;
-}
-
-/* GET (or another method) http://host:port/path.  Returns the status,
- * or -1 when nothing answered; *out (caller frees) gets the body. */
-static long http_call(const char *host, int port, const char *method, const char *path,
-                      char **out) {
-    char url[128];
-    snprintf(url, sizeof(url), "http://%s:%d%s", host, port, path);
-    body_t b = {calloc(1, 1), 0};
-    CURL *h = curl_easy_init();
-    cr_assert_not_null(h);
-    curl_easy_setopt(h, CURLOPT_URL, url);
-    if (!strcmp(method, "HEAD"))
-        curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
-    else
-        curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, &b);
-    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 5000L);
-    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-    long status = -1;
-    if (curl_easy_perform(h) == CURLE_OK) curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
-    curl_easy_cleanup(h);
-    if (out)
-        *out = b.p;
-    else
-        free(b.p);
-    return status;
-}
-
 static long http_get(int port, const char *path, char **out) {
-    return http_call("127.0.0.1", port, "GET", path, out);
+    return env_http_call("127.0.0.1", port, "GET", path, out);
 }
 
 /* The value of the sample whose name-and-labels text is exactly `series`
@@ -401,7 +356,7 @@ Test(http, serves_routes_on_a_free_port) {
     };
     for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
         char *body = NULL;
-        long st = http_call("127.0.0.1", port, t[i].method, t[i].path, &body);
+        long st = env_http_call("127.0.0.1", port, t[i].method, t[i].path, &body);
         cr_expect_eq(st, t[i].status, "%s %s: %ld", t[i].method, t[i].path, st);
         cr_expect_not_null(strstr(body, t[i].body), "%s %s: %s", t[i].method, t[i].path, body);
         free(body);
@@ -455,7 +410,7 @@ Test(http, bad_or_busy_addresses) {
         http_server_t *s = http_server_start(good[i].listen, NULL, 0, NULL, err, sizeof(err));
         cr_expect_not_null(s, "%s: %s", good[i].listen, err);
         if (s)
-            cr_expect_eq(http_call(good[i].host, http_server_port(s), "GET", "/x", NULL), 404,
+            cr_expect_eq(env_http_call(good[i].host, http_server_port(s), "GET", "/x", NULL), 404,
                          "%s", good[i].listen);
         http_server_stop(s);
     }

@@ -22,6 +22,7 @@
 #include "common/redis_conn.h"
 #include "common/redis_proc.h"
 #include "tests/support/env.h"
+#include "tests/support/pki.h"
 
 #define TIMEOUT_MS 5000
 
@@ -87,6 +88,9 @@ static const url_case_t url_cases[] = {
     {"redis://ho st", 0, 0, NULL, NULL, NULL, NULL, 0, 0, "unexpected ' '"},
     {"unix://", 0, 0, NULL, NULL, NULL, NULL, 0, 0, "absolute path"},
     {"unix:///tmp/r.sock?db=1", 0, 0, NULL, NULL, NULL, NULL, 0, 0, "'?'"},
+    {"redis://[::1]:6379/1", 1, RCONN_TCP, "::1", "", "", "", 6379, 1, NULL},
+    {"unix:///var/run/redis/redis.sock", 1, RCONN_UNIX, "", "", "", "/var/run/redis/redis.sock",
+     6379, 0, NULL},
 };
 
 Test(redis_conn, url_table) {
@@ -154,64 +158,6 @@ Test(redact, urls) {
 /* ------------------------------------------------------------------ */
 /* Certificates and servers                                            */
 
-typedef struct pki {
-    char dir[64];
-    char ca[128], other_ca[128], server_cert[128], server_key[128], client_cert[128],
-        client_key[128];
-} pki_t;
-
-static void sh(const char *fmt, ...) {
-    char cmd[2048];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof(cmd), fmt, ap);
-    va_end(ap);
-    int rc = system(cmd);
-    cr_assert_eq(rc, 0, "failed: %s", cmd);
-}
-
-/* A test CA, a server certificate for 127.0.0.1 and localhost, a client
- * certificate, all signed by it, and a second CA that signed nothing. */
-static void pki_make(pki_t *p) {
-    snprintf(p->dir, sizeof(p->dir), "/tmp/rapport-pki-XXXXXX");
-    cr_assert_not_null(mkdtemp(p->dir));
-    const char *d = p->dir;
-    const char *key = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
-    sh("cd %s && printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\\n' > server.ext && "
-       "printf 'extendedKeyUsage=clientAuth\\n' > client.ext && "
-       "openssl req -x509 %s -keyout ca.key -out ca.pem -days 2 -subj /CN=rapport-test-ca "
-       "2>/dev/null && "
-       "openssl req -x509 %s -keyout other.key -out other.pem -days 2 -subj /CN=other-ca "
-       "2>/dev/null && "
-       "openssl req %s -keyout server.key -out server.csr -subj /CN=127.0.0.1 2>/dev/null && "
-       "openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial "
-       "-out server.pem -days 2 -extfile server.ext 2>/dev/null && "
-       "openssl req %s -keyout client.key -out client.csr -subj /CN=rapport 2>/dev/null && "
-       "openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial "
-       "-out client.pem -days 2 -extfile client.ext 2>/dev/null",
-       d, key, key, key, key);
-    snprintf(p->ca, sizeof(p->ca), "%s/ca.pem", d);
-    snprintf(p->other_ca, sizeof(p->other_ca), "%s/other.pem", d);
-    snprintf(p->server_cert, sizeof(p->server_cert), "%s/server.pem", d);
-    snprintf(p->server_key, sizeof(p->server_key), "%s/server.key", d);
-    snprintf(p->client_cert, sizeof(p->client_cert), "%s/client.pem", d);
-    snprintf(p->client_key, sizeof(p->client_key), "%s/client.key", d);
-}
-
-static void pki_remove(pki_t *p) {
-    if (p->dir[0]) sh("rm -rf %s", p->dir);
-}
-
-static int free_port(void) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof(sa);
-    cr_assert_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    cr_assert_eq(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
-    close(fd);
-    return ntohs(sa.sin_port);
-}
-
 /* A server with a plain port (redis_proc's, for checks) and a TLS port,
  * the default user's password "defpw" and the ACL user alice/secret. */
 typedef struct tls_server {
@@ -222,7 +168,7 @@ typedef struct tls_server {
 static void server_start(tls_server_t *s, const pki_t *p, const char *auth_clients) {
     char port[16], err[256];
     for (int attempt = 0; attempt < 3; attempt++) {
-        s->tls_port = free_port();
+        s->tls_port = pki_free_port();
         snprintf(port, sizeof(port), "%d", s->tls_port);
         const char *args[] = {"--tls-port", port, "--tls-cert-file", p->server_cert,
                               "--tls-key-file", p->server_key, "--tls-ca-cert-file", p->ca,
@@ -564,21 +510,26 @@ Test(redis_conn, timeout_kills_the_connection, .timeout = 60) {
 /* ------------------------------------------------------------------ */
 /* The minimal ACL of docs/SECURITY.md                                 */
 
-/* rapport run writes through a user that may run only the commands
- * docs/SECURITY.md lists, on rapport:* keys; the result matches a replay.
- * (The test's own checks read as the same user, hence +@read and +scan;
- * the writer's list needs neither.)  rapport top reads as an ACL user
- * limited to ~rapport:* -@all +@read. */
+/* rapport run logs in as the ACL user "writer", which may run only the
+ * commands docs/SECURITY.md lists, on rapport:* keys; the result matches a
+ * replay.  The test's own checks read as the default user, limited to
+ * reading rapport:* keys.  rapport top reads as an ACL user limited to
+ * ~rapport:* -@all +@read. */
 Test(redis_conn, minimal_acl_is_enough_for_rapport, .timeout = 240) {
-    const char *acl[] = {"--user", "default", "on", "nopass", "resetkeys", "~rapport:*",
+    const char *acl[] = {"--user", "writer", "on", ">w-pass", "resetkeys", "~rapport:*",
                          "resetchannels", "-@all", "+ping", "+select", "+evalsha",
-                         "+script|load", "+hscan", "+hget", "+hset", "+hdel", "+hincrby",
-                         "+del", "+zadd", "+zrem", "+xadd", "+@read", "+scan",
+                         "+script|load", "+hscan", "+hget", "+hset", "+hdel", "+hincrby", "+hmget",
+                         "+del", "+zadd", "+zrem", "+xadd",
+                         "--user", "default", "on", "nopass", "resetkeys", "~rapport:*",
+                         "resetchannels", "-@all", "+@read", "+scan", "+ping",
                          "--user", "screen", "on", ">look", "resetkeys", "~rapport:*",
                          "resetchannels", "-@all", "+@read", NULL};
     env_t e;
     env_start(&e, 3, acl);
-    pid_t pid = env_rapport(&e, NULL);
+    char writer[160];
+    snprintf(writer, sizeof(writer), "redis_url=redis://writer:w-pass@127.0.0.1:%d",
+             redis_proc_port(e.redis));
+    pid_t pid = env_rapport(&e, (const char *[]){writer, NULL});
     gen_conf_t gc = env_mix(11, 200);
     env_produce(&e, &gc, 3000, NULL);
     env_assert_matches_replay(&e, 90000);
@@ -661,7 +612,7 @@ Test(redis_conn, closed_tls_connection_does_not_raise_sigpipe, .init = setup_opt
 /* Nothing listening: an I/O failure, which may heal. */
 Test(redis_conn, closed_port_is_an_io_failure) {
     char url[64], err[256];
-    snprintf(url, sizeof(url), "redis://127.0.0.1:%d", free_port());
+    snprintf(url, sizeof(url), "redis://127.0.0.1:%d", pki_free_port());
     rconn_t *c = try_connect(url, NULL, err, sizeof(err));
     cr_expect_null(c);
     cr_expect_eq(last_why, RCONN_ERR_IO);

@@ -29,99 +29,33 @@
 #define PREFIX "t:"
 
 /* ------------------------------------------------------------------ */
-/* URL parsing                                                          */
-
-typedef struct url_case {
-    const char *url;
-    int ok;
-    const char *host, *path, *password;
-    int port, db;
-    const char *err; /* substring of errstr when !ok */
-} url_case_t;
-
-static const url_case_t url_cases[] = {
-    {"redis://localhost", 1, "localhost", "", "", 6379, 0, NULL},
-    {"redis://127.0.0.1:6380", 1, "127.0.0.1", "", "", 6380, 0, NULL},
-    {"redis://127.0.0.1:6380/2", 1, "127.0.0.1", "", "", 6380, 2, NULL},
-    {"redis://redis.example.com/15", 1, "redis.example.com", "", "", 6379, 15, NULL},
-    {"redis://host/", 1, "host", "", "", 6379, 0, NULL},
-    {"redis://:secret@cache-1:7000/3", 1, "cache-1", "", "secret", 7000, 3, NULL},
-    {"redis://:p%40ss%2Fw%25@h", 1, "h", "", "p@ss/w%", 6379, 0, NULL},
-    {"redis://:a@b/c@h:1", 1, "h", "", "a@b/c", 1, 0, NULL},
-    {"redis://:@h", 1, "h", "", "", 6379, 0, NULL},
-    {"redis://[::1]:6379/1", 1, "::1", "", "", 6379, 1, NULL},
-    {"redis://h:65535/2147483647", 1, "h", "", "", 65535, 2147483647, NULL},
-    {"unix:///var/run/redis/redis.sock", 1, "", "/var/run/redis/redis.sock", "", 6379, 0, NULL},
-    {"", 0, NULL, NULL, NULL, 0, 0, "empty"},
-    {"http://localhost", 0, NULL, NULL, NULL, 0, 0, "redis://"},
-    {"localhost:6379", 0, NULL, NULL, NULL, 0, 0, "redis://"},
-    {"rediss://h", 0, NULL, NULL, NULL, 0, 0, "TLS"},
-    {"redis://", 0, NULL, NULL, NULL, 0, 0, "no host"},
-    {"redis://:6379", 0, NULL, NULL, NULL, 0, 0, "no host"},
-    {"redis://h:", 0, NULL, NULL, NULL, 0, 0, "port"},
-    {"redis://h:0", 0, NULL, NULL, NULL, 0, 0, "port"},
-    {"redis://h:65536", 0, NULL, NULL, NULL, 0, 0, "port"},
-    {"redis://h:63a", 0, NULL, NULL, NULL, 0, 0, "port"},
-    {"redis://h:-1", 0, NULL, NULL, NULL, 0, 0, "port"},
-    {"redis://h/-1", 0, NULL, NULL, NULL, 0, 0, "database"},
-    {"redis://h/x", 0, NULL, NULL, NULL, 0, 0, "database"},
-    {"redis://h/1/2", 0, NULL, NULL, NULL, 0, 0, "database"},
-    {"redis://h/2147483648", 0, NULL, NULL, NULL, 0, 0, "database"},
-    {"redis://user:pw@h", 0, NULL, NULL, NULL, 0, 0, "no user name"},
-    {"redis://:pw%2@h", 0, NULL, NULL, NULL, 0, 0, "escape"},
-    {"redis://:pw%00@h", 0, NULL, NULL, NULL, 0, 0, "NUL"},
-    {"redis://h?db=1", 0, NULL, NULL, NULL, 0, 0, "unexpected '?'"},
-    {"redis://ho st", 0, NULL, NULL, NULL, 0, 0, "unexpected ' '"},
-    {"redis://[::1", 0, NULL, NULL, NULL, 0, 0, "IPv6"},
-    {"unix://redis.sock", 0, NULL, NULL, NULL, 0, 0, "absolute path"},
-    {"unix://", 0, NULL, NULL, NULL, 0, 0, "absolute path"},
-    {"unix:///tmp/r.sock?db=1", 0, NULL, NULL, NULL, 0, 0, "'?'"},
-};
-
-Test(redis_url, table) {
-    for (size_t i = 0; i < sizeof(url_cases) / sizeof(url_cases[0]); i++) {
-        const url_case_t *c = &url_cases[i];
-        redis_url_t u;
-        char err[256] = "";
-        int rc = redis_url_parse(c->url, &u, err, sizeof(err));
-        if (c->ok) {
-            cr_expect_eq(rc, 0, "%s: %s", c->url, err);
-            if (rc != 0) continue;
-            cr_expect_str_eq(u.host, c->host, "%s: host", c->url);
-            cr_expect_str_eq(u.path, c->path, "%s: path", c->url);
-            cr_expect_str_eq(u.password, c->password, "%s: password", c->url);
-            cr_expect_eq(u.port, c->port, "%s: port", c->url);
-            cr_expect_eq(u.db, c->db, "%s: db", c->url);
-        } else {
-            cr_expect_eq(rc, -1, "%s should be rejected", c->url);
-            cr_expect(strstr(err, c->err) != NULL, "%s: errstr \"%s\" lacks \"%s\"", c->url,
-                      err, c->err);
-            cr_expect(strstr(err, "secret") == NULL);
-        }
-    }
-}
-
-Test(redis_url, too_long_socket_path) {
-    char url[400], err[256];
-    memset(url, 'a', sizeof(url));
-    memcpy(url, "unix:///", 8);
-    url[sizeof(url) - 1] = '\0';
-    redis_url_t u;
-    cr_expect_eq(redis_url_parse(url, &u, err, sizeof(err)), -1);
-    cr_expect(strstr(err, "longer") != NULL, "%s", err);
-}
+/* Configuration (URL parsing itself: tests/test_redis_conn.c)          */
 
 Test(redis_url, sink_new_rejects_bad_conf) {
     char err[256];
-    redis_sink_conf_t conf = {"redis://h:0", "p:", 10, 100};
+    redis_sink_conf_t conf = {"redis://h:0", "p:", 10, 100, {0}};
     cr_expect_null(redis_sink_new(&conf, err, sizeof(err)));
     cr_expect(strstr(err, "port") != NULL, "%s", err);
-    conf = (redis_sink_conf_t){"redis://h", "p:", 0, 100};
+    conf = (redis_sink_conf_t){"redis://h", "p:", 0, 100, {0}};
     cr_expect_null(redis_sink_new(&conf, err, sizeof(err)));
-    conf = (redis_sink_conf_t){"redis://h", "p:", 10, 0};
+    conf = (redis_sink_conf_t){"redis://h", "p:", 10, 0, {0}};
     cr_expect_null(redis_sink_new(&conf, err, sizeof(err)));
-    conf = (redis_sink_conf_t){"redis://h", NULL, 10, 100};
+    conf = (redis_sink_conf_t){"redis://h", NULL, 10, 100, {0}};
     cr_expect_null(redis_sink_new(&conf, err, sizeof(err)));
+    /* TLS files are read at start-up, and TLS settings need rediss://. */
+    conf = (redis_sink_conf_t){"rediss://h", "p:", 10, 100, {.ca_file = "/nonexistent/ca.pem"}};
+    cr_expect_null(redis_sink_new(&conf, err, sizeof(err)));
+    cr_expect(strstr(err, "/nonexistent/ca.pem") != NULL, "%s", err);
+    conf = (redis_sink_conf_t){"redis://h", "p:", 10, 100, {.server_name = "h"}};
+    cr_expect_null(redis_sink_new(&conf, err, sizeof(err)));
+    /* An ACL user is accepted now, and the password never shows. */
+    conf = (redis_sink_conf_t){"redis://alice:hunter2@h:0", "p:", 10, 100, {0}};
+    cr_expect_null(redis_sink_new(&conf, err, sizeof(err)));
+    cr_expect(strstr(err, "hunter2") == NULL, "%s", err);
+    conf = (redis_sink_conf_t){"rediss://alice:hunter2@h", "p:", 10, 100, {0}};
+    redis_sink_t *s = redis_sink_new(&conf, err, sizeof(err));
+    cr_expect_not_null(s, "%s", err);
+    redis_sink_free(s);
     redis_sink_free(NULL);
 }
 
@@ -195,7 +129,7 @@ static long long dbsize(void) {
 
 static redis_sink_t *sink_open(int timeout_ms) {
     char err[256];
-    redis_sink_conf_t conf = {redis_proc_url(proc), PREFIX, 1000, timeout_ms};
+    redis_sink_conf_t conf = {redis_proc_url(proc), PREFIX, 1000, timeout_ms, {0}};
     redis_sink_t *s = redis_sink_new(&conf, err, sizeof(err));
     cr_assert_not_null(s, "%s", err);
     return s;
@@ -477,7 +411,7 @@ Test(redis_sink, ping) {
 }
 
 Test(redis_sink, empty_flush_needs_no_round_trip) {
-    redis_sink_conf_t conf = {"redis://127.0.0.1:1", PREFIX, 10, 100};
+    redis_sink_conf_t conf = {"redis://127.0.0.1:1", PREFIX, 10, 100, {0}};
     char err[256];
     redis_sink_t *s = redis_sink_new(&conf, err, sizeof(err));
     cr_assert_not_null(s, "%s", err);
@@ -521,7 +455,7 @@ Test(redis_auth, unix_socket_password_and_db, .fini = teardown, .timeout = 60) {
             snprintf(url, sizeof(url), cases[i].fmt, sock);
         else
             snprintf(url, sizeof(url), cases[i].fmt, redis_proc_port(proc));
-        redis_sink_conf_t conf = {url, PREFIX, 10, 1000};
+        redis_sink_conf_t conf = {url, PREFIX, 10, 1000, {0}};
         redis_sink_t *s = redis_sink_new(&conf, err, sizeof(err));
         cr_assert_not_null(s, "%s", err);
         sink_result_t r = redis_sink_ping(s, err, sizeof(err));
@@ -532,7 +466,7 @@ Test(redis_auth, unix_socket_password_and_db, .fini = teardown, .timeout = 60) {
 
     /* With the password: a claim lands in db 3. */
     snprintf(url, sizeof(url), "redis://:s3cr%%40t%%2Fx@127.0.0.1:%d/3", redis_proc_port(proc));
-    redis_sink_conf_t conf = {url, PREFIX, 10, 1000};
+    redis_sink_conf_t conf = {url, PREFIX, 10, 1000, {0}};
     redis_sink_t *s = redis_sink_new(&conf, err, sizeof(err));
     cr_assert_not_null(s, "%s", err);
     tpart_t t = {0};

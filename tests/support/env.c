@@ -4,6 +4,7 @@
 #include "tests/support/env.h"
 
 #include <criterion/criterion.h>
+#include <curl/curl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -138,4 +139,56 @@ void env_assert_matches_replay(env_t *e, int timeout_ms) {
     cr_assert_eq(rc, 0, "Redis differs from one uninterrupted run");
     lines_free(&want);
     lines_free(&got);
+}
+
+typedef struct body {
+    char *p;
+    size_t n;
+} body_t;
+
+static size_t on_body(char *p, size_t size, size_t n, void *opaque) {
+    body_t *b = opaque;
+    char *np = realloc(b->p, b->n + size * n + 1);
+    if (!np) return 0;
+    memcpy(np + b->n, p, size * n);
+    b->n += size * n;
+    np[b->n] = '\0';
+    b->p = np;
+    return size * n;
+}
+
+long env_http_call(const char *host, int port, const char *method, const char *path,
+                      char **out) {
+    char url[128];
+    snprintf(url, sizeof(url), "http://%s:%d%s", host, port, path);
+    body_t b = {calloc(1, 1), 0};
+    CURL *h = curl_easy_init();
+    cr_assert_not_null(h);
+    curl_easy_setopt(h, CURLOPT_URL, url);
+    if (!strcmp(method, "HEAD"))
+        curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
+    else
+        curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, &b);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 5000L);
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    long status = -1;
+    if (curl_easy_perform(h) == CURLE_OK) curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_cleanup(h);
+    if (out)
+        *out = b.p;
+    else
+        free(b.p);
+    return status;
+}
+
+bool env_log_has(const env_t *e, const char *needle) {
+    FILE *f = fopen(e->log, "r");
+    if (!f) return false;
+    char line[8192];
+    bool found = false;
+    while (!found && fgets(line, sizeof(line), f)) found = strstr(line, needle) != NULL;
+    fclose(f);
+    return found;
 }

@@ -9,6 +9,7 @@
 
 #include <pthread.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -60,5 +61,13 @@ void env_produce_join(env_producer_t *p);
 /* Waits until Redis holds every partition's end offset, then asserts that
  * Redis equals one uninterrupted run over the topic. */
 void env_assert_matches_replay(env_t *e, int timeout_ms);
+
+/* True when a line of rapport's log holds needle. */
+bool env_log_has(const env_t *e, const char *needle);
+
+/* GET (or another method) http://host:port/path.  Returns the status,
+ * or -1 when nothing answered; *out (caller frees) gets the body. */
+long env_http_call(const char *host, int port, const char *method, const char *path,
+                   char **out);
 
 #endif
