@@ -18,6 +18,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <hiredis/hiredis.h>
+
 #include "common/redact.h"
 #include "common/redis_conn.h"
 #include "common/redis_proc.h"
@@ -519,7 +521,7 @@ Test(redis_conn, minimal_acl_is_enough_for_rapport, .timeout = 240) {
     const char *acl[] = {"--user", "writer", "on", ">w-pass", "resetkeys", "~rapport:*",
                          "resetchannels", "-@all", "+ping", "+select", "+evalsha",
                          "+script|load", "+hscan", "+hget", "+hset", "+hdel", "+hincrby", "+hmget",
-                         "+del", "+zadd", "+zrem", "+xadd",
+                         "+del", "+zadd", "+zrem", "+xadd", "+xrange", "+xdel",
                          "--user", "default", "on", "nopass", "resetkeys", "~rapport:*",
                          "resetchannels", "-@all", "+@read", "+scan", "+ping",
                          "--user", "screen", "on", ">look", "resetkeys", "~rapport:*",
@@ -533,6 +535,27 @@ Test(redis_conn, minimal_acl_is_enough_for_rapport, .timeout = 240) {
     gen_conf_t gc = env_mix(11, 200);
     env_produce(&e, &gc, 3000, NULL);
     env_assert_matches_replay(&e, 90000);
+
+    /* Erasing (SPEC §1.2) needs XDEL: tombstones for the customers of the
+     * stream's first alerts; they and their alerts go. */
+    redisContext *rc = redisConnect("127.0.0.1", redis_proc_port(e.redis));
+    cr_assert(rc && !rc->err);
+    redisReply *x = redisCommand(rc, "XRANGE rapport:alerts - + COUNT 5");
+    cr_assert(x && x->type == REDIS_REPLY_ARRAY && x->elements == 5, "%s", rc->errstr);
+    const char *ids[5];
+    for (size_t i = 0; i < 5; i++) ids[i] = x->element[i]->element[1]->element[3]->str;
+    char terr[256];
+    cr_assert_eq(kafka_produce_tombstones(e.mk.brokers, ENV_TOPIC, ids, 5, terr, sizeof terr), 0,
+                 "%s", terr);
+    env_assert_matches_replay(&e, 90000);
+    redisReply *y = redisCommand(rc, "XRANGE rapport:alerts - + COUNT 1");
+    cr_assert(y && y->type == REDIS_REPLY_ARRAY);
+    cr_expect(y->elements == 0 || strcmp(y->element[0]->element[0]->str,
+                                         x->element[0]->element[0]->str) != 0,
+              "the first alert was erased");
+    freeReplyObject(y);
+    freeReplyObject(x);
+    redisFree(rc);
 
     char out[128], url[128];
     snprintf(out, sizeof(out), "%s/top.out", e.dir);
