@@ -826,13 +826,44 @@ static int login(rconn_t *c, const rconn_url_t *u) {
     return 0;
 }
 
+/* hiredis's reader allocates an array reply's element pointers as soon as
+ * it reads the header, so "*345601230\r\n" from a broken or hostile server
+ * would ask for gigabytes before any element came.  The reply functions
+ * are hiredis's own, but an array over RCONN_MAX_ARRAY elements (far above
+ * anything rapport asks for: HSCAN COUNT 1000, a history hash of a few
+ * hundred fields) is refused, which the reader reports as an error and the
+ * connection dies. */
+#define RCONN_MAX_ARRAY (1 << 20)
+static redisReplyObjectFunctions reply_fns;
+static void *(*default_create_array)(const redisReadTask *, int);
+static pthread_once_t reply_fns_once = PTHREAD_ONCE_INIT;
+
+static void *create_array_bounded(const redisReadTask *task, int elements) {
+    if (elements < 0 || elements > RCONN_MAX_ARRAY) return NULL;
+    return default_create_array(task, elements);
+}
+
+static void reply_fns_init(void) {
+    redisReader *r = redisReaderCreate();
+    if (!r) abort(); /* a few hundred bytes at start-up */
+    reply_fns = *r->fn;
+    redisReaderFree(r);
+    default_create_array = reply_fns.createArray;
+    reply_fns.createArray = create_array_bounded;
+}
+
+static redisReader *reader_new(void) {
+    pthread_once(&reply_fns_once, reply_fns_init);
+    return redisReaderCreateWithFunctions(&reply_fns);
+}
+
 rconn_t *rconn_connect(const rconn_endpoint_t *ep, int timeout_ms, rconn_err_t *why,
                        char *errstr, size_t errstr_size) {
     rconn_t *c = xcalloc(1, sizeof(*c));
     c->fd = -1;
     rconn_set_timeout(c, timeout_ms);
     snprintf(c->where, sizeof(c->where), "%s", ep->where);
-    if (!(c->reader = redisReaderCreate())) {
+    if (!(c->reader = reader_new())) {
         fail(c, "redis %s: out of memory", c->where);
         goto fail;
     }

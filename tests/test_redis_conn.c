@@ -10,6 +10,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -507,6 +508,53 @@ Test(redis_conn, timeout_kills_the_connection, .timeout = 60) {
     cr_expect_null(rconn_command(c, "PING"), "a dead connection answered");
     rconn_free(c);
     redis_proc_stop(p);
+}
+
+/* A server that announces an array of 345 million elements (found by
+ * fuzz/fuzz_redis_reply.c): refused at once, before hiredis's reader
+ * allocates gigabytes of element pointers, and the connection is dead.
+ * The answer comes from a bare socket on purpose: no real Redis sends it. */
+static void *answer_huge_array(void *arg) {
+    int lfd = *(int *)arg;
+    int fd = accept(lfd, NULL, NULL);
+    if (fd < 0) return NULL;
+    char buf[256];
+    if (recv(fd, buf, sizeof(buf), 0) > 0) { /* the PING */
+        static const char huge[] = "*345601230\r\n";
+        if (send(fd, huge, sizeof(huge) - 1, MSG_NOSIGNAL) < 0) perror("send");
+        /* Say nothing more: without the bound, the reader would wait here
+         * for the elements, with the pointers already allocated. */
+        while (recv(fd, buf, sizeof(buf), 0) > 0) {
+        }
+    }
+    close(fd);
+    return NULL;
+}
+
+Test(redis_conn, huge_array_header_is_refused, .timeout = 30) {
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(a);
+    int lfd = socket(AF_INET, SOCK_STREAM, 0);
+    cr_assert(lfd >= 0 && bind(lfd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+              listen(lfd, 1) == 0 && getsockname(lfd, (struct sockaddr *)&a, &len) == 0);
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, answer_huge_array, &lfd), 0);
+    char url[64], err[256];
+    snprintf(url, sizeof(url), "redis://127.0.0.1:%d", ntohs(a.sin_port));
+    rconn_endpoint_t *ep = rconn_endpoint_new(url, NULL, err, sizeof(err));
+    cr_assert_not_null(ep, "%s", err);
+    rconn_t *c = rconn_connect(ep, 5000, NULL, err, sizeof(err));
+    cr_assert_not_null(c, "%s", err);
+    redisReply *r = rconn_command(c, "PING");
+    cr_expect_null(r);
+    cr_expect(rconn_dead(c));
+    cr_expect(strstr(rconn_errstr(c), "protocol error"), "%s", rconn_errstr(c));
+    freeReplyObject(r);
+    rconn_free(c);
+    rconn_endpoint_free(ep);
+    pthread_join(t, NULL);
+    close(lfd);
 }
 
 /* ------------------------------------------------------------------ */
