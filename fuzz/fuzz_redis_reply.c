@@ -10,7 +10,9 @@
  * Each input is what a server answers on one connection: a thread of the
  * harness listens on 127.0.0.1 with an ephemeral port, accepts, writes the
  * input after byte 0, half-closes and reads until the client closes.
- * Byte 0 chooses the reader (even: the report, odd: the sink's claim).
+ * Byte 0 chooses the reader (0: the report, 1: the sink's claim, 2: the
+ * answers to a flush of one small batch, read with the sink's non-blocking
+ * steps).
  * Whatever the bytes, the reader must return an error or a result, never
  * crash, leak or read out of bounds.
  */
@@ -26,6 +28,7 @@
 
 #include "common/log.h"
 #include "common/redis_conn.h"
+#include "batch/batch.h"
 #include "report/report.h"
 #include "sinks/redis.h"
 
@@ -92,13 +95,44 @@ static void watermark(void *opaque, int64_t w) {
     (void)w;
 }
 
+/* A batch of one partition with a customer, a delete and an alert, begun
+ * and stepped until the sink answers something other than PENDING (never
+ * stepped after an error: that would connect again, to nobody). */
+static void flush_one(char *err, size_t err_size) {
+    redis_sink_conf_t conf = {.url = url, .prefix = "rapport:", .alerts_maxlen = 1000,
+                              .timeout_ms = 500};
+    redis_sink_t *sink = redis_sink_new(&conf, err, err_size);
+    if (!sink) abort();
+    batch_t *b = batch_new();
+    batch_partition_t *bp = batch_add_partition(b, "interactions", 0, 1, -1, 10);
+    batch_customer_t *c = batch_add_customer(b, bp);
+    c->customer_id = batch_copy(b, "cust-1", 6);
+    c->ci = 42.5;
+    c->state = batch_copy(b, "state", 5);
+    c->route = batch_static("ai");
+    c->route_reason = batch_static("");
+    batch_add_delete(b, bp, "cust-2", 6);
+    batch_alert_t *a = batch_add_alert(b, bp);
+    a->type = batch_static("churn_risk");
+    a->trigger = batch_static("event");
+    a->customer_id = batch_copy(b, "cust-1", 6);
+    a->reason = batch_static("fell below 35");
+    batch_add_history(b, bp, INT64_C(1767225600000), "CHAT:AI:events", 1);
+    batch_add_org(b, bp, "customers", 1);
+    if (redis_sink_begin(sink, b, err, err_size) == SINK_OK)
+        for (int i = 0; i < 100 && redis_sink_step(sink, 20, err, err_size) == SINK_PENDING; i++) {
+        }
+    redis_sink_free(sink);
+    batch_free(b);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size < 1) return 0;
     serve_t s = {data + 1, size - 1};
     pthread_t t;
     if (pthread_create(&t, NULL, serve, &s) != 0) abort();
     char err[512];
-    if (data[0] % 2 == 0) {
+    if (data[0] % 3 == 0) {
         rconn_t *c = report_connect(url, NULL, 500, err, sizeof(err));
         if (c) {
             report_opts_t o = {.prefix = "rapport:",
@@ -117,6 +151,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             }
             rconn_free(c);
         }
+    } else if (data[0] % 3 == 2) {
+        flush_one(err, sizeof(err));
     } else {
         redis_sink_conf_t conf = {.url = url, .prefix = "rapport:", .alerts_maxlen = 1000,
                                   .timeout_ms = 500};

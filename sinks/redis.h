@@ -92,9 +92,9 @@ sink_result_t redis_sink_claim(redis_sink_t *s, const char *topic, int32_t parti
  * (its other partitions are refused).
  *
  * A customer's route and route_reason are written when the route is not
- * empty; history and org deltas are added with HINCRBY.  A batch with
- * erasures is refused (SINK_FAIL): deleting a customer's alerts needs an
- * index of the stream that this sink does not keep yet.
+ * empty; history and org deltas are added (docs/STATE.md); erasures
+ * delete a customer's keys and its alerts in the partition, found through
+ * the alert index.
  *
  * SINK_RETRY, holding nothing, when it cannot connect; SINK_FAIL when
  * Redis refused the TLS handshake or the login. */
