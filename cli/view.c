@@ -4,6 +4,7 @@
 #include "cli/view.h"
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
@@ -87,6 +88,16 @@ int view_lowest(FILE *f, rconn_t *c, const char *prefix, int rows, char *errstr,
     redisReply *z = view_command(c, errstr, errstr_size, "ZRANGE %sscores 0 %d WITHSCORES",
                                  prefix, rows - 1);
     if (!z) return -1;
+    /* Pairs of strings (member, score), or it is not the sorted set
+     * rapport writes. */
+    bool ok = z->type == REDIS_REPLY_ARRAY && z->elements % 2 == 0;
+    for (size_t i = 0; ok && i < z->elements; i++)
+        ok = z->element[i]->type == REDIS_REPLY_STRING;
+    if (!ok) {
+        snprintf(errstr, errstr_size, "%sscores: unexpected reply to ZRANGE", prefix);
+        freeReplyObject(z);
+        return -1;
+    }
     fprintf(f, "lowest connection index\n");
     fprintf(f, "  %-24s %8s %-7s %6s %8s %8s  %-19s\n", "customer", "ci", "at risk", "streak",
             "contacts", "ai share", "updated (UTC)");

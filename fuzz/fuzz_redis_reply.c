@@ -12,7 +12,7 @@
  * input after byte 0, half-closes and reads until the client closes.
  * Byte 0 chooses the reader (0: the report, 1: the sink's claim, 2: the
  * answers to a flush of one small batch, read with the sink's non-blocking
- * steps).
+ * steps, 3: `rapport top`'s lowest scores and alerts, cli/view.c).
  * Whatever the bytes, the reader must return an error or a result, never
  * crash, leak or read out of bounds.
  */
@@ -29,6 +29,7 @@
 #include "common/log.h"
 #include "common/redis_conn.h"
 #include "batch/batch.h"
+#include "cli/view.h"
 #include "report/report.h"
 #include "sinks/redis.h"
 
@@ -132,7 +133,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     pthread_t t;
     if (pthread_create(&t, NULL, serve, &s) != 0) abort();
     char err[512];
-    if (data[0] % 3 == 0) {
+    if (data[0] % 4 == 3) {
+        rconn_t *c = report_connect(url, NULL, 500, err, sizeof(err));
+        if (c) {
+            FILE *devnull = fopen("/dev/null", "w");
+            if (devnull) {
+                if (view_lowest(devnull, c, "rapport:", 8, err, sizeof(err)) == 0) {
+                    redisReply *r = view_command(c, err, sizeof(err),
+                                                 "XREVRANGE rapport:alerts + - COUNT 6");
+                    for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY && i < r->elements; i++)
+                        view_alert(devnull, r->element[i], 100);
+                    freeReplyObject(r);
+                }
+                fclose(devnull);
+            }
+            rconn_free(c);
+        }
+    } else if (data[0] % 4 == 0) {
         rconn_t *c = report_connect(url, NULL, 500, err, sizeof(err));
         if (c) {
             report_opts_t o = {.prefix = "rapport:",
@@ -151,7 +168,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             }
             rconn_free(c);
         }
-    } else if (data[0] % 3 == 2) {
+    } else if (data[0] % 4 == 2) {
         flush_one(err, sizeof(err));
     } else {
         redis_sink_conf_t conf = {.url = url, .prefix = "rapport:", .alerts_maxlen = 1000,
