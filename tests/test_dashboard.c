@@ -28,6 +28,7 @@
 #include "report/dashboard.h"
 #include "tests/support/history_fixture.h"
 #include "tests/support/pipeline.h"
+#include "tests/support/env.h"
 
 static const char *bin(void) { return getenv("RAPPORT_BIN") ? getenv("RAPPORT_BIN") : "bin/rapport"; }
 
@@ -116,19 +117,6 @@ static void fx_stop(fx_t *x) {
     cr_expect_eq(system(cmd), 0);
 }
 
-static char *slurp(const char *path) {
-    FILE *f = fopen(path, "r");
-    cr_assert_not_null(f, "%s", path);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    rewind(f);
-    char *s = malloc((size_t)n + 1);
-    cr_assert_eq(fread(s, 1, (size_t)n, f), (size_t)n);
-    s[n] = '\0';
-    fclose(f);
-    return s;
-}
-
 /* `rapport report --json <args>`'s stdout (caller frees). */
 static char *report_json_of(const fx_t *x, const char *args) {
     char cmd[512], out[128];
@@ -136,7 +124,7 @@ static char *report_json_of(const fx_t *x, const char *args) {
     snprintf(cmd, sizeof(cmd), "%s report --json -r %s %s >%s", bin(), redis_proc_url(x->redis),
              args, out);
     cr_assert_eq(system(cmd), 0, "%s", cmd);
-    return slurp(out);
+    return env_slurp(out, NULL);
 }
 
 static void expect_same_json(const char *a, const char *b) {
@@ -178,7 +166,7 @@ static char *chromium_dom(const char *tmp, const char *url, const char *png) {
         struct stat st;
         cr_assert(stat(png, &st) == 0 && st.st_size > 10000, "no screenshot at %s", png);
     }
-    return slurp(out);
+    return env_slurp(out, NULL);
 }
 
 /* "1,234": the page's number format (en-GB). */
@@ -422,7 +410,7 @@ Test(dashboard, command_warns_once_and_stops_on_sigterm, .timeout = 120) {
     char url[256] = "";
     for (int i = 0; i < 100 && !url[0]; i++) {
         clock_sleep_ms(100);
-        char *text = slurp(log);
+        char *text = env_slurp(log, NULL);
         const char *p = strstr(text, "rapport dashboard: http://");
         if (p) sscanf(p + 19, "%255s", url);
         free(text);
@@ -436,7 +424,7 @@ Test(dashboard, command_warns_once_and_stops_on_sigterm, .timeout = 120) {
         cr_expect_eq(status, 200);
     }
     cr_expect_eq(proc_stop(pid, SIGTERM, 10000), 0);
-    char *text = slurp(log);
+    char *text = env_slurp(log, NULL);
     const char *w = strstr(text, "not integers were skipped");
     cr_expect_not_null(w, "%s", text);
     if (w) cr_expect_null(strstr(w + 1, "not integers were skipped"), "warned more than once:\n%s", text);

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "tests/support/pipeline.h"
+#include "tests/support/env.h"
 
 #define TOPIC "interactions"
 #define PARTS 6
@@ -74,24 +75,8 @@ static int run_forget(fixture_t *f, const char *stdin_text, size_t stdin_len,
 }
 
 /* The whole of a file, NUL-terminated (caller frees). */
-static char *slurp(const char *path, size_t *len) {
-    FILE *fp = fopen(path, "rb");
-    cr_assert_not_null(fp, "%s", path);
-    size_t cap = 4096, n = 0;
-    char *buf = malloc(cap);
-    size_t r;
-    while ((r = fread(buf + n, 1, cap - n - 1, fp)) > 0) {
-        n += r;
-        if (cap - n - 1 == 0) buf = realloc(buf, cap *= 2);
-    }
-    fclose(fp);
-    buf[n] = '\0';
-    if (len) *len = n;
-    return buf;
-}
-
 static void dump(const fixture_t *f) {
-    char *o = slurp(f->out, NULL), *e = slurp(f->err, NULL);
+    char *o = env_slurp(f->out, NULL), *e = env_slurp(f->err, NULL);
     fprintf(stderr, "--- stdout\n%s--- stderr\n%s---\n", o, e);
     free(o);
     free(e);
@@ -107,7 +92,7 @@ typedef struct printed {
 
 /* Parses stdout: "<id> partition=P offset=O" or "<id> error=...". */
 static size_t read_printed(const fixture_t *f, printed_t *p, size_t max) {
-    char *out = slurp(f->out, NULL);
+    char *out = env_slurp(f->out, NULL);
     size_t n = 0;
     for (char *line = strtok(out, "\n"); line; line = strtok(NULL, "\n")) {
         cr_assert_lt(n, max);
@@ -339,7 +324,7 @@ Test(forget, another_partitioner_from_X_and_a_config_file, .timeout = 120) {
     if (st != 0) dump(&f);
     cr_assert_eq(st, 0);
     expect_tombstones(&f, ids, n, rd_kafka_msg_partitioner_consistent_random);
-    char *err = slurp(f.err, NULL);
+    char *err = env_slurp(f.err, NULL);
     cr_assert(strstr(err, "partitioner=consistent_random"), "%s", err);
     free(err);
     fixture_stop(&f);
@@ -373,13 +358,13 @@ Test(forget, a_bad_id_produces_nothing, .timeout = 120) {
         int st = run_forget(&f, in, in ? strlen(in) : 0, args);
         if (st != 2) dump(&f);
         cr_assert_eq(st, 2, "case %zu: exit %d", i, st);
-        char *err = slurp(f.err, NULL);
+        char *err = env_slurp(f.err, NULL);
         cr_assert(strstr(err, cases[i].names), "case %zu: %s", i, err);
         cr_assert(strstr(err, cases[i].why), "case %zu: %s", i, err);
         cr_assert(strstr(err, "nothing produced"), "case %zu: %s", i, err);
         free(err);
         size_t n;
-        free(slurp(f.out, &n));
+        free(env_slurp(f.out, &n));
         cr_assert_eq(n, 0, "case %zu: printed something", i);
         cr_assert_eq(topic_size(&f), 0, "case %zu: something was produced", i);
     }
@@ -405,7 +390,7 @@ Test(forget, usage, .timeout = 60) {
 
     const char *help[] = {"--help", NULL};
     cr_assert_eq(run_forget(&f, NULL, 0, help), 0);
-    char *out = slurp(f.out, NULL);
+    char *out = env_slurp(f.out, NULL);
     const char *must[] = {"tombstone", "murmur2_random", "erased_unknown", "compaction",
                           "history", "dead-letter", "partition=3 offset=1234", "alerts"};
     for (size_t i = 0; i < sizeof(must) / sizeof(must[0]); i++)
@@ -423,7 +408,7 @@ Test(forget, a_missing_topic_fails_before_producing, .timeout = 60) {
     int st = run_forget(&f, NULL, 0, args);
     if (st != 1) dump(&f);
     cr_assert_eq(st, 1);
-    char *err = slurp(f.err, NULL);
+    char *err = env_slurp(f.err, NULL);
     cr_assert(strstr(err, "does not exist"), "%s", err);
     free(err);
     rd_kafka_mock_topic_set_error(f.mk.mc, TOPIC, RD_KAFKA_RESP_ERR_NO_ERROR);
@@ -449,7 +434,7 @@ Test(forget, unacknowledged_tombstones_are_named, .timeout = 60) {
     cr_assert(pr[0].error && pr[1].error);
     cr_assert_str_eq(pr[0].id, "c1");
     cr_assert_str_eq(pr[1].id, "c2");
-    char *err = slurp(f.err, NULL);
+    char *err = env_slurp(f.err, NULL);
     cr_assert(strstr(err, "2 of 2 tombstones not acknowledged"), "%s", err);
     free(err);
     fixture_stop(&f);

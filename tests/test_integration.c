@@ -236,19 +236,6 @@ static long http_get_to(const char *url, const char *path) {
     return status;
 }
 
-static char *read_all(const char *path) {
-    FILE *f = fopen(path, "r");
-    cr_assert_not_null(f, "%s", path);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    rewind(f);
-    char *s = malloc((size_t)n + 1);
-    cr_assert_eq(fread(s, 1, (size_t)n, f), (size_t)n);
-    s[n] = '\0';
-    fclose(f);
-    return s;
-}
-
 /* The whole pipeline over four partitions, then the leaders' view three
  * ways against the model, fed with the same events in partition order:
  * Redis (every route and route_reason, every history hash and the index
@@ -310,7 +297,7 @@ Test(integration, leaders_view_matches_model, .timeout = 240) {
                      days[i]);
         expected_report_t x;
         expect_report(m, P, days[i], sp.bucket_ms, &x);
-        char *text = read_all(out);
+        char *text = env_slurp(out, NULL);
         snprintf(cmd, sizeof(cmd), "rapport report --json --days %d", days[i]);
         check_report(text, &x, cmd);
         free(text);
@@ -333,7 +320,7 @@ Test(integration, leaders_view_matches_model, .timeout = 240) {
         cr_assert_eq(http_get_to(api, out), 200, "%s", api);
         expected_report_t x;
         expect_report(m, P, days[i], sp.bucket_ms, &x);
-        char *text = read_all(out);
+        char *text = env_slurp(out, NULL);
         check_report(text, &x, api);
         free(text);
     }

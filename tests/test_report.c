@@ -17,25 +17,13 @@
 
 #include "common/redis_proc.h"
 #include "tests/support/history_fixture.h"
+#include "tests/support/env.h"
 
 typedef struct run {
     int status;
     char *out;  /* stdout */
     char *err;  /* stderr */
 } run_t;
-
-static char *slurp(const char *path) {
-    FILE *f = fopen(path, "r");
-    cr_assert_not_null(f, "%s", path);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    rewind(f);
-    char *s = malloc((size_t)n + 1);
-    cr_assert_eq(fread(s, 1, (size_t)n, f), (size_t)n);
-    s[n] = '\0';
-    fclose(f);
-    return s;
-}
 
 /* Runs `$RAPPORT_BIN report <args>` (args: one shell-safe string). */
 static run_t run_report(const char *args) {
@@ -48,10 +36,10 @@ static run_t run_report(const char *args) {
     run_t r = {.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1};
     char p[128];
     snprintf(p, sizeof(p), "%s/out", dir);
-    r.out = slurp(p);
+    r.out = env_slurp(p, NULL);
     unlink(p);
     snprintf(p, sizeof(p), "%s/err", dir);
-    r.err = slurp(p);
+    r.err = env_slurp(p, NULL);
     unlink(p);
     rmdir(dir);
     return r;

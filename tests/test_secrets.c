@@ -20,6 +20,7 @@
 
 #include "common/config.h"
 #include "common/redis_proc.h"
+#include "tests/support/env.h"
 
 #define SECRET "TopSecret-4711"
 
@@ -161,16 +162,6 @@ static int run_to_end(const char *out_path, const char *const *args) {
     return -1;
 }
 
-static char *slurp(const char *path) {
-    FILE *f = fopen(path, "rb");
-    cr_assert_not_null(f);
-    char *buf = calloc(1, 1 << 20);
-    size_t n = fread(buf, 1, (1 << 20) - 1, f);
-    buf[n] = '\0';
-    fclose(f);
-    return buf;
-}
-
 static size_t on_body(char *p, size_t size, size_t n, void *arg) {
     FILE *f = arg;
     return fwrite(p, size, n, f);
@@ -250,7 +241,7 @@ Test(secrets, no_command_prints_the_password, .init = make_dir, .fini = remove_d
     int status;
     waitpid(pid, &status, 0);
 
-    char *text = slurp(out);
+    char *text = env_slurp(out, NULL);
     cr_expect(strstr(text, "rapport top"), "top printed nothing:\n%s", text);
     cr_expect(strstr(text, "flush_ms"), "the bad setting was not named:\n%s", text);
     cr_expect(strstr(text, "rapport_redis_up"), "no /metrics body:\n%s", text);

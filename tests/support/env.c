@@ -192,3 +192,22 @@ bool env_log_has(const env_t *e, const char *needle) {
     fclose(f);
     return found;
 }
+
+char *env_slurp(const char *path, size_t *len) {
+    FILE *fp = fopen(path, "rb");
+    cr_assert_not_null(fp, "%s", path);
+    size_t cap = 4096, n = 0, r;
+    char *buf = malloc(cap);
+    cr_assert_not_null(buf);
+    while ((r = fread(buf + n, 1, cap - n - 1, fp)) > 0) {
+        n += r;
+        if (n + 1 == cap) {
+            buf = realloc(buf, cap *= 2);
+            cr_assert_not_null(buf);
+        }
+    }
+    fclose(fp);
+    buf[n] = '\0';
+    if (len) *len = n;
+    return buf;
+}

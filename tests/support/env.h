@@ -33,6 +33,9 @@ typedef struct env {
 void env_start(env_t *e, int partitions, const char *const *redis_args);
 void env_stop(env_t *e);
 void env_dump_log(const env_t *e);
+/* The whole file at path, NUL-terminated (caller frees); its length in
+ * *len when len is not NULL.  Fails the test when it cannot be read. */
+char *env_slurp(const char *path, size_t *len);
 
 /* Starts `rapport run` against the env; extra: NULL-terminated key=value
  * pairs passed with -X (may be NULL). */
