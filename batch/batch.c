@@ -165,6 +165,7 @@ batch_customer_t *batch_add_customer(batch_t *b, batch_partition_t *bp) {
                          sizeof(*bp->customers));
     batch_customer_t *c = &bp->customers[bp->ncustomers++];
     memset(c, 0, sizeof(*c));
+    c->changed = BATCH_CF_ALL;
     c->customer_id = c->last_event_id = c->route = c->route_reason = c->state =
         (batch_str_t){"", 0};
     return c;

@@ -32,8 +32,33 @@ typedef struct batch_str {
     size_t len;
 } batch_str_t;
 
+/* Which public fields of a customer (SPEC §5) may differ from what the sink
+ * holds: a sink writes only these, and the score (the `scores` sorted set)
+ * only with BATCH_CF_CI.  A superset is always safe (writing a field again
+ * with its value changes nothing); a missing bit leaves a stale field.
+ * BATCH_CF_ROUTE covers route and route_reason together.  last_event_id
+ * has its own rule (empty: keep the stored one) and the resume state is
+ * always written. */
+enum {
+    BATCH_CF_CI = 1u << 0,
+    BATCH_CF_RESOLUTION = 1u << 1,
+    BATCH_CF_SENTIMENT = 1u << 2,
+    BATCH_CF_LOYALTY = 1u << 3,
+    BATCH_CF_AI_SHARE = 1u << 4,
+    BATCH_CF_AHT_MS = 1u << 5,
+    BATCH_CF_STREAK = 1u << 6,
+    BATCH_CF_CONTACTS = 1u << 7,
+    BATCH_CF_RESOLVED = 1u << 8,
+    BATCH_CF_EVENTS = 1u << 9,
+    BATCH_CF_AT_RISK = 1u << 10,
+    BATCH_CF_UPDATED_AT = 1u << 11,
+    BATCH_CF_ROUTE = 1u << 12
+};
+#define BATCH_CF_ALL 0x1fffu
+
 /* A changed customer: the public hash of SPEC §5 and its resume state. */
 typedef struct batch_customer {
+    uint32_t changed;           /* BATCH_CF_* bits; batch_add_customer() sets BATCH_CF_ALL */
     batch_str_t customer_id;
     double ci, resolution, sentiment, loyalty, ai_share, aht_ms;
     int64_t streak, contacts, resolved, events;
