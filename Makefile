@@ -154,9 +154,16 @@ $(BUILD)/bench/%: bench/%.c $(LIBA)
 	@mkdir -p $(dir $@)
 	$(CC) $(RAPPORT_CFLAGS) $(CFLAGS) $(RAPPORT_LDFLAGS) $(LDFLAGS) -o $@ $< $(LIBA) $(RAPPORT_LIBS)
 
+# The baseline the benchmark measures side by side with the working tree
+# ("today" in its table): the last commit before this round of performance
+# work.  BENCH_BASELINE=none measures the working tree alone.
+BENCH_BASELINE ?= 3dfeb91f121e8d3d8551bd359a6e7ea2c26757ed
+
 bench: deps
 	@$(MAKE) --no-print-directory bin/rapport $(BENCH_BIN)
-	BENCH_BIN_DIR=$(BUILD)/bench bench/run.sh $(BENCH_ARGS)
+	@base=; if [ "$(BENCH_BASELINE)" != none ] && bench/baseline.sh $(BENCH_BASELINE); then \
+	    base=build/baseline/$(BENCH_BASELINE); fi; \
+	BENCH_BIN_DIR=$(BUILD)/bench BENCH_BASE_DIR=$$base BENCH_BASELINE=$(BENCH_BASELINE) bench/run.sh $(BENCH_ARGS)
 
 # ---- fuzzing (docs/DESIGN.md, "Fuzzing") ----
 # The harnesses (fuzz/fuzz_NAME.c) and a copy of the library compiled with
