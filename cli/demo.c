@@ -102,7 +102,7 @@ typedef struct tally {
  * moves *last_id past them. */
 static void show_alerts(rconn_t *rc, char *last_id, size_t size, tally_t *t, int max_show) {
     char err[256];
-    redisReply *r = view_command(rc, err, sizeof(err), "XRANGE %salerts (%s + COUNT 1000",
+    redisReply *r = rconn_command_ok(rc, err, sizeof(err), "XRANGE %salerts (%s + COUNT 1000",
                                  DEMO_PREFIX, last_id);
     if (!r) return;
     int n = 0;
@@ -125,7 +125,7 @@ static void show_alerts(rconn_t *rc, char *last_id, size_t size, tally_t *t, int
 /* ZCARD <prefix>scores, or -1 when Redis does not answer. */
 static long long zcard(rconn_t *rc) {
     char err[256];
-    redisReply *r = rc ? view_command(rc, err, sizeof(err), "ZCARD %sscores", DEMO_PREFIX) : NULL;
+    redisReply *r = rc ? rconn_command_ok(rc, err, sizeof(err), "ZCARD %sscores", DEMO_PREFIX) : NULL;
     long long n = (r && r->type == REDIS_REPLY_INTEGER) ? r->integer : -1;
     freeReplyObject(r);
     return n;

@@ -115,9 +115,9 @@ static part_sample_t *sample_find(sample_t *s, const char *field) {
 /* Reads <prefix>watermarks and <prefix>_offsets into s (replacing it). */
 static int sample_read(rconn_t *c, const char *prefix, sample_t *s, char *errstr,
                        size_t errstr_size) {
-    redisReply *w = view_command(c, errstr, errstr_size, "HGETALL %swatermarks", prefix);
+    redisReply *w = rconn_command_ok(c, errstr, errstr_size, "HGETALL %swatermarks", prefix);
     if (!w) return -1;
-    redisReply *o = view_command(c, errstr, errstr_size, "HGETALL %s_offsets", prefix);
+    redisReply *o = rconn_command_ok(c, errstr, errstr_size, "HGETALL %s_offsets", prefix);
     if (!o) {
         freeReplyObject(w);
         return -1;
@@ -175,7 +175,7 @@ static void draw_partitions(FILE *f, const sample_t *cur, sample_t *prev) {
 
 static int draw_alerts(FILE *f, rconn_t *c, const top_opts_t *o, int cols, char *errstr,
                        size_t errstr_size) {
-    redisReply *x = view_command(c, errstr, errstr_size, "XREVRANGE %salerts + - COUNT %d",
+    redisReply *x = rconn_command_ok(c, errstr, errstr_size, "XREVRANGE %salerts + - COUNT %d",
                                  o->prefix, o->alerts);
     if (!x) return -1;
     fprintf(f, "newest alerts (event time, UTC)\n");
@@ -189,9 +189,9 @@ static int draw_alerts(FILE *f, rconn_t *c, const top_opts_t *o, int cols, char 
 static int draw_frame(FILE *f, rconn_t *c, const top_opts_t *o, sample_t *prev,
                       sample_t *cur, int cols, char *errstr, size_t errstr_size) {
     if (sample_read(c, o->prefix, cur, errstr, errstr_size) != 0) return -1;
-    redisReply *zc = view_command(c, errstr, errstr_size, "ZCARD %sscores", o->prefix);
+    redisReply *zc = rconn_command_ok(c, errstr, errstr_size, "ZCARD %sscores", o->prefix);
     if (!zc) return -1;
-    redisReply *xl = view_command(c, errstr, errstr_size, "XLEN %salerts", o->prefix);
+    redisReply *xl = rconn_command_ok(c, errstr, errstr_size, "XLEN %salerts", o->prefix);
     if (!xl) {
         freeReplyObject(zc);
         return -1;

@@ -3,7 +3,6 @@
  */
 #include "cli/view.h"
 
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,23 +58,6 @@ rconn_t *view_connect(const rconn_endpoint_t *ep, char *errstr, size_t errstr_si
     return rconn_connect(ep, VIEW_TIMEOUT_MS, NULL, errstr, errstr_size);
 }
 
-redisReply *view_command(rconn_t *c, char *errstr, size_t errstr_size, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    redisReply *r = rconn_vcommand(c, fmt, ap);
-    va_end(ap);
-    if (!r) {
-        snprintf(errstr, errstr_size, "%s", rconn_errstr(c));
-        return NULL;
-    }
-    if (r->type == REDIS_REPLY_ERROR) {
-        snprintf(errstr, errstr_size, "%s", r->str);
-        freeReplyObject(r);
-        return NULL;
-    }
-    return r;
-}
-
 /* ---- Scores and alerts ------------------------------------------------ */
 
 static const char *hash_str(const redisReply *r, size_t i) {
@@ -85,7 +67,7 @@ static const char *hash_str(const redisReply *r, size_t i) {
 
 int view_lowest(FILE *f, rconn_t *c, const char *prefix, int rows, char *errstr,
                 size_t errstr_size) {
-    redisReply *z = view_command(c, errstr, errstr_size, "ZRANGE %sscores 0 %d WITHSCORES",
+    redisReply *z = rconn_command_ok(c, errstr, errstr_size, "ZRANGE %sscores 0 %d WITHSCORES",
                                  prefix, rows - 1);
     if (!z) return -1;
     /* Pairs of strings (member, score), or it is not the sorted set

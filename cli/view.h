@@ -22,10 +22,6 @@
  * timeout.  NULL with errstr when Redis cannot be reached or refuses. */
 rconn_t *view_connect(const rconn_endpoint_t *ep, char *errstr, size_t errstr_size);
 
-/* Sends a command; the reply (caller frees with freeReplyObject()), or NULL
- * with errstr on an I/O error or an error reply. */
-redisReply *view_command(rconn_t *c, char *errstr, size_t errstr_size, const char *fmt, ...);
-
 /* Writes s (n bytes) to f in exactly `cols` columns, padded with spaces:
  * control bytes become '?', and a cut falls on a UTF-8 character
  * boundary, marked with "…". */

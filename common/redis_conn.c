@@ -648,6 +648,40 @@ redisReply *rconn_vcommand(rconn_t *c, const char *fmt, va_list ap) {
     return r;
 }
 
+/* r, or NULL with errstr when r is NULL (the connection died) or an error
+ * reply (freed). */
+static redisReply *reply_ok(rconn_t *c, redisReply *r, char *errstr, size_t errstr_size) {
+    if (!r) {
+        snprintf(errstr, errstr_size, "%s", rconn_errstr(c)[0] ? rconn_errstr(c) : "no reply");
+        return NULL;
+    }
+    if (r->type == REDIS_REPLY_ERROR) {
+        snprintf(errstr, errstr_size, "%s", r->str);
+        freeReplyObject(r);
+        return NULL;
+    }
+    return r;
+}
+
+redisReply *rconn_vcommand_ok(rconn_t *c, char *errstr, size_t errstr_size, const char *fmt,
+                              va_list ap) {
+    return reply_ok(c, rconn_vcommand(c, fmt, ap), errstr, errstr_size);
+}
+
+redisReply *rconn_command_ok(rconn_t *c, char *errstr, size_t errstr_size, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *r = rconn_vcommand_ok(c, errstr, errstr_size, fmt, ap);
+    va_end(ap);
+    return r;
+}
+
+redisReply *rconn_get_reply_ok(rconn_t *c, char *errstr, size_t errstr_size) {
+    redisReply *r = NULL;
+    if (rconn_get_reply_wait(c, &r) != 0) r = NULL;
+    return reply_ok(c, r, errstr, errstr_size);
+}
+
 /* ------------------------------------------------------------------ */
 /* Connect                                                             */
 

@@ -124,6 +124,15 @@ int rconn_append_formatted(rconn_t *c, const char *cmd, size_t len);
  * Returns 0 with *reply (caller frees), or -1 when the connection died. */
 int rconn_get_reply_wait(rconn_t *c, redisReply **reply);
 
+/* For readers that treat an error reply like a dead connection: the reply
+ * (caller frees), or NULL with errstr (the connection's error, or the
+ * error reply's text, the reply freed). */
+redisReply *rconn_command_ok(rconn_t *c, char *errstr, size_t errstr_size, const char *fmt, ...);
+redisReply *rconn_vcommand_ok(rconn_t *c, char *errstr, size_t errstr_size, const char *fmt,
+                              va_list ap);
+/* The same for the next reply to a pipelined command. */
+redisReply *rconn_get_reply_ok(rconn_t *c, char *errstr, size_t errstr_size);
+
 /* ---- Non-blocking use (a pipelined writer with its own buffers) -------
  * Do not mix with queued, unsent appends above. */
 

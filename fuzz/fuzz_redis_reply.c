@@ -139,7 +139,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             FILE *devnull = fopen("/dev/null", "w");
             if (devnull) {
                 if (view_lowest(devnull, c, "rapport:", 8, err, sizeof(err)) == 0) {
-                    redisReply *r = view_command(c, err, sizeof(err),
+                    redisReply *r = rconn_command_ok(c, err, sizeof(err),
                                                  "XREVRANGE rapport:alerts + - COUNT 6");
                     for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY && i < r->elements; i++)
                         view_alert(devnull, r->element[i], 100);

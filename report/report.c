@@ -88,22 +88,6 @@ rconn_t *report_connect(const char *url, const rconn_tls_conf_t *tls, int timeou
     return c;
 }
 
-/* The reply to a command already sent, or NULL with errstr on an I/O
- * error or an error reply. */
-static redisReply *get_reply(rconn_t *c, char *errstr, size_t errstr_size) {
-    redisReply *r = NULL;
-    if (rconn_get_reply_wait(c, &r) != 0 || !r) {
-        snprintf(errstr, errstr_size, "%s", rconn_errstr(c)[0] ? rconn_errstr(c) : "no reply");
-        return NULL;
-    }
-    if (r->type == REDIS_REPLY_ERROR) {
-        snprintf(errstr, errstr_size, "%s", r->str);
-        freeReplyObject(r);
-        return NULL;
-    }
-    return r;
-}
-
 /* A whole reply string as an int64: optional '-', digits, nothing else. */
 static bool parse_i64(const char *s, size_t len, int64_t *out) {
     char buf[32];
@@ -192,7 +176,7 @@ static int add_history(report_t *r, bucket_t *b, const char *key, const redisRep
 static int read_history(rconn_t *c, report_t *r, const report_opts_t *o, char *errstr,
                         size_t errstr_size) {
     rconn_append(c, "ZREVRANGE %shistory_index 0 0", o->prefix);
-    redisReply *top = get_reply(c, errstr, errstr_size);
+    redisReply *top = rconn_get_reply_ok(c, errstr, errstr_size);
     if (!top) return -1;
     int64_t to;
     bool have = top->type == REDIS_REPLY_ARRAY && top->elements == 1 &&
@@ -215,7 +199,7 @@ static int read_history(rconn_t *c, report_t *r, const report_opts_t *o, char *e
     r->to = to;
     rconn_append(c, "ZRANGEBYSCORE %shistory_index %lld %lld", o->prefix,
                        (long long)from, (long long)to);
-    redisReply *idx = get_reply(c, errstr, errstr_size);
+    redisReply *idx = rconn_get_reply_ok(c, errstr, errstr_size);
     if (!idx) return -1;
     int rc = 0;
     size_t n = idx->type == REDIS_REPLY_ARRAY ? idx->elements : 0;
@@ -225,7 +209,7 @@ static int read_history(rconn_t *c, report_t *r, const report_opts_t *o, char *e
         rconn_append(c, "HGETALL %shistory:%b", o->prefix, idx->element[i]->str,
                            (size_t)idx->element[i]->len);
     for (size_t i = 0; i < n; i++) {
-        redisReply *h = get_reply(c, errstr, errstr_size);
+        redisReply *h = rconn_get_reply_ok(c, errstr, errstr_size);
         if (!h) {
             rc = -1;
             break; /* the context is dead: the rest of the replies go with it */
@@ -248,7 +232,7 @@ static int read_history(rconn_t *c, report_t *r, const report_opts_t *o, char *e
 static int read_org(rconn_t *c, report_t *r, const report_opts_t *o, char *errstr,
                     size_t errstr_size) {
     rconn_append(c, "HGETALL %sorg", o->prefix);
-    redisReply *h = get_reply(c, errstr, errstr_size);
+    redisReply *h = rconn_get_reply_ok(c, errstr, errstr_size);
     if (!h) return -1;
     char key[300];
     snprintf(key, sizeof(key), "%sorg", o->prefix);
@@ -290,7 +274,7 @@ static int read_alerts(rconn_t *c, report_t *r, const report_opts_t *o, char *er
                        size_t errstr_size) {
     if (o->alerts <= 0) return 0;
     rconn_append(c, "XREVRANGE %salerts + - COUNT %d", o->prefix, o->alerts);
-    redisReply *x = get_reply(c, errstr, errstr_size);
+    redisReply *x = rconn_get_reply_ok(c, errstr, errstr_size);
     if (!x) return -1;
     size_t n = x->type == REDIS_REPLY_ARRAY ? x->elements : 0;
     r->alerts = xcalloc(n ? n : 1, sizeof(*r->alerts));
@@ -323,7 +307,7 @@ static int read_lowest(rconn_t *c, report_t *r, const report_opts_t *o, char *er
                        size_t errstr_size) {
     if (o->lowest <= 0) return 0;
     rconn_append(c, "ZRANGE %sscores 0 %d WITHSCORES", o->prefix, o->lowest - 1);
-    redisReply *z = get_reply(c, errstr, errstr_size);
+    redisReply *z = rconn_get_reply_ok(c, errstr, errstr_size);
     if (!z) return -1;
     size_t n = z->type == REDIS_REPLY_ARRAY ? z->elements / 2 : 0;
     r->lowest = xcalloc(n ? n : 1, sizeof(*r->lowest));
@@ -332,7 +316,7 @@ static int read_lowest(rconn_t *c, report_t *r, const report_opts_t *o, char *er
                            o->prefix, z->element[2 * i]->str, (size_t)z->element[2 * i]->len);
     int rc = 0;
     for (size_t i = 0; i < n; i++) {
-        redisReply *h = get_reply(c, errstr, errstr_size);
+        redisReply *h = rconn_get_reply_ok(c, errstr, errstr_size);
         if (!h) {
             rc = -1;
             break;
