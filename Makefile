@@ -6,6 +6,7 @@
 #   make test SANITIZE=address,undefined   the suite under ASan/UBSan
 #   make valgrind        the decoder tests under valgrind, no leak allowed
 #   make bench           the benchmark of BENCHMARKS.md (a few minutes)
+#   make bench-cluster   one Redis against a local Redis Cluster (docs/SCALING.md)
 #   make docs            regenerate docs/CONFIG.md
 #   make check-docs      docs/CONFIG.md is current, every SPEC §n citation resolves
 #   make check-deploy    the deploy/ files, as far as a machine without Docker can
@@ -60,7 +61,7 @@ RAPPORT_BIN := $(if $(SANITIZE),$(BUILD)/rapport,bin/rapport)
 # Objects and test support files are never intermediate: keep them between runs.
 .SECONDARY:
 
-.PHONY: all deps test-deps test unit valgrind demo bench clean docs check-docs check-deploy \
+.PHONY: all deps test-deps test unit valgrind demo bench bench-cluster clean docs check-docs check-deploy \
         fuzz fuzz-build fuzz-ci
 all: deps
 	@$(MAKE) --no-print-directory bin/rapport
@@ -157,6 +158,12 @@ $(BUILD)/bench/%: bench/%.c $(LIBA)
 bench: deps
 	@$(MAKE) --no-print-directory bin/rapport $(BENCH_BIN)
 	BENCH_BIN_DIR=$(BUILD)/bench bench/run.sh $(BENCH_ARGS)
+
+# rapport's write pattern on one Redis and on a local 3-master Redis Cluster
+# (docs/SCALING.md); about a minute.
+bench-cluster: deps
+	@$(MAKE) --no-print-directory $(BUILD)/bench/cluster
+	BENCH_BIN_DIR=$(BUILD)/bench bench/cluster.sh
 
 # ---- fuzzing (docs/DESIGN.md, "Fuzzing") ----
 # The harnesses (fuzz/fuzz_NAME.c) and a copy of the library compiled with
