@@ -36,8 +36,11 @@
  * written per second (wall time from the first byte sent to the last
  * answer of each round, summed), Redis CPU per customer (INFO
  * used_cpu_user + used_cpu_sys, summed over the nodes) and the scripts'
- * own time (INFO commandstats, evalsha usec); per node its partitions and
- * CPU; the memory per customer after pass 0.  One thread.
+ * own time (INFO commandstats, evalsha usec), and the rate the nodes
+ * would reach with a core each: customers over the busiest node's CPU
+ * (on a machine with fewer cores than nodes the measured rate cannot
+ * show it); per node its partitions and CPU; the memory per customer
+ * after pass 0.  One thread.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -517,12 +520,13 @@ static void pass_run(run_t *rn, int pass, const char *label) {
         }
     }
     ccpu = client_cpu() - ccpu;
-    double cpu = 0, usec = 0, mem = 0;
+    double cpu = 0, usec = 0, mem = 0, busiest = 0;
     for (int i = 0; i < rn->nnodes; i++) {
         node_t *n = &rn->nodes[i];
         double c, u, m;
         node_sample(n, &c, &u, &m);
         cpu += c - n->cpu0, usec += u - n->usec0, mem += m;
+        if (c - n->cpu0 > busiest) busiest = c - n->cpu0;
         printf("node label=%s pass=%d addr=%s:%d partitions=%d customers=%" PRIu64
                " redis_cpu_s=%.3f used_memory=%.0f\n",
                label, pass, n->host, n->port, n->partitions, n->customers, c - n->cpu0, m);
@@ -533,10 +537,10 @@ static void pass_run(run_t *rn, int pass, const char *label) {
            " customers=%" PRIu64 " alerts=%" PRIu64 " wall_s=%.3f customers_per_s=%.0f"
            " redis_cpu_s=%.3f redis_cpu_us_per_customer=%.2f script_us_per_customer=%.2f"
            " redis_cores_busy=%.2f commands_per_customer=%.3f client_io_cpu_s=%.3f"
-           " client_cpu_s=%.3f\n",
+           " client_cpu_s=%.3f busiest_node_cpu_s=%.3f customers_per_s_core_per_node=%.0f\n",
            label, pass, pass == 0 ? "new" : "update", rn->nnodes, rn->nparts, rn->per_flush,
            scripts, rn->written, rn->alerts_written, wall, w / wall, cpu, cpu * 1e6 / w,
-           usec / w, cpu / wall, (double)rn->calls / w, ccpu_io, ccpu);
+           usec / w, cpu / wall, (double)rn->calls / w, ccpu_io, ccpu, busiest, w / busiest);
     if (pass == 0)
         printf("memory label=%s nodes=%d customers=%u used_memory_growth=%.0f"
                " bytes_per_customer=%.0f\n",

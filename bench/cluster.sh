@@ -153,8 +153,9 @@ stat() {
         { v[NR] = $1 }
         END { if (NR == 0) { print "n/a"; exit }
               m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
-              if (NR == 1) printf "%s\n", m
-              else printf "%s (%s–%s)\n", m, v[1], v[NR] }'
+              if (NR == 1) print fmt(m)
+              else print fmt(m) " (" fmt(v[1]) "–" fmt(v[NR]) ")" }
+        function fmt(x) { return x >= 100 ? sprintf("%.0f", x) : sprintf("%.2f", x) }'
 }
 # med LABEL KIND FIELD: the median alone.
 med() { stat "$@" | awk '{ print $1 }'; }
@@ -168,8 +169,8 @@ mkdir -p "$(dirname "$OUT")"
          "$CUSTOMERS customers over $PARTS partitions, $PASSES passes (the first creates every" \
          "customer), $REPEAT repeats; median (min–max) over the repeats (and update passes)."
     echo
-    echo "| Redis | customers per partition per flush | pass | customers/s | Redis CPU µs per customer | script time µs per customer¹ | Redis cores busy² | customers/s per Redis core |"
-    echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
+    echo "| Redis | customers per partition per flush | pass | customers/s | Redis CPU µs per customer | script time µs per customer¹ | Redis cores busy² | customers/s per Redis core³ | customers/s with a core per master⁴ |"
+    echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
     for k in $PER_FLUSH; do
         for kind in new update; do
             for t in single cluster; do
@@ -180,13 +181,16 @@ mkdir -p "$(dirname "$OUT")"
                 echo "| $name | $k | $kind | $(stat "$l" "$kind" customers_per_s) |" \
                      "$(stat "$l" "$kind" redis_cpu_us_per_customer) |" \
                      "$(stat "$l" "$kind" script_us_per_customer) |" \
-                     "$(stat "$l" "$kind" redis_cores_busy) | $percore |"
+                     "$(stat "$l" "$kind" redis_cores_busy) | $percore |" \
+                     "$(stat "$l" "$kind" customers_per_s_core_per_node) |"
             done
         done
     done
     echo
     echo "¹ INFO commandstats, evalsha usec: wall time inside the scripts, so above the CPU when the servers wait for a core."
     echo "² Redis CPU (all nodes) over wall time: how many cores the servers got."
+    echo "³ 10⁶ / the median Redis CPU µs per customer: what one fully busy Redis core writes."
+    echo "⁴ Customers over the busiest node's CPU seconds: the rate if each server had a core of its own (computed from measured CPU, not measured as a rate; the busiest master, holding the most partitions, bounds it)."
     echo
     for k in $PER_FLUSH; do
         for kind in new update; do
