@@ -24,13 +24,15 @@
  *
  *   cluster --node HOST:PORT [--cluster] [--customers 100000]
  *           [--partitions 64] [--per-flush 500] [--passes 3]
- *           [--alerts 0.16] [--label NAME] [--facts]
+ *           [--alerts 0.16] [--label NAME] [--facts] [--declare-keys]
  *
  * With --cluster the node is any node of a cluster and every master is
  * used; without, the node is one plain redis-server.  The program empties
  * the server(s) first (FLUSHALL).  --facts (cluster only) also prints what
  * Redis answers to a script that touches keys of another slot, with and
- * without flags=allow-cross-slot-keys.
+ * without flags=allow-cross-slot-keys, and, while a slot migrates, to a
+ * script that writes a key it did not declare in KEYS and to one that
+ * declared it.
  *
  * Every line of output is "name key=value...": per pass the customers
  * written per second (wall time from the first byte sent to the last
@@ -72,9 +74,11 @@
 
 /* KEYS: the partition's fence hash (epoch, offset, watermark), its sorted
  * set, its alerts stream, its resume state, its organisation counters; all
- * in the partition's slot.  ARGV: the customer hash key prefix (tag
- * included), alerts_maxlen, epoch, prev_offset, next_offset, watermark,
- * n_upserts, n_alerts, n_org; then the upserts (15 values: customer_id,
+ * in the partition's slot; then, with --declare-keys, every customer hash
+ * key it writes (Redis's EVAL documentation asks scripts to declare every
+ * key; Redis 7 checks only the slot, Dragonfly refuses undeclared keys).
+ * ARGV: the customer hash key prefix (tag included), alerts_maxlen, epoch,
+ * prev_offset, next_offset, watermark, n_upserts, n_alerts, n_org; then the upserts (15 values: customer_id,
  * the 12 numbers of the hash, last_event_id, state), the alerts (11
  * values, the stream's fields), the org deltas (field, delta).
  * Returns {redis.call count, customers, alerts}, or "FENCED" having
@@ -85,6 +89,8 @@ static const char flush_lua[] =
     "local ci_prefix, maxlen = ARGV[1], ARGV[2]\n"
     "local nup, nalert, norg = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])\n"
     "local calls = 1\n"
+    "-- More than 5 KEYS: the customers' hash keys, in the upserts' order.\n"
+    "local declared = #KEYS > 5\n"
     "local f = redis.call('HMGET', part, 'epoch', 'offset')\n"
     "if f[1] ~= ARGV[3] then return redis.error_reply('FENCED') end\n"
     "local stored = f[2] or '-1'\n"
@@ -106,7 +112,7 @@ static const char flush_lua[] =
     "    hv[2 * k] = ARGV[j + k]\n"
     "  end\n"
     "  hv[25], hv[26] = 'last_event_id', ARGV[j + 13]\n"
-    "  call('HSET', ci_prefix .. cid, unpack(hv, 1, 26))\n"
+    "  call('HSET', declared and KEYS[6 + (j - i) / 15] or ci_prefix .. cid, unpack(hv, 1, 26))\n"
     "  zv[zn + 1], zv[zn + 2] = ARGV[j + 1], cid\n"
     "  sv[sn + 1], sv[sn + 2] = cid, ARGV[j + 14]\n"
     "  zn, sn = zn + 2, sn + 2\n"
@@ -180,6 +186,7 @@ typedef struct run {
     uint32_t customers;
     uint32_t per_flush;
     double alerts;
+    bool declare; /* customer keys in KEYS too */
     uint64_t calls, written, alerts_written;
     char **argv;
     size_t *argl;
@@ -337,12 +344,15 @@ static void build_part(run_t *rn, part_t *p, uint32_t from, uint32_t k, int pass
     node_t *nd = &rn->nodes[p->node];
     ARG("EVALSHA");
     ARG("%s", nd->flush_sha);
-    ARG("5");
+    ARG("%u", rn->declare ? 5 + k : 5);
     ARG(PREFIX "_part:%s", p->tag);
     ARG(PREFIX "scores:%s", p->tag);
     ARG(PREFIX "alerts:%s", p->tag);
     ARG(PREFIX "_state:%s", p->tag);
     ARG(PREFIX "org:%s", p->tag);
+    if (rn->declare)
+        for (uint32_t j = 0; j < k; j++)
+            ARG(PREFIX "ci:%s:cust-%07" PRIu32, p->tag, p->cust[(from + j) % p->ncust]);
     ARG(PREFIX "ci:%s:", p->tag);
     ARG("%u", 1000000u / (unsigned)rn->nparts);
     ARG("%" PRId64, p->epoch);
@@ -533,12 +543,12 @@ static void pass_run(run_t *rn, int pass, const char *label) {
     }
     double w = (double)rn->written;
     if (rn->written != rn->customers) die("not every customer was written");
-    printf("pass label=%s pass=%d kind=%s nodes=%d partitions=%d per_flush=%u scripts=%" PRIu64
+    printf("pass label=%s declared_keys=%d pass=%d kind=%s nodes=%d partitions=%d per_flush=%u scripts=%" PRIu64
            " customers=%" PRIu64 " alerts=%" PRIu64 " wall_s=%.3f customers_per_s=%.0f"
            " redis_cpu_s=%.3f redis_cpu_us_per_customer=%.2f script_us_per_customer=%.2f"
            " redis_cores_busy=%.2f commands_per_customer=%.3f client_io_cpu_s=%.3f"
            " client_cpu_s=%.3f busiest_node_cpu_s=%.3f customers_per_s_core_per_node=%.0f\n",
-           label, pass, pass == 0 ? "new" : "update", rn->nnodes, rn->nparts, rn->per_flush,
+           label, rn->declare, pass, pass == 0 ? "new" : "update", rn->nnodes, rn->nparts, rn->per_flush,
            scripts, rn->written, rn->alerts_written, wall, w / wall, cpu, cpu * 1e6 / w,
            usec / w, cpu / wall, (double)rn->calls / w, ccpu_io, ccpu, busiest, w / busiest);
     if (pass == 0)
@@ -546,6 +556,57 @@ static void pass_run(run_t *rn, int pass, const char *label) {
                " bytes_per_customer=%.0f\n",
                label, rn->nnodes, rn->customers, mem - mem0, (mem - mem0) / w);
     fflush(stdout);
+}
+
+/* Prints a reply as one quoted value. */
+static void fact_answer(const char *what, redisReply *r) {
+    printf("fact %s answer=\"%s\"\n", what,
+           r->type == REDIS_REPLY_ERROR || r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS
+               ? r->str
+               : "ok");
+    freeReplyObject(r);
+}
+
+/* While partition a's slot migrates to node t, a script whose KEYS name
+ * only keys that exist writes a key that does not: does it stop half-way
+ * (no rollback in Redis), or is it refused before it runs when that key
+ * is declared too? */
+static void migration_facts(run_t *rn, part_t *a, node_t *t) {
+    node_t *n = &rn->nodes[a->node];
+    char old[96], fresh[96];
+    key_of(old, sizeof old, "fact_old", a);
+    key_of(fresh, sizeof fresh, "fact_new", a);
+    int slot = key_slot(old, strlen(old));
+    redisReply *r = cmd(n, "CLUSTER MYID");
+    char nid[64];
+    snprintf(nid, sizeof nid, "%s", r->str);
+    freeReplyObject(r);
+    r = cmd(t, "CLUSTER MYID");
+    char tid[64];
+    snprintf(tid, sizeof tid, "%s", r->str);
+    freeReplyObject(r);
+    freeReplyObject(cmd(n, "SET %s 1", old));
+    freeReplyObject(cmd(t, "CLUSTER SETSLOT %d IMPORTING %s", slot, nid));
+    freeReplyObject(cmd(n, "CLUSTER SETSLOT %d MIGRATING %s", slot, tid));
+
+    const char *undeclared[] = {
+        "EVAL", "#!lua\nredis.call('SET', KEYS[1], 2)\nredis.call('SET', ARGV[1], 1)\nreturn 'ok'",
+        "1", old, fresh};
+    fact_answer("slot=migrating script=new_key_undeclared", cmd_argv(n->c, 5, undeclared));
+    fact_answer("slot=migrating script=new_key_undeclared then_get_declared_key_was_1_now",
+                cmd(n, "GET %s", old));
+    freeReplyObject(cmd(n, "SET %s 1", old));
+    const char *declared[] = {
+        "EVAL", "#!lua\nredis.call('SET', KEYS[1], 2)\nredis.call('SET', KEYS[2], 1)\nreturn 'ok'",
+        "2", old, fresh};
+    fact_answer("slot=migrating script=new_key_declared", cmd_argv(n->c, 5, declared));
+    fact_answer("slot=migrating script=new_key_declared then_get_declared_key_was_1_now",
+                cmd(n, "GET %s", old));
+    freeReplyObject(cmd(t, "ASKING"));
+    fact_answer("slot=importing asking=yes script=new_key_declared", cmd_argv(t->c, 5, declared));
+
+    freeReplyObject(cmd(n, "CLUSTER SETSLOT %d STABLE", slot));
+    freeReplyObject(cmd(t, "CLUSTER SETSLOT %d STABLE", slot));
 }
 
 /* What Redis answers to scripts that reach outside the slot of their
@@ -598,6 +659,7 @@ static void facts(run_t *rn, const int *slot_node) {
     printf("fact script=keys_of_other_node answer=\"%s\"\n",
            r->type == REDIS_REPLY_ERROR ? r->str : "ok");
     freeReplyObject(r);
+    migration_facts(rn, a, &rn->nodes[other->node]);
     for (int i = 0; i < rn->nnodes; i++) freeReplyObject(cmd(&rn->nodes[i], "FLUSHALL"));
 }
 
@@ -615,6 +677,7 @@ int main(int argc, char **argv) {
                                          {"alerts", required_argument, NULL, 'a'},
                                          {"label", required_argument, NULL, 'l'},
                                          {"facts", no_argument, NULL, 'f'},
+                                         {"declare-keys", no_argument, NULL, 'd'},
                                          {NULL, 0, NULL, 0}};
     for (int o; (o = getopt_long(argc, argv, "", opts, NULL)) != -1;) {
         switch (o) {
@@ -627,10 +690,11 @@ int main(int argc, char **argv) {
         case 'a': rn.alerts = strtod(optarg, NULL); break;
         case 'l': label = optarg; break;
         case 'f': want_facts = true; break;
+        case 'd': rn.declare = true; break;
         default:
             fprintf(stderr, "usage: cluster --node HOST:PORT [--cluster] [--customers N]"
                             " [--partitions N] [--per-flush N] [--passes N] [--alerts F]"
-                            " [--label NAME] [--facts]\n");
+                            " [--label NAME] [--facts] [--declare-keys]\n");
             return 2;
         }
     }
@@ -704,7 +768,7 @@ int main(int argc, char **argv) {
         pt->offset = r->element[1]->type == REDIS_REPLY_STRING ? atoll(r->element[1]->str) : -1;
         freeReplyObject(r);
     }
-    rn.max_args = 32 + (size_t)rn.per_flush * (UPSERT_ARGS + ALERT_ARGS) + 2 * ORG_FIELDS;
+    rn.max_args = 32 + (size_t)rn.per_flush * (UPSERT_ARGS + ALERT_ARGS + 1) + 2 * ORG_FIELDS;
     rn.argv = xcalloc(rn.max_args, sizeof *rn.argv);
     rn.argl = xcalloc(rn.max_args, sizeof *rn.argl);
     rn.pool = xmalloc(rn.max_args * ARG_SLOT);

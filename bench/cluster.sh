@@ -8,12 +8,14 @@
 # `redis-cli --cluster create … --cluster-replicas 0`, waits for
 # cluster_state:ok, then runs bench/cluster (bench/cluster.c: fenced flush
 # scripts, one per Kafka partition, every key of a partition in one hash
-# slot) against each, the same client load, alternating which goes first,
+# slot) against each, the same client load, and once more on the cluster
+# with every customer key declared in KEYS; alternating which goes first,
 # BENCH_CLUSTER_REPEAT times for each flush size.  Prints a table (also
 # written to BENCH_CLUSTER_OUT) of customers written per second, Redis CPU
 # per customer and what one Redis core does; plus memory per customer,
 # how the partitions fell on the masters, and what Redis answers to a
-# script that reaches outside its slot.
+# script that reaches outside its slot or, during a slot migration, writes
+# a key it did not declare.
 #
 # Knobs (environment): BENCH_CLUSTER_CUSTOMERS (100000),
 # BENCH_CLUSTER_PARTITIONS (64), BENCH_CLUSTER_PER_FLUSH ("1000 16":
@@ -121,19 +123,23 @@ run_one() { # TARGET PER_FLUSH
         "$BB/cluster" --node "127.0.0.1:$SINGLE" --label "single-$2" --customers "$CUSTOMERS" \
             --partitions "$PARTS" --per-flush "$2" --passes "$PASSES" >> "$RES" \
             || die "bench/cluster on the plain server failed"
-    else
+    elif [ "$1" = cluster ]; then
         # shellcheck disable=SC2086 # $facts is empty or one flag
         "$BB/cluster" --node "127.0.0.1:$FIRST" --cluster $facts --label "cluster-$2" \
             --customers "$CUSTOMERS" --partitions "$PARTS" --per-flush "$2" \
             --passes "$PASSES" >> "$RES" || die "bench/cluster on the cluster failed"
         facts=""
+    else
+        "$BB/cluster" --node "127.0.0.1:$FIRST" --cluster --declare-keys --label "declared-$2" \
+            --customers "$CUSTOMERS" --partitions "$PARTS" --per-flush "$2" \
+            --passes "$PASSES" >> "$RES" || die "bench/cluster on the cluster failed"
     fi
 }
 r=1
 while [ "$r" -le "$REPEAT" ]; do
     for k in $PER_FLUSH; do
-        if [ $((r % 2)) -eq 1 ]; then run_one single "$k"; run_one cluster "$k"
-        else run_one cluster "$k"; run_one single "$k"; fi
+        if [ $((r % 2)) -eq 1 ]; then run_one single "$k"; run_one cluster "$k"; run_one declared "$k"
+        else run_one declared "$k"; run_one cluster "$k"; run_one single "$k"; fi
     done
     r=$((r + 1))
 done
@@ -173,11 +179,15 @@ mkdir -p "$(dirname "$OUT")"
     echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
     for k in $PER_FLUSH; do
         for kind in new update; do
-            for t in single cluster; do
+            for t in single cluster declared; do
                 l="$t-$k"
                 us=$(med "$l" "$kind" redis_cpu_us_per_customer)
                 percore=$(awk -v u="$us" 'BEGIN { if (u + 0 > 0) printf "%.0f", 1e6 / u; else print "n/a" }')
-                name=$([ "$t" = single ] && echo "1 node" || echo "$MASTERS masters")
+                case $t in
+                    single) name="1 node" ;;
+                    cluster) name="$MASTERS masters" ;;
+                    *) name="$MASTERS masters, customer keys in KEYS" ;;
+                esac
                 echo "| $name | $k | $kind | $(stat "$l" "$kind" customers_per_s) |" \
                      "$(stat "$l" "$kind" redis_cpu_us_per_customer) |" \
                      "$(stat "$l" "$kind" script_us_per_customer) |" \
@@ -216,7 +226,7 @@ mkdir -p "$(dirname "$OUT")"
     awk '$1 == "node" && $2 ~ /^label=cluster/ && $3 ~ /^addr=/ && !seen[$3]++ {
         sub("addr=", "", $3); sub("partitions=", "", $4); printf "- %s: %s partitions\n", $3, $4 }' "$RES"
     echo
-    echo "What Redis 7 answers to a \`#!lua\` script called with KEYS[1] in one slot that also writes a key of another slot:"
+    echo "What Redis $(redis-server --version | sed 's/.*v=\([^ ]*\).*/\1/') answers to a \`#!lua\` script called with KEYS[1] in one slot that also writes a key of another slot, and, while that slot migrates to another master (CLUSTER SETSLOT MIGRATING/IMPORTING), to one that writes a key it did not declare, against one that declares it:"
     echo
     grep '^fact ' "$RES" | sed 's/^fact /- /'
 } | tee "$OUT.tmp"
