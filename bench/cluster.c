@@ -78,14 +78,16 @@
  * key it writes (Redis's EVAL documentation asks scripts to declare every
  * key; Redis 7 checks only the slot, Dragonfly refuses undeclared keys).
  * ARGV: the customer hash key prefix (tag included), alerts_maxlen, epoch,
- * prev_offset, next_offset, watermark, n_upserts, n_alerts, n_org; then the upserts (15 values: customer_id,
- * the 12 numbers of the hash, last_event_id, state), the alerts (11
+ * prev_offset, next_offset, watermark, n_upserts, n_alerts, n_org; then
+ * the upserts (15 values: customer_id, the 12 numbers of the hash,
+ * last_event_id, state), the alerts (11
  * values, the stream's fields), the org deltas (field, delta).
  * Returns {redis.call count, customers, alerts}, or "FENCED" having
  * written nothing. */
 static const char flush_lua[] =
     "#!lua\n"
-    "local part, scores, alerts_key, state_key, org_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]\n"
+    "local part, scores, alerts_key = KEYS[1], KEYS[2], KEYS[3]\n"
+    "local state_key, org_key = KEYS[4], KEYS[5]\n"
     "local ci_prefix, maxlen = ARGV[1], ARGV[2]\n"
     "local nup, nalert, norg = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])\n"
     "local calls = 1\n"
@@ -143,7 +145,8 @@ static const char flush_lua[] =
     "  local ov = {}\n"
     "  for k = 0, norg - 1 do\n"
     "    ov[2 * k + 1] = fields[k + 1]\n"
-    "    ov[2 * k + 2] = string.format('%.0f', (tonumber(cur[k + 1] or '0') or 0) + tonumber(ARGV[o + 2 * k + 1]))\n"
+    "    local v = (tonumber(cur[k + 1] or '0') or 0) + tonumber(ARGV[o + 2 * k + 1])\n"
+    "    ov[2 * k + 2] = string.format('%.0f', v)\n"
     "  end\n"
     "  call('HSET', org_key, unpack(ov, 1, 2 * norg))\n"
     "end\n"
@@ -359,7 +362,6 @@ static void build_part(run_t *rn, part_t *p, uint32_t from, uint32_t k, int pass
     ARG("%" PRId64, p->offset);
     ARG("%" PRId64, p->offset + 1);
     ARG("%" PRId64, 1772237819891 + (int64_t)pass * 1000);
-    int nup_at = n;
     ARG("%u", k);
     int nalert_at = n;
     ARG("0");
@@ -417,7 +419,6 @@ static void build_part(run_t *rn, part_t *p, uint32_t from, uint32_t k, int pass
     }
 #undef ARG
     al[nalert_at] = (size_t)snprintf(av[nalert_at], ARG_SLOT, "%u", nalert);
-    (void)nup_at;
     if ((size_t)n > rn->max_args) die("argument pool overflow");
     node_append(nd, n, (const char **)av, al);
     nd->customers += k;
@@ -501,12 +502,12 @@ static void pass_run(run_t *rn, int pass, const char *label) {
         uint32_t r = (rn->parts[p].ncust + rn->per_flush - 1) / rn->per_flush;
         if (r > rounds) rounds = r;
     }
-    double cpu0 = 0, usec0 = 0, mem0 = 0;
+    double mem0 = 0;
     for (int i = 0; i < rn->nnodes; i++) {
         node_t *n = &rn->nodes[i];
         double m;
         node_sample(n, &n->cpu0, &n->usec0, &m);
-        cpu0 += n->cpu0, usec0 += n->usec0, mem0 += m;
+        mem0 += m;
         n->customers = 0;
     }
     rn->calls = rn->written = rn->alerts_written = 0;
@@ -543,14 +544,16 @@ static void pass_run(run_t *rn, int pass, const char *label) {
     }
     double w = (double)rn->written;
     if (rn->written != rn->customers) die("not every customer was written");
-    printf("pass label=%s declared_keys=%d pass=%d kind=%s nodes=%d partitions=%d per_flush=%u scripts=%" PRIu64
-           " customers=%" PRIu64 " alerts=%" PRIu64 " wall_s=%.3f customers_per_s=%.0f"
-           " redis_cpu_s=%.3f redis_cpu_us_per_customer=%.2f script_us_per_customer=%.2f"
-           " redis_cores_busy=%.2f commands_per_customer=%.3f client_io_cpu_s=%.3f"
-           " client_cpu_s=%.3f busiest_node_cpu_s=%.3f customers_per_s_core_per_node=%.0f\n",
-           label, rn->declare, pass, pass == 0 ? "new" : "update", rn->nnodes, rn->nparts, rn->per_flush,
-           scripts, rn->written, rn->alerts_written, wall, w / wall, cpu, cpu * 1e6 / w,
-           usec / w, cpu / wall, (double)rn->calls / w, ccpu_io, ccpu, busiest, w / busiest);
+    printf("pass label=%s declared_keys=%d pass=%d kind=%s nodes=%d partitions=%d per_flush=%u"
+           " scripts=%" PRIu64 " customers=%" PRIu64 " alerts=%" PRIu64,
+           label, rn->declare, pass, pass == 0 ? "new" : "update", rn->nnodes, rn->nparts,
+           rn->per_flush, scripts, rn->written, rn->alerts_written);
+    printf(" wall_s=%.3f customers_per_s=%.0f redis_cpu_s=%.3f redis_cpu_us_per_customer=%.2f"
+           " script_us_per_customer=%.2f redis_cores_busy=%.2f commands_per_customer=%.3f"
+           " client_io_cpu_s=%.3f client_cpu_s=%.3f busiest_node_cpu_s=%.3f"
+           " customers_per_s_core_per_node=%.0f\n",
+           wall, w / wall, cpu, cpu * 1e6 / w, usec / w, cpu / wall, (double)rn->calls / w, ccpu_io,
+           ccpu, busiest, w / busiest);
     if (pass == 0)
         printf("memory label=%s nodes=%d customers=%u used_memory_growth=%.0f"
                " bytes_per_customer=%.0f\n",
@@ -561,7 +564,8 @@ static void pass_run(run_t *rn, int pass, const char *label) {
 /* Prints a reply as one quoted value. */
 static void fact_answer(const char *what, redisReply *r) {
     printf("fact %s answer=\"%s\"\n", what,
-           r->type == REDIS_REPLY_ERROR || r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS
+           r->type == REDIS_REPLY_ERROR || r->type == REDIS_REPLY_STRING ||
+                   r->type == REDIS_REPLY_STATUS
                ? r->str
                : "ok");
     freeReplyObject(r);
@@ -611,7 +615,7 @@ static void migration_facts(run_t *rn, part_t *a, node_t *t) {
 
 /* What Redis answers to scripts that reach outside the slot of their
  * KEYS, on a cluster: the facts docs/SCALING.md relies on. */
-static void facts(run_t *rn, const int *slot_node) {
+static void facts(run_t *rn) {
     part_t *a = &rn->parts[0], *same = NULL, *other = NULL;
     for (int p = 1; p < rn->nparts; p++) {
         part_t *b = &rn->parts[p];
@@ -624,7 +628,6 @@ static void facts(run_t *rn, const int *slot_node) {
         printf("fact skipped=need_more_partitions\n");
         return;
     }
-    (void)slot_node;
     node_t *n = &rn->nodes[a->node];
     char ka[96], ks[96], ko[96];
     key_of(ka, sizeof ka, "fact", a);
@@ -702,7 +705,8 @@ int main(int argc, char **argv) {
     if (!colon || colon - addr >= 64 || rn.customers == 0 || rn.nparts < 1 ||
         rn.nparts > 100000 || rn.per_flush < 1 || rn.per_flush > 2000 || passes < 1 ||
         rn.alerts < 0 || rn.alerts > 1) {
-        fprintf(stderr, "cluster: bad arguments (--node HOST:PORT is required; per-flush 1-2000)\n");
+        fprintf(stderr,
+                "cluster: bad arguments (--node HOST:PORT is required; per-flush 1-2000)\n");
         return 2;
     }
     if (!label) label = cluster ? "cluster" : "single";
@@ -754,7 +758,7 @@ int main(int argc, char **argv) {
         freeReplyObject(r);
         printf("node label=%s addr=%s:%d partitions=%d\n", label, n->host, n->port, n->partitions);
     }
-    if (want_facts && cluster) facts(&rn, slot_node);
+    if (want_facts && cluster) facts(&rn);
 
     /* Claim every partition, as a rapport instance does on assignment. */
     for (int p = 0; p < rn.nparts; p++) {
