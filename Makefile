@@ -160,7 +160,7 @@ bench: deps
 	BENCH_BIN_DIR=$(BUILD)/bench bench/run.sh $(BENCH_ARGS)
 
 # rapport's write pattern on one Redis and on a local 3-master Redis Cluster
-# (docs/SCALING.md); about a minute.
+# (docs/SCALING.md); one to three minutes, depending on the load.
 bench-cluster: deps
 	@$(MAKE) --no-print-directory $(BUILD)/bench/cluster
 	BENCH_BIN_DIR=$(BUILD)/bench bench/cluster.sh
