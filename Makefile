@@ -6,6 +6,7 @@
 #   make test SANITIZE=address,undefined   the suite under ASan/UBSan
 #   make valgrind        the decoder tests under valgrind, no leak allowed
 #   make bench           the benchmark of BENCHMARKS.md (a few minutes)
+#   make bench-cluster   one Redis against a local Redis Cluster (docs/SCALING.md)
 #   make docs            regenerate docs/CONFIG.md
 #   make check-docs      docs/CONFIG.md is current, every SPEC §n citation resolves
 #   make check-deploy    the deploy/ files, as far as a machine without Docker can
@@ -60,7 +61,7 @@ RAPPORT_BIN := $(if $(SANITIZE),$(BUILD)/rapport,bin/rapport)
 # Objects and test support files are never intermediate: keep them between runs.
 .SECONDARY:
 
-.PHONY: all deps test-deps test unit valgrind demo bench clean docs check-docs check-deploy \
+.PHONY: all deps test-deps test unit valgrind demo bench bench-cluster clean docs check-docs check-deploy \
         fuzz fuzz-build fuzz-ci
 all: deps
 	@$(MAKE) --no-print-directory bin/rapport
@@ -164,6 +165,12 @@ bench: deps
 	@base=; if [ "$(BENCH_BASELINE)" != none ] && bench/baseline.sh $(BENCH_BASELINE); then \
 	    base=build/baseline/$(BENCH_BASELINE); fi; \
 	BENCH_BIN_DIR=$(BUILD)/bench BENCH_BASE_DIR=$$base BENCH_BASELINE=$(BENCH_BASELINE) bench/run.sh $(BENCH_ARGS)
+
+# rapport's write pattern on one Redis and on a local 3-master Redis Cluster
+# (docs/SCALING.md); one to three minutes, depending on the load.
+bench-cluster: deps
+	@$(MAKE) --no-print-directory $(BUILD)/bench/cluster
+	BENCH_BIN_DIR=$(BUILD)/bench bench/cluster.sh
 
 # ---- fuzzing (docs/DESIGN.md, "Fuzzing") ----
 # The harnesses (fuzz/fuzz_NAME.c) and a copy of the library compiled with
