@@ -660,6 +660,7 @@ static flight_t *flight_build(redis_sink_t *s, batch_t *b) {
         size_t start;
         chunk_t *ch = &f->chunks[f->nchunks];
         flush_build(s, f->parts + a, b_end - a, &start);
+        s->stats.args += s->req.args;
         ch->len = s->req.len - start;
         ch->buf = xmalloc(ch->len);
         memcpy(ch->buf, s->req.buf + start, ch->len);
