@@ -840,6 +840,60 @@ Test(redis_sink, retried_flush_that_landed_writes_nothing_twice) {
     redis_sink_free(s);
 }
 
+/* A batch of hand-made counter deltas for partitions 0 and 1 (claimed at
+ * epochs e[0], e[1]); partition p moves from offset p0[p] to p0[p] + 1. */
+static batch_t *counter_batch(const int64_t *e, const int64_t *from, size_t nparts) {
+    batch_t *b = batch_new();
+    for (size_t p = 0; p < nparts; p++) {
+        batch_partition_t *bp =
+            batch_add_partition(b, TOPIC, (int32_t)p, e[p], from[p], from[p] < 0 ? 1 : from[p] + 1);
+        batch_add_history(b, bp, T0, "CHAT:AI:contacts", 2 + (int64_t)p);
+        batch_add_history(b, bp, T0 + DAY, "APP:NONE:events", 1);
+        batch_add_org(b, bp, "customers", 1);
+    }
+    return b;
+}
+
+Test(redis_sink, retried_chunk_with_a_new_partition_adds_counters_once) {
+    redis_sink_t *s = sink_open(1000);
+    tpart_t p0 = {0}, p1 = {0};
+    tp_claim(&p0, s, 0);
+    tp_claim(&p1, s, 1);
+    int64_t e[2] = {p0.epoch, p1.epoch}, from[2] = {p0.committed, p1.committed};
+    char err[256];
+    batch_t *b = counter_batch(e, from, 1);
+    cr_assert_eq(redis_sink_flush(s, b, err, sizeof(err)), SINK_OK, "%s", err);
+    batch_free(b);
+    /* The same again, as if its answer had been lost, with partition 1
+     * added: one chunk whose counters are summed over both, so the script
+     * refuses it (SPLIT) and the sink sends each partition alone. */
+    b = counter_batch(e, from, 2);
+    cr_assert_eq(redis_sink_flush(s, b, err, sizeof(err)), SINK_OK, "%s", err);
+    cr_expect_eq(result_of(b, 0), BATCH_WRITTEN);
+    cr_expect_eq(result_of(b, 1), BATCH_WRITTEN);
+    batch_free(b);
+    char key[64];
+    snprintf(key, sizeof(key), PREFIX "history:%lld", (long long)T0);
+    expect_hget(key, "CHAT:AI:contacts", "5");
+    snprintf(key, sizeof(key), PREFIX "history:%lld", (long long)(T0 + DAY));
+    expect_hget(key, "APP:NONE:events", "2");
+    expect_hget(PREFIX "org", "customers", "2");
+    expect_hget(PREFIX "_offsets", TOPIC ":1", "1");
+    /* Both partitions in one chunk, both to write: summed in one call. */
+    int64_t at[2] = {1, 1};
+    b = counter_batch(e, at, 2);
+    uint64_t flushes = redis_sink_stats(s)->flushes;
+    cr_assert_eq(redis_sink_flush(s, b, err, sizeof(err)), SINK_OK, "%s", err);
+    cr_expect_eq(redis_sink_stats(s)->flushes - flushes, 1);
+    batch_free(b);
+    snprintf(key, sizeof(key), PREFIX "history:%lld", (long long)T0);
+    expect_hget(key, "CHAT:AI:contacts", "10");
+    expect_hget(PREFIX "org", "customers", "4");
+    window_free(p0.w);
+    window_free(p1.w);
+    redis_sink_free(s);
+}
+
 Test(redis_sink, noscript_reloads_and_retries) {
     redis_sink_t *s = sink_open(1000);
     tpart_t t = {0};
