@@ -506,6 +506,37 @@ static int part_field(const batch_partition_t *bp, char *out, size_t size) {
                     bp->partition);
 }
 
+/* A customer's record in a flush request (redis_flush_lua): its id, a mask
+ * of the public fields it carries, their values in the mask's order, its
+ * resume state.  The mask is the batch's BATCH_CF_* bits 0-11 (ci …
+ * updated_at), bit 12 for last_event_id (sent when an event set one) and
+ * bit 13 for route and route_reason (sent when flagged and computed). */
+_Static_assert(BATCH_CF_CI == 1u << 0 && BATCH_CF_AHT_MS == 1u << 5 &&
+                   BATCH_CF_STREAK == 1u << 6 && BATCH_CF_UPDATED_AT == 1u << 11,
+               "the wire mask takes the batch's bits 0-11 in the hash's field order");
+#define WIRE_LAST_EVENT_ID (1u << 12)
+#define WIRE_ROUTE (1u << 13)
+static void customer_build(resp_t *req, const batch_customer_t *v) {
+    uint32_t m = v->changed & 0xfffu;
+    if (v->last_event_id.len) m |= WIRE_LAST_EVENT_ID;
+    if ((v->changed & BATCH_CF_ROUTE) && v->route.len) m |= WIRE_ROUTE;
+    resp_bstr(req, v->customer_id);
+    resp_i64(req, m);
+    const double f4[6] = {v->ci, v->resolution, v->sentiment, v->loyalty, v->ai_share, v->aht_ms};
+    const int64_t i64[6] = {v->streak, v->contacts, v->resolved, v->events, v->at_risk ? 1 : 0,
+                            v->updated_at};
+    for (int k = 0; k < 6; k++)
+        if (m & (1u << k)) resp_f4(req, f4[k]);
+    for (int k = 0; k < 6; k++)
+        if (m & (1u << (6 + k))) resp_i64(req, i64[k]);
+    if (m & WIRE_LAST_EVENT_ID) resp_bstr(req, v->last_event_id);
+    if (m & WIRE_ROUTE) {
+        resp_bstr(req, v->route);
+        resp_bstr(req, v->route_reason);
+    }
+    resp_bstr(req, v->state);
+}
+
 /* Orders counter deltas by bucket start, then field. */
 static int counter_cmp(const void *pa, const void *pb) {
     const batch_counter_t *a = *(const batch_counter_t *const *)pa;
@@ -601,26 +632,9 @@ static void flush_build(redis_sink_t *s, batch_partition_t *const *parts, size_t
     resp_i64(req, (int64_t)n);
     for (size_t i = 0; i < n; i++) {
         const batch_partition_t *bp = parts[i];
-        for (size_t k = 0; k < bp->ncustomers; k++) {
-            const batch_customer_t *v = &bp->customers[k];
-            resp_bstr(req, v->customer_id);
-            resp_f4(req, v->ci);
-            resp_f4(req, v->resolution);
-            resp_f4(req, v->sentiment);
-            resp_f4(req, v->loyalty);
-            resp_f4(req, v->ai_share);
-            resp_f4(req, v->aht_ms);
-            resp_i64(req, v->streak);
-            resp_i64(req, v->contacts);
-            resp_i64(req, v->resolved);
-            resp_i64(req, v->events);
-            resp_i64(req, v->at_risk ? 1 : 0);
-            resp_i64(req, v->updated_at);
-            resp_bstr(req, v->last_event_id);
-            resp_bstr(req, v->state);
-            resp_bstr(req, v->route);
-            resp_bstr(req, v->route_reason);
-        }
+        size_t upsert_args = req->args;
+        for (size_t k = 0; k < bp->ncustomers; k++) customer_build(req, &bp->customers[k]);
+        upsert_args = req->args - upsert_args;
         for (size_t k = 0; k < bp->ndeletes; k++) resp_bstr(req, bp->deletes[k]);
         for (size_t k = 0; k < bp->nalerts; k++) {
             const batch_alert_t *a = &bp->alerts[k];
@@ -653,6 +667,7 @@ static void flush_build(redis_sink_t *s, batch_partition_t *const *parts, size_t
         else
             resp_bulk(h, "", 0);
         resp_i64(h, (int64_t)bp->ncustomers);
+        resp_i64(h, (int64_t)upsert_args);
         resp_i64(h, (int64_t)bp->ndeletes);
         resp_i64(h, (int64_t)bp->nalerts);
         resp_i64(h, (int64_t)bp->nerasures);

@@ -1202,6 +1202,94 @@ Test(redis_sink, flush_writes_routes_history_and_org) {
     redis_sink_free(s);
 }
 
+/* One customer "ann" in a batch of partition 0 from offset `from`. */
+static batch_customer_t *one_customer(batch_t *b, int64_t epoch, int64_t from, uint32_t changed) {
+    batch_partition_t *bp = batch_add_partition(b, TOPIC, 0, epoch, from, from < 0 ? 1 : from + 1);
+    batch_customer_t *c = batch_add_customer(b, bp);
+    c->changed = changed;
+    c->customer_id = batch_copy(b, "ann", 3);
+    return c;
+}
+
+static void expect_zscore(const char *cid, const char *want) {
+    redisReply *r = rcmdf("ZSCORE " PREFIX "scores %s", cid);
+    cr_assert_eq(r->type, REDIS_REPLY_STRING);
+    cr_expect_eq(strtod(r->str, NULL), strtod(want, NULL), "ZSCORE %s: %s, want %s", cid, r->str,
+                 want);
+    freeReplyObject(r);
+}
+
+Test(redis_sink, partial_mask_writes_only_the_changed_fields) {
+    redis_sink_t *s = sink_open(1000);
+    tpart_t t = {0};
+    tp_claim(&t, s, 0);
+    char err[256];
+    batch_t *b = batch_new();
+    batch_customer_t *c = one_customer(b, t.epoch, t.committed, BATCH_CF_ALL);
+    c->ci = 42.5;
+    c->sentiment = 0.5;
+    c->contacts = 3;
+    c->updated_at = T0;
+    c->last_event_id = batch_static("x9");
+    c->route = batch_static("human");
+    c->route_reason = batch_static("streak");
+    c->state = batch_static("s1");
+    cr_assert_eq(redis_sink_flush(s, b, err, sizeof(err)), SINK_OK, "%s", err);
+
+    /* Sentiment and updated_at flagged: the other values differ but are
+     * not written, and the score stays. */
+    batch_reset(b);
+    c = one_customer(b, t.epoch, 1, BATCH_CF_SENTIMENT | BATCH_CF_UPDATED_AT);
+    c->ci = 10;
+    c->sentiment = -0.25;
+    c->contacts = 9;
+    c->updated_at = T0 + 5;
+    c->route = batch_static("ai");
+    c->state = batch_static("s2");
+    cr_assert_eq(redis_sink_flush(s, b, err, sizeof(err)), SINK_OK, "%s", err);
+    expect_hget(PREFIX "ci:ann", "ci", "42.5000");
+    expect_hget(PREFIX "ci:ann", "sentiment", "-0.2500");
+    expect_hget(PREFIX "ci:ann", "contacts", "3");
+    char want[32];
+    snprintf(want, sizeof(want), "%lld", (long long)(T0 + 5));
+    expect_hget(PREFIX "ci:ann", "updated_at", want);
+    expect_hget(PREFIX "ci:ann", "last_event_id", "x9");
+    expect_hget(PREFIX "ci:ann", "route", "human");
+    expect_hget(PREFIX "ci:ann", "route_reason", "streak");
+    expect_hget(PREFIX "_state:" TOPIC ":0", "ann", "s2");
+    expect_zscore("ann", "42.5");
+
+    /* ci and the route flagged: hash and score follow. */
+    batch_reset(b);
+    c = one_customer(b, t.epoch, 2, BATCH_CF_CI | BATCH_CF_ROUTE);
+    c->ci = 50;
+    c->route = batch_static("ai");
+    c->state = batch_static("s3");
+    cr_assert_eq(redis_sink_flush(s, b, err, sizeof(err)), SINK_OK, "%s", err);
+    expect_hget(PREFIX "ci:ann", "ci", "50.0000");
+    expect_hget(PREFIX "ci:ann", "route", "ai");
+    expect_hget(PREFIX "ci:ann", "route_reason", "");
+    expect_hget(PREFIX "ci:ann", "sentiment", "-0.2500");
+    expect_zscore("ann", "50");
+
+    /* Nothing public flagged: only last_event_id (an event set it) and the
+     * state are written. */
+    batch_reset(b);
+    c = one_customer(b, t.epoch, 3, 0);
+    c->ci = 1;
+    c->last_event_id = batch_static("y1");
+    c->state = batch_static("s4");
+    cr_assert_eq(redis_sink_flush(s, b, err, sizeof(err)), SINK_OK, "%s", err);
+    expect_hget(PREFIX "ci:ann", "last_event_id", "y1");
+    expect_hget(PREFIX "ci:ann", "ci", "50.0000");
+    expect_hget(PREFIX "_state:" TOPIC ":0", "ann", "s4");
+    expect_zscore("ann", "50");
+    expect_hget(PREFIX "_offsets", TOPIC ":0", "4");
+    batch_free(b);
+    window_free(t.w);
+    redis_sink_free(s);
+}
+
 /* ------------------------------------------------------------------ */
 /* Erasure (SPEC §1.2)                                                 */
 
