@@ -634,8 +634,16 @@ Test(redis_sink, flush_writes_the_spec_layout) {
     expect_stream(rows, nalerts);
     /* Exactly the SPEC §5 keys: 3 hashes, scores, alerts, watermarks, one
      * history bucket, history_index, org, and the internal _offsets,
-     * _epochs, _state:<topic>:3 and _alert_ids:<topic>:3 (SPEC §1.2). */
-    cr_expect_eq(dbsize(), 3 + 3 + 3 + 3 + 1);
+     * _epochs, _state:<topic>:3, _alert_ids:<topic>:3 (SPEC §1.2) and
+     * _alert_ids_cursor (where its sweep stands). */
+    cr_expect_eq(dbsize(), 3 + 3 + 3 + 3 + 2);
+    /* The sweep's pass ended, at the stream's first ID. */
+    redisReply *xr = rcmdf("XRANGE " PREFIX "alerts - + COUNT 1");
+    cr_assert(xr->type == REDIS_REPLY_ARRAY && xr->elements == 1);
+    char first[80];
+    snprintf(first, sizeof(first), "0 %s", xr->element[0]->element[0]->str);
+    freeReplyObject(xr);
+    expect_hget(PREFIX "_alert_ids_cursor", TOPIC ":3", first);
     expect_hget(PREFIX "org", "customers", "3");
 
     /* An unchanged watermark is not rewritten; offsets always are. */
