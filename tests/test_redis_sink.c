@@ -1468,6 +1468,48 @@ static void hand_alert(batch_t *b, batch_partition_t *bp, const char *cid, int64
     a->reason = batch_static("r");
 }
 
+/* Calls of one command so far, from INFO commandstats. */
+static long long command_calls(const char *name) {
+    redisReply *r = rcmdf("INFO commandstats");
+    cr_assert_eq(r->type, REDIS_REPLY_STRING);
+    char key[64];
+    snprintf(key, sizeof key, "cmdstat_%s:calls=", name);
+    const char *p = strstr(r->str, key);
+    long long n = p ? atoll(p + strlen(key)) : 0;
+    freeReplyObject(r);
+    return n;
+}
+
+/* A stream that nothing trimmed leaves nothing stale in the index: once a
+ * sweep's pass has ended, flushes with alerts sweep no more. */
+Test(redis_sink, alert_index_not_swept_while_the_stream_is_not_trimmed) {
+    redis_sink_t *s = sink_open(1000);
+    tpart_t t = {0};
+    tp_claim(&t, s, 0);
+    batch_t *b = batch_new();
+    char err[256];
+    long long claimed = command_calls("hscan"); /* the claim's, of the states */
+    for (int64_t off = 0; off < 5; off++) {
+        batch_reset(b);
+        batch_partition_t *bp =
+            batch_add_partition(b, TOPIC, 0, t.epoch, off == 0 ? -1 : off, off + 1);
+        hand_alert(b, bp, "loyal", off);
+        cr_assert_eq(redis_sink_flush(s, b, err, sizeof(err)), SINK_OK, "%s", err);
+        if (off == 0) cr_expect_eq(command_calls("hscan") - claimed, 1, "the first pass");
+    }
+    cr_expect_eq(command_calls("hscan") - claimed, 1, "no pass after the first");
+    cr_expect_eq(rint_reply("XLEN %b", PREFIX "alerts", strlen(PREFIX "alerts")), 5);
+    redisReply *r = rcmdf("HGET " PREFIX "_alert_ids:" TOPIC ":0 loyal");
+    cr_assert_eq(r->type, REDIS_REPLY_STRING);
+    int ids = 1;
+    for (const char *p = r->str; *p; p++) ids += *p == ' ';
+    cr_expect_eq(ids, 5, "%s", r->str);
+    freeReplyObject(r);
+    batch_free(b);
+    window_free(t.w);
+    redis_sink_free(s);
+}
+
 /* The index loses what the stream trims: a touched customer's list keeps
  * only IDs the stream still holds, and the sweep empties the lists of
  * customers nobody touches, so the index stays near the stream's size. */
