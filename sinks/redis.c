@@ -848,8 +848,10 @@ static sink_result_t flight_reply(redis_sink_t *s, const redisReply *r, char *er
     if (r->type == REDIS_REPLY_ERROR) {
         /* Left open: sent again once the scripts are loaded (the wait). */
         if (strncmp(r->str, "NOSCRIPT", 8) == 0) return SINK_OK;
-        /* Left open too: sent again one partition per call (the wait). */
-        if (strncmp(r->str, "SPLIT", 5) == 0 && (r->str[5] == ' ' || !r->str[5])) {
+        /* Left open too: sent again one partition per call (the wait).  A
+         * chunk of one partition cannot mix: from it, SPLIT is an error. */
+        if (strncmp(r->str, "SPLIT", 5) == 0 && (r->str[5] == ' ' || !r->str[5]) &&
+            ch->count > 1) {
             ch->split = true;
             return SINK_OK;
         }
