@@ -15,10 +15,13 @@
  *            with that many customers tracked: ns per event; and the
  *            scorer's heap (glibc mallinfo2 in use) per tracked customer.
  *   sink     (with --redis URL) the first --sink-events of the same events
- *            through a window, a batch and redis_sink_flush() every --flush-every
- *            events, one partition:
- *            wall ns per event of the flushes, and from redis_sink_stats()
- *            Redis commands and request bytes per event.
+ *            spread over --sink-partitions windows by customer, a batch of
+ *            every partition and redis_sink_flush() every --flush-every
+ *            events: wall ns per event of the flushes, from
+ *            redis_sink_stats() Redis commands and request bytes per event
+ *            and script arguments per customer written, and from Redis's
+ *            INFO around each flush its CPU (user + sys) and the commands
+ *            it ran per customer written.
  *
  * decode, score and score1m are timed in thread CPU time, sink in wall
  * time.  Each timed pass runs --repeat times; min, median and max are
@@ -34,6 +37,9 @@
 #include <string.h>
 #include <time.h>
 
+#include <hiredis/hiredis.h>
+
+#include "common/numfmt.h"
 #include "consumer/decode.h"
 #include "gen/encode.h"
 #include "gen/story.h"
@@ -206,6 +212,8 @@ typedef struct opts {
     uint32_t customers;
     uint32_t track;
     size_t flush_every;
+    int32_t sink_partitions;
+    bool sink_diff;
     int repeat;
     bool decode, score, score1m, sink;
 } opts_t;
@@ -344,64 +352,222 @@ out:
     return rc;
 }
 
+/* Redis's own CPU (INFO cpu: used_cpu_user + used_cpu_sys, in µs) and the
+ * commands it ran (INFO commandstats: every calls=, inside scripts too). */
+typedef struct redis_cpu {
+    double cpu_us;
+    double calls;
+} redis_cpu_t;
+
+static int redis_cpu_read(redisContext *rc, redis_cpu_t *out) {
+    redisReply *r = redisCommand(rc, "INFO cpu");
+    if (!r || r->type != REDIS_REPLY_STRING) {
+        if (r) freeReplyObject(r);
+        return -1;
+    }
+    const char *u = strstr(r->str, "used_cpu_user:"), *y = strstr(r->str, "used_cpu_sys:");
+    out->cpu_us = (u && y) ? (atof(u + 14) + atof(y + 13)) * 1e6 : 0;
+    freeReplyObject(r);
+    r = redisCommand(rc, "INFO commandstats");
+    if (!r || r->type != REDIS_REPLY_STRING) {
+        if (r) freeReplyObject(r);
+        return -1;
+    }
+    out->calls = 0;
+    for (const char *p = r->str; (p = strstr(p, "calls=")) != NULL; p += 6)
+        out->calls += atof(p + 6);
+    freeReplyObject(r);
+    return 0;
+}
+
+/* What the sink last wrote of a customer, to emulate a scorer that flags
+ * exactly the public fields that changed (BATCH_CF_*). */
+typedef struct written {
+    char id[EVENT_CUSTOMER_ID_MAX + 1];
+    uint8_t id_len;
+    bool used, gone; /* gone: evicted or erased, written fresh next time */
+    char f4[6][NUMFMT_MAX];
+    int64_t ints[6];
+    char route[24];
+} written_t;
+
+typedef struct written_tab {
+    written_t *slot;
+    size_t mask;
+} written_tab_t;
+
+static written_t *written_find(written_tab_t *t, batch_str_t id, bool add) {
+    uint64_t h = 1469598103934665603ULL;
+    for (size_t i = 0; i < id.len; i++) h = (h ^ (unsigned char)id.ptr[i]) * 1099511628211ULL;
+    for (size_t i = (size_t)h & t->mask;; i = (i + 1) & t->mask) {
+        written_t *x = &t->slot[i];
+        if (!x->used) {
+            if (!add) return NULL;
+            x->used = true;
+            x->id_len = (uint8_t)id.len;
+            memcpy(x->id, id.ptr, id.len);
+            return x;
+        }
+        if (x->id_len == id.len && memcmp(x->id, id.ptr, id.len) == 0) return x;
+    }
+}
+
+/* Sets c->changed to the fields that differ from what was written before
+ * (all of them for a customer never written), and remembers the new values. */
+static void emulate_changed(written_tab_t *t, batch_customer_t *c) {
+    written_t *x = written_find(t, c->customer_id, false);
+    bool fresh = x == NULL || x->gone;
+    if (!x) x = written_find(t, c->customer_id, true);
+    x->gone = false;
+    const double f[6] = {c->ci, c->resolution, c->sentiment, c->loyalty, c->ai_share, c->aht_ms};
+    const int64_t n[6] = {c->streak, c->contacts, c->resolved, c->events, c->at_risk,
+                          c->updated_at};
+    uint32_t m = 0;
+    for (int k = 0; k < 6; k++) {
+        char buf[NUMFMT_MAX];
+        buf[fmt_f4(buf, f[k])] = '\0';
+        if (fresh || strcmp(buf, x->f4[k]) != 0) m |= 1u << k;
+        memcpy(x->f4[k], buf, sizeof buf);
+        if (fresh || n[k] != x->ints[k]) m |= 1u << (6 + k);
+        x->ints[k] = n[k];
+    }
+    char route[24];
+    snprintf(route, sizeof route, "%.*s/%.*s", (int)c->route.len, c->route.ptr,
+             (int)c->route_reason.len, c->route_reason.ptr);
+    if (fresh || strcmp(route, x->route) != 0) m |= BATCH_CF_ROUTE;
+    memcpy(x->route, route, sizeof route);
+    c->changed = m;
+}
+
+static void emulate_forget(written_tab_t *t, batch_str_t id) {
+    written_t *x = written_find(t, id, false);
+    if (x) x->gone = true;
+}
+
+/* FNV-1a of a customer id modulo the partitions, as a keyed producer would
+ * spread the customers. */
+static int32_t partition_of(strview_t id, int32_t parts) {
+    uint64_t h = 1469598103934665603ULL;
+    for (size_t i = 0; i < id.len; i++) h = (h ^ (unsigned char)id.ptr[i]) * 1099511628211ULL;
+    return (int32_t)(h % (uint64_t)parts);
+}
+
 static int bench_sink(const opts_t *o, decoder_t *d) {
     int rc = -1;
     char errstr[512];
     score_params_t sp;
     score_params_default(&sp);
     msgs_t m = {0};
+    int32_t np = o->sink_partitions;
     event_t *ev = calloc(o->sink_events, sizeof *ev);
     gen_t *g = gen_make(1, o->customers, 1u << ENCODE_V1);
     redis_sink_conf_t sc = {.url = o->redis_url, .prefix = "micro:", .alerts_maxlen = 1000000,
                             .timeout_ms = 30000};
     redis_sink_t *s = redis_sink_new(&sc, errstr, sizeof errstr);
-    window_t *w = window_new(&sp, 0, errstr, sizeof errstr);
+    window_t **w = calloc((size_t)np, sizeof *w);
+    sink_claim_t *claim = calloc((size_t)np, sizeof *claim);
+    int64_t *next = calloc((size_t)np, sizeof *next);
+    written_tab_t wt = {0};
+    redisContext *info = NULL;
     batch_t *b = NULL;
-    if (!ev || !g || !s || !w || msgs_make(g, o->sink_events, &m) != 0) {
-        fprintf(stderr, "micro: sink: %s\n", errstr);
+    if (!ev || !g || !s || !w || !claim || !next || msgs_make(g, o->sink_events, &m) != 0) {
+        fprintf(stderr, "micro: sink: %s\n", s ? "cannot make the messages" : errstr);
         goto out;
+    }
+    if (o->sink_diff) {
+        size_t cap = 1024;
+        while (cap < 2 * (size_t)o->customers) cap *= 2;
+        wt.slot = calloc(cap, sizeof *wt.slot);
+        wt.mask = cap - 1;
     }
     if (decode_all(d, &m, ev, &(int64_t){0}) != m.n)
         goto out;
-    sink_claim_t claim;
-    sink_loader_t loader = {window_restore_watermark, window_restore_customer, w};
-    if (redis_sink_claim(s, "micro", 0, &loader, &claim, errstr, sizeof errstr) != SINK_OK) {
-        fprintf(stderr, "micro: sink: claim: %s\n", errstr);
-        goto out;
+    for (int32_t p = 0; p < np; p++) {
+        w[p] = window_new(&sp, p, errstr, sizeof errstr);
+        if (!w[p]) {
+            fprintf(stderr, "micro: sink: %s\n", errstr);
+            goto out;
+        }
+        sink_loader_t loader = {window_restore_watermark, window_restore_customer, w[p]};
+        if (redis_sink_claim(s, "micro", p, &loader, &claim[p], errstr, sizeof errstr) !=
+            SINK_OK) {
+            fprintf(stderr, "micro: sink: claim: %s\n", errstr);
+            goto out;
+        }
+        next[p] = claim[p].next_offset >= 0 ? claim[p].next_offset : 0;
+    }
+    {
+        /* INFO read on a connection of its own, around the flushes only. */
+        int port = 6379;
+        const char *hp = strstr(o->redis_url, "://");
+        char host[256] = "127.0.0.1";
+        if (hp && sscanf(hp + 3, "%255[^:/]:%d", host, &port) < 1) port = 6379;
+        info = redisConnect(host, port);
+        if (!info || info->err) {
+            fprintf(stderr, "micro: sink: cannot connect for INFO\n");
+            goto out;
+        }
     }
     b = batch_new();
-    int64_t flush_ns = 0, prev = claim.next_offset;
-    size_t base = prev >= 0 ? (size_t)prev : 0;
+    int64_t flush_ns = 0;
+    double cpu_us = 0, calls = 0;
     for (size_t i = 0; i < m.n;) {
         size_t end = i + o->flush_every < m.n ? i + o->flush_every : m.n;
-        for (; i < end; i++)
-            window_add(w, &ev[i], (int64_t)(base + i));
-        /* Timed as the engine does it: the batch filled from the window,
-         * the window committed, the batch written. */
-        int64_t t0 = now_ns();
+        for (; i < end; i++) {
+            int32_t p = partition_of(ev[i].customer_id, np);
+            window_add(w[p], &ev[i], next[p]++);
+        }
+        /* Timed as the engine does it: the batch filled from the windows,
+         * the windows committed, the batch written. */
+        int64_t t0 = now_ns(), diff_ns = 0;
         batch_reset(b);
-        batch_partition_t *bp =
-            batch_add_partition(b, "micro", 0, claim.epoch, prev, (int64_t)(base + i));
-        window_fill_batch(w, b, bp);
-        window_commit(w);
+        for (int32_t p = 0; p < np; p++) {
+            int64_t prev = claim[p].next_offset;
+            if (prev == next[p] || (prev < 0 && next[p] == 0)) continue;
+            batch_partition_t *bp =
+                batch_add_partition(b, "micro", p, claim[p].epoch, prev, next[p]);
+            window_fill_batch(w[p], b, bp);
+            window_commit(w[p]);
+            claim[p].next_offset = next[p];
+            if (!o->sink_diff) continue;
+            int64_t d0 = now_ns();
+            for (size_t k = 0; k < bp->ndeletes; k++) emulate_forget(&wt, bp->deletes[k]);
+            for (size_t k = 0; k < bp->nerasures; k++) emulate_forget(&wt, bp->erasures[k]);
+            for (size_t k = 0; k < bp->ncustomers; k++) emulate_changed(&wt, &bp->customers[k]);
+            diff_ns += now_ns() - d0;
+        }
+        redis_cpu_t c0, c1;
+        if (redis_cpu_read(info, &c0) != 0) goto out;
         if (redis_sink_flush(s, b, errstr, sizeof errstr) != SINK_OK) {
             fprintf(stderr, "micro: sink: flush: %s\n", errstr);
             goto out;
         }
-        flush_ns += now_ns() - t0;
-        prev = (int64_t)(base + i);
+        if (redis_cpu_read(info, &c1) != 0) goto out;
+        cpu_us += c1.cpu_us - c0.cpu_us;
+        calls += c1.calls - c0.calls - 2; /* the INFO itself */
+        flush_ns += now_ns() - t0 - diff_ns;
     }
     const sink_stats_t *st = redis_sink_stats(s);
-    printf("sink events=%zu flush_every=%zu flushes=%" PRIu64 " ns_per_event=%.1f"
+    double cw = st->customers_written ? (double)st->customers_written : 1;
+    printf("sink events=%zu partitions=%d flush_every=%zu changed=%s flushes=%" PRIu64
+           " ns_per_event=%.1f"
            " commands_per_event=%.4f bytes_per_event=%.1f customers_written_per_event=%.4f"
-           " alerts_per_event=%.4f\n",
-           m.n, o->flush_every, st->flushes, (double)flush_ns / (double)m.n,
+           " alerts_per_event=%.4f redis_us_per_customer=%.2f redis_calls_per_customer=%.3f"
+           " argv_per_customer=%.2f\n",
+           m.n, np, o->flush_every, o->sink_diff ? "diff" : "all", st->flushes,
+           (double)flush_ns / (double)m.n,
            (double)st->commands / (double)m.n, (double)st->bytes_sent / (double)m.n,
-           (double)st->customers_written / (double)m.n, (double)st->alerts_written / (double)m.n);
+           (double)st->customers_written / (double)m.n, (double)st->alerts_written / (double)m.n,
+           cpu_us / cw, calls / cw, (double)st->args / cw);
     rc = 0;
 out:
+    if (info) redisFree(info);
     batch_free(b);
-    window_free(w);
+    for (int32_t p = 0; w && p < np; p++) window_free(w[p]);
+    free(w);
+    free(claim);
+    free(next);
+    free(wt.slot);
     redis_sink_free(s);
     msgs_free(&m);
     gen_free(g);
@@ -412,12 +578,15 @@ out:
 static void usage(FILE *f) {
     fputs("usage: micro --schema-dir DIR [--events N] [--customers N] [--track N]\n"
           "             [--track-events N] [--sink-events N] [--flush-every N]\n"
-          "             [--repeat R] [--redis URL]\n"
+          "             [--repeat R] [--redis URL] [--sink-partitions P]\n"
+          "             [--sink-changed all|diff]\n"
           "             [--only decode,score,score1m,sink]\n"
           "\n"
           "Defaults: --events 1000000 --customers 100000 --track 1000000\n"
           "--track-events 300000 --sink-events 200000 --flush-every 10000\n"
-          "--repeat 3; sink runs only with --redis.\n",
+          "--repeat 3 --sink-partitions 1 --sink-changed all; sink runs only\n"
+          "with --redis.  --sink-changed diff flags only the public fields that\n"
+          "differ from what was last written, as a precise scorer would.\n",
           f);
 }
 
@@ -444,10 +613,12 @@ int main(int argc, char **argv) {
         {"redis", required_argument, NULL, 'R'},      {"only", required_argument, NULL, 'o'},
         {"track-events", required_argument, NULL, 'K'},
         {"sink-events", required_argument, NULL, 'E'},
+        {"sink-partitions", required_argument, NULL, 'P'},
+        {"sink-changed", required_argument, NULL, 'C'},
         {"help", no_argument, NULL, 'h'},             {NULL, 0, NULL, 0}};
     opts_t o = {.events = 1000000, .track_events = 300000,
                 .sink_events = 200000, .customers = 100000, .track = 1000000,
-                .flush_every = 10000, .repeat = 3,
+                .flush_every = 10000, .sink_partitions = 1, .repeat = 3,
                 .decode = true, .score = true, .score1m = true, .sink = true};
     int c;
     while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
@@ -458,6 +629,14 @@ int main(int argc, char **argv) {
         case 'k': o.track = (uint32_t)strtoul(optarg, NULL, 10); break;
         case 'K': o.track_events = strtoull(optarg, NULL, 10); break;
         case 'E': o.sink_events = strtoull(optarg, NULL, 10); break;
+        case 'P': o.sink_partitions = (int32_t)atoi(optarg); break;
+        case 'C':
+            if (strcmp(optarg, "diff") != 0 && strcmp(optarg, "all") != 0) {
+                usage(stderr);
+                return 2;
+            }
+            o.sink_diff = strcmp(optarg, "diff") == 0;
+            break;
         case 'f': o.flush_every = strtoull(optarg, NULL, 10); break;
         case 'r': o.repeat = atoi(optarg); break;
         case 'R': o.redis_url = optarg; break;
@@ -472,7 +651,7 @@ int main(int argc, char **argv) {
         }
     }
     if (!o.schema_dir || optind < argc || o.events < 1 || o.customers < 1 || o.track < 1 ||
-        o.track_events < 1 || o.sink_events < 1 ||
+        o.track_events < 1 || o.sink_events < 1 || o.sink_partitions < 1 ||
         o.flush_every < 1 || o.repeat < 1 || o.repeat > MAX_REPEAT) {
         usage(stderr);
         return 2;

@@ -11,8 +11,9 @@
  * harness listens on 127.0.0.1 with an ephemeral port, accepts, writes the
  * input after byte 0, half-closes and reads until the client closes.
  * Byte 0 chooses the reader (0: the report, 1: the sink's claim, 2: the
- * answers to a flush of one small batch, read with the sink's non-blocking
- * steps, 3: `rapport top`'s lowest scores and alerts, cli/view.c).
+ * answers to a flush of one small batch of two partitions, read with the
+ * sink's non-blocking steps, 3: `rapport top`'s lowest scores and alerts,
+ * cli/view.c).
  * Whatever the bytes, the reader must return an error or a result, never
  * crash, leak or read out of bounds.
  */
@@ -96,7 +97,8 @@ static void watermark(void *opaque, int64_t w) {
     (void)w;
 }
 
-/* A batch of one partition with a customer, a delete and an alert, begun
+/* A batch of two partitions (a customer, a delete and an alert; a
+ * customer with some fields changed), one chunk, begun
  * and stepped until the sink answers something other than PENDING (never
  * stepped after an error: that would connect again, to nobody). */
 static void flush_one(char *err, size_t err_size) {
@@ -120,6 +122,14 @@ static void flush_one(char *err, size_t err_size) {
     a->reason = batch_static("fell below 35");
     batch_add_history(b, bp, INT64_C(1767225600000), "CHAT:AI:events", 1);
     batch_add_org(b, bp, "customers", 1);
+    /* A second partition in the same chunk, so that SPLIT (the chunk sent
+     * again one partition per call) is reached too. */
+    bp = batch_add_partition(b, "interactions", 1, 1, -1, 3);
+    c = batch_add_customer(b, bp);
+    c->changed = BATCH_CF_CI | BATCH_CF_EVENTS;
+    c->customer_id = batch_copy(b, "cust-3", 6);
+    c->state = batch_copy(b, "state", 5);
+    batch_add_history(b, bp, INT64_C(1767225600000), "CHAT:AI:events", 2);
     if (redis_sink_begin(sink, b, err, err_size) == SINK_OK)
         for (int i = 0; i < 100 && redis_sink_step(sink, 20, err, err_size) == SINK_PENDING; i++) {
         }

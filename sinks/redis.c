@@ -81,6 +81,10 @@ struct redis_sink {
     resp_t req;               /* the flush request */
     resp_t dels;              /* the deletes of the partition being built */
     resp_t heads;             /* the partition headers */
+    const batch_counter_t **ctr; /* a chunk's counter deltas, sorted */
+    size_t ctr_cap;
+    batch_counter_t *sum;     /* and summed */
+    size_t sum_cap;
     flight_t *flight;         /* the flush under way, NULL when none */
     uint64_t gen;             /* connections made: a flight knows which one it is on */
 };
@@ -365,6 +369,8 @@ void redis_sink_free(redis_sink_t *s) {
     resp_release(&s->req);
     resp_release(&s->dels);
     resp_release(&s->heads);
+    free(s->ctr);
+    free(s->sum);
     free(s->prefix);
     rconn_endpoint_free(s->ep);
     free(s);
@@ -500,6 +506,120 @@ static int part_field(const batch_partition_t *bp, char *out, size_t size) {
                     bp->partition);
 }
 
+/* A customer's record in a flush request (redis_flush_lua): its id, a mask
+ * of the public fields it carries, their values in the mask's order, its
+ * resume state.  The mask is the batch's BATCH_CF_* bits 0-11 (ci …
+ * updated_at), bit 12 for last_event_id (sent when an event set one) and
+ * bit 13 for route and route_reason (sent when flagged and computed). */
+_Static_assert(BATCH_CF_CI == 1u << 0 && BATCH_CF_AHT_MS == 1u << 5 &&
+                   BATCH_CF_STREAK == 1u << 6 && BATCH_CF_UPDATED_AT == 1u << 11,
+               "the wire mask takes the batch's bits 0-11 in the hash's field order");
+#define WIRE_LAST_EVENT_ID (1u << 12)
+#define WIRE_ROUTE (1u << 13)
+static void customer_build(resp_t *req, const batch_customer_t *v) {
+    uint32_t m = v->changed & 0xfffu;
+    if (v->last_event_id.len) m |= WIRE_LAST_EVENT_ID;
+    if ((v->changed & BATCH_CF_ROUTE) && v->route.len) m |= WIRE_ROUTE;
+    resp_bstr(req, v->customer_id);
+    resp_i64(req, m);
+    const double f4[6] = {v->ci, v->resolution, v->sentiment, v->loyalty, v->ai_share, v->aht_ms};
+    const int64_t i64[6] = {v->streak, v->contacts, v->resolved, v->events, v->at_risk ? 1 : 0,
+                            v->updated_at};
+    for (int k = 0; k < 6; k++)
+        if (m & (1u << k)) resp_f4(req, f4[k]);
+    for (int k = 0; k < 6; k++)
+        if (m & (1u << (6 + k))) resp_i64(req, i64[k]);
+    if (m & WIRE_LAST_EVENT_ID) resp_bstr(req, v->last_event_id);
+    if (m & WIRE_ROUTE) {
+        resp_bstr(req, v->route);
+        resp_bstr(req, v->route_reason);
+    }
+    resp_bstr(req, v->state);
+}
+
+/* Orders counter deltas by bucket start, then field. */
+static int counter_cmp(const void *pa, const void *pb) {
+    const batch_counter_t *a = *(const batch_counter_t *const *)pa;
+    const batch_counter_t *b = *(const batch_counter_t *const *)pb;
+    if (a->bucket_start != b->bucket_start) return a->bucket_start < b->bucket_start ? -1 : 1;
+    size_t n = a->field.len < b->field.len ? a->field.len : b->field.len;
+    int c = n ? memcmp(a->field.ptr, b->field.ptr, n) : 0;
+    if (c) return c;
+    return (a->field.len > b->field.len) - (a->field.len < b->field.len);
+}
+
+/* Sorts the deltas in s->ctr[0..n) and sums those of the same bucket and
+ * field into s->sum; returns how many there are.  Saturates instead of
+ * overflowing, which no real count reaches. */
+static size_t counters_sum(redis_sink_t *s, size_t n) {
+    qsort(s->ctr, n, sizeof(*s->ctr), counter_cmp);
+    if (s->sum_cap < n) {
+        s->sum_cap = n;
+        s->sum = xrealloc(s->sum, n * sizeof(*s->sum));
+    }
+    size_t m = 0;
+    for (size_t k = 0; k < n; k++) {
+        const batch_counter_t *c = s->ctr[k];
+        if (m && counter_cmp(&c, &(const batch_counter_t *){&s->sum[m - 1]}) == 0) {
+            if (__builtin_add_overflow(s->sum[m - 1].delta, c->delta, &s->sum[m - 1].delta))
+                s->sum[m - 1].delta = c->delta < 0 ? INT64_MIN : INT64_MAX;
+        } else {
+            s->sum[m++] = *c;
+        }
+    }
+    return m;
+}
+
+/* Collects the history (org: false) or org deltas of parts[0..n) in s->ctr
+ * and returns how many. */
+static size_t counters_collect(redis_sink_t *s, batch_partition_t *const *parts, size_t n,
+                               bool org) {
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++) total += org ? parts[i]->norg : parts[i]->nhistory;
+    if (s->ctr_cap < total) {
+        s->ctr_cap = total;
+        s->ctr = xrealloc(s->ctr, total * sizeof(*s->ctr));
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        const batch_counter_t *c = org ? parts[i]->org : parts[i]->history;
+        size_t cn = org ? parts[i]->norg : parts[i]->nhistory;
+        for (size_t j = 0; j < cn; j++) {
+            s->ctr[k] = &c[j];
+            k++;
+        }
+    }
+    return k;
+}
+
+/* Appends the counters section of a chunk's request (redis_flush_lua): its
+ * history and org deltas summed over its partitions, each hash's fields
+ * once.  A chunk is written or refused whole, so the sums are exact. */
+static void counters_build(redis_sink_t *s, batch_partition_t *const *parts, size_t n) {
+    resp_t *req = &s->req;
+    size_t m = counters_sum(s, counters_collect(s, parts, n, false));
+    size_t hashes = 0;
+    for (size_t k = 0; k < m; k++)
+        hashes += k == 0 || s->sum[k].bucket_start != s->sum[k - 1].bucket_start;
+    resp_i64(req, (int64_t)hashes);
+    for (size_t k = 0; k < m;) {
+        size_t e = k;
+        while (e < m && s->sum[e].bucket_start == s->sum[k].bucket_start) e++;
+        resp_i64(req, s->sum[k].bucket_start);
+        resp_i64(req, (int64_t)(e - k));
+        for (; k < e; k++) {
+            resp_bstr(req, s->sum[k].field);
+            resp_i64(req, s->sum[k].delta);
+        }
+    }
+    m = counters_sum(s, counters_collect(s, parts, n, true));
+    resp_i64(req, (int64_t)m);
+    for (size_t k = 0; k < m; k++) {
+        resp_bstr(req, s->sum[k].field);
+        resp_i64(req, s->sum[k].delta);
+    }
+}
+
 /* Builds the flush request for parts[0..n) in s->req (see redis_flush_lua
  * for the ARGV layout); the request starts at s->req.buf + *start. */
 static void flush_build(redis_sink_t *s, batch_partition_t *const *parts, size_t n,
@@ -512,26 +632,9 @@ static void flush_build(redis_sink_t *s, batch_partition_t *const *parts, size_t
     resp_i64(req, (int64_t)n);
     for (size_t i = 0; i < n; i++) {
         const batch_partition_t *bp = parts[i];
-        for (size_t k = 0; k < bp->ncustomers; k++) {
-            const batch_customer_t *v = &bp->customers[k];
-            resp_bstr(req, v->customer_id);
-            resp_f4(req, v->ci);
-            resp_f4(req, v->resolution);
-            resp_f4(req, v->sentiment);
-            resp_f4(req, v->loyalty);
-            resp_f4(req, v->ai_share);
-            resp_f4(req, v->aht_ms);
-            resp_i64(req, v->streak);
-            resp_i64(req, v->contacts);
-            resp_i64(req, v->resolved);
-            resp_i64(req, v->events);
-            resp_i64(req, v->at_risk ? 1 : 0);
-            resp_i64(req, v->updated_at);
-            resp_bstr(req, v->last_event_id);
-            resp_bstr(req, v->state);
-            resp_bstr(req, v->route);
-            resp_bstr(req, v->route_reason);
-        }
+        size_t upsert_args = req->args;
+        for (size_t k = 0; k < bp->ncustomers; k++) customer_build(req, &bp->customers[k]);
+        upsert_args = req->args - upsert_args;
         for (size_t k = 0; k < bp->ndeletes; k++) resp_bstr(req, bp->deletes[k]);
         for (size_t k = 0; k < bp->nalerts; k++) {
             const batch_alert_t *a = &bp->alerts[k];
@@ -550,15 +653,6 @@ static void flush_build(redis_sink_t *s, batch_partition_t *const *parts, size_t
             resp_bstr(req, a->reason);
             resp_bstr(req, a->narrative);
         }
-        for (size_t k = 0; k < bp->nhistory; k++) {
-            resp_i64(req, bp->history[k].bucket_start);
-            resp_bstr(req, bp->history[k].field);
-            resp_i64(req, bp->history[k].delta);
-        }
-        for (size_t k = 0; k < bp->norg; k++) {
-            resp_bstr(req, bp->org[k].field);
-            resp_i64(req, bp->org[k].delta);
-        }
         for (size_t k = 0; k < bp->nerasures; k++) resp_bstr(req, bp->erasures[k]);
 
         resp_t *h = &s->heads;
@@ -573,12 +667,12 @@ static void flush_build(redis_sink_t *s, batch_partition_t *const *parts, size_t
         else
             resp_bulk(h, "", 0);
         resp_i64(h, (int64_t)bp->ncustomers);
+        resp_i64(h, (int64_t)upsert_args);
         resp_i64(h, (int64_t)bp->ndeletes);
         resp_i64(h, (int64_t)bp->nalerts);
-        resp_i64(h, (int64_t)bp->nhistory);
-        resp_i64(h, (int64_t)bp->norg);
         resp_i64(h, (int64_t)bp->nerasures);
     }
+    counters_build(s, parts, n);
     resp_append(req, &s->heads);
 
     /* The command head, right-aligned in the room left for it. */
@@ -616,6 +710,7 @@ typedef struct chunk {
     size_t sent;         /* bytes written on the current connection */
     size_t first, count; /* its partitions: flight.parts[first .. first + count) */
     bool done;           /* answered: written, found written, or fenced */
+    bool split;          /* answered SPLIT: to be sent again one partition per call */
 } chunk_t;
 
 /* The requests of one flush, kept until Redis has answered each of them,
@@ -642,6 +737,41 @@ static void flight_free(flight_t *f) {
     free(f);
 }
 
+/* Builds the chunk of parts[first .. first + count) into ch. */
+static void chunk_build(redis_sink_t *s, flight_t *f, chunk_t *ch, size_t first, size_t count) {
+    size_t start;
+    flush_build(s, f->parts + first, count, &start);
+    s->stats.args += s->req.args;
+    *ch = (chunk_t){.len = s->req.len - start, .first = first, .count = count};
+    ch->buf = xmalloc(ch->len);
+    memcpy(ch->buf, s->req.buf + start, ch->len);
+}
+
+/* Replaces each chunk that answered SPLIT by one chunk per partition:
+ * those are written or skipped whole (redis_flush_lua). */
+static void flight_split(redis_sink_t *s) {
+    flight_t *f = s->flight;
+    size_t n = 0;
+    for (size_t k = 0; k < f->nchunks; k++) n += f->chunks[k].split ? f->chunks[k].count : 1;
+    chunk_t *chunks = xcalloc(n, sizeof(*chunks));
+    size_t m = 0;
+    for (size_t k = 0; k < f->nchunks; k++) {
+        chunk_t *ch = &f->chunks[k];
+        if (!ch->split) {
+            chunks[m++] = *ch;
+            continue;
+        }
+        for (size_t i = 0; i < ch->count; i++) chunk_build(s, f, &chunks[m++], ch->first + i, 1);
+        free(ch->buf);
+    }
+    free(f->chunks);
+    f->chunks = chunks;
+    f->nchunks = m;
+    /* Every answer is in: nothing is under way (flight_restart sends). */
+    f->send_at = f->reply_at = m;
+    if (s->req.cap > FLUSH_KEEP_BYTES) resp_release(&s->req);
+}
+
 /* Builds every chunk of a flush from the batch. */
 static flight_t *flight_build(redis_sink_t *s, batch_t *b) {
     size_t n = batch_partition_count(b);
@@ -657,15 +787,7 @@ static flight_t *flight_build(redis_sink_t *s, batch_t *b) {
         size_t b_end = a, items = 0;
         while (b_end < n && (b_end == a || items < FLUSH_CHUNK_ITEMS))
             items += batch_partition_items(f->parts[b_end++]);
-        size_t start;
-        chunk_t *ch = &f->chunks[f->nchunks];
-        flush_build(s, f->parts + a, b_end - a, &start);
-        ch->len = s->req.len - start;
-        ch->buf = xmalloc(ch->len);
-        memcpy(ch->buf, s->req.buf + start, ch->len);
-        ch->first = a;
-        ch->count = b_end - a;
-        f->nchunks++;
+        chunk_build(s, f, &f->chunks[f->nchunks++], a, b_end - a);
         a = b_end;
     }
     if (s->req.cap > FLUSH_KEEP_BYTES) resp_release(&s->req);
@@ -726,6 +848,13 @@ static sink_result_t flight_reply(redis_sink_t *s, const redisReply *r, char *er
     if (r->type == REDIS_REPLY_ERROR) {
         /* Left open: sent again once the scripts are loaded (the wait). */
         if (strncmp(r->str, "NOSCRIPT", 8) == 0) return SINK_OK;
+        /* Left open too: sent again one partition per call (the wait).  A
+         * chunk of one partition cannot mix: from it, SPLIT is an error. */
+        if (strncmp(r->str, "SPLIT", 5) == 0 && (r->str[5] == ' ' || !r->str[5]) &&
+            ch->count > 1) {
+            ch->split = true;
+            return SINK_OK;
+        }
         reply_errstr(s, "flush", r->str, errstr, errstr_size);
         if (strncmp(r->str, "FENCED ", 7) == 0) {
             /* Nothing of the chunk was written. */
@@ -800,6 +929,17 @@ static sink_result_t flight_wait(redis_sink_t *s, int wait_ms, char *errstr,
         }
         if (f->reply_at >= f->nchunks) {
             if (next_open(f, 0) == f->nchunks) return SINK_OK;
+            bool split = false;
+            for (size_t k = 0; k < f->nchunks; k++) split |= f->chunks[k].split;
+            if (split) {
+                flight_split(s);
+                sink_result_t res = flight_restart(s, errstr, errstr_size);
+                if (res != SINK_OK) {
+                    sink_disconnect(s);
+                    return res;
+                }
+                continue;
+            }
             /* Every chunk sent got its answer, some NOSCRIPT: Redis lost the
              * scripts (restart, SCRIPT FLUSH).  Loaded again once per try. */
             if (f->reloaded) {

@@ -19,6 +19,7 @@ typedef struct sink_stats {
     uint64_t bytes_sent;   /* request bytes sent to Redis */
     uint64_t customers_written;
     uint64_t alerts_written;
+    uint64_t args;         /* script arguments (ARGV strings) built */
 } sink_stats_t;
 
 /* Writes batch b and waits for the answer: redis_sink_begin(), then

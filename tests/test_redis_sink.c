@@ -634,8 +634,16 @@ Test(redis_sink, flush_writes_the_spec_layout) {
     expect_stream(rows, nalerts);
     /* Exactly the SPEC §5 keys: 3 hashes, scores, alerts, watermarks, one
      * history bucket, history_index, org, and the internal _offsets,
-     * _epochs, _state:<topic>:3 and _alert_ids:<topic>:3 (SPEC §1.2). */
-    cr_expect_eq(dbsize(), 3 + 3 + 3 + 3 + 1);
+     * _epochs, _state:<topic>:3, _alert_ids:<topic>:3 (SPEC §1.2) and
+     * _alert_ids_cursor (where its sweep stands). */
+    cr_expect_eq(dbsize(), 3 + 3 + 3 + 3 + 2);
+    /* The sweep's pass ended, at the stream's first ID. */
+    redisReply *xr = rcmdf("XRANGE " PREFIX "alerts - + COUNT 1");
+    cr_assert(xr->type == REDIS_REPLY_ARRAY && xr->elements == 1);
+    char first[80];
+    snprintf(first, sizeof(first), "0 %s", xr->element[0]->element[0]->str);
+    freeReplyObject(xr);
+    expect_hget(PREFIX "_alert_ids_cursor", TOPIC ":3", first);
     expect_hget(PREFIX "org", "customers", "3");
 
     /* An unchanged watermark is not rewritten; offsets always are. */
@@ -837,6 +845,60 @@ Test(redis_sink, retried_flush_that_landed_writes_nothing_twice) {
     window_free(p0.w);
     window_free(p1.w);
     window_free(p2.w);
+    redis_sink_free(s);
+}
+
+/* A batch of hand-made counter deltas for partitions 0 and 1 (claimed at
+ * epochs e[0], e[1]); partition p moves from offset p0[p] to p0[p] + 1. */
+static batch_t *counter_batch(const int64_t *e, const int64_t *from, size_t nparts) {
+    batch_t *b = batch_new();
+    for (size_t p = 0; p < nparts; p++) {
+        batch_partition_t *bp =
+            batch_add_partition(b, TOPIC, (int32_t)p, e[p], from[p], from[p] < 0 ? 1 : from[p] + 1);
+        batch_add_history(b, bp, T0, "CHAT:AI:contacts", 2 + (int64_t)p);
+        batch_add_history(b, bp, T0 + DAY, "APP:NONE:events", 1);
+        batch_add_org(b, bp, "customers", 1);
+    }
+    return b;
+}
+
+Test(redis_sink, retried_chunk_with_a_new_partition_adds_counters_once) {
+    redis_sink_t *s = sink_open(1000);
+    tpart_t p0 = {0}, p1 = {0};
+    tp_claim(&p0, s, 0);
+    tp_claim(&p1, s, 1);
+    int64_t e[2] = {p0.epoch, p1.epoch}, from[2] = {p0.committed, p1.committed};
+    char err[256];
+    batch_t *b = counter_batch(e, from, 1);
+    cr_assert_eq(redis_sink_flush(s, b, err, sizeof(err)), SINK_OK, "%s", err);
+    batch_free(b);
+    /* The same again, as if its answer had been lost, with partition 1
+     * added: one chunk whose counters are summed over both, so the script
+     * refuses it (SPLIT) and the sink sends each partition alone. */
+    b = counter_batch(e, from, 2);
+    cr_assert_eq(redis_sink_flush(s, b, err, sizeof(err)), SINK_OK, "%s", err);
+    cr_expect_eq(result_of(b, 0), BATCH_WRITTEN);
+    cr_expect_eq(result_of(b, 1), BATCH_WRITTEN);
+    batch_free(b);
+    char key[64];
+    snprintf(key, sizeof(key), PREFIX "history:%lld", (long long)T0);
+    expect_hget(key, "CHAT:AI:contacts", "5");
+    snprintf(key, sizeof(key), PREFIX "history:%lld", (long long)(T0 + DAY));
+    expect_hget(key, "APP:NONE:events", "2");
+    expect_hget(PREFIX "org", "customers", "2");
+    expect_hget(PREFIX "_offsets", TOPIC ":1", "1");
+    /* Both partitions in one chunk, both to write: summed in one call. */
+    int64_t at[2] = {1, 1};
+    b = counter_batch(e, at, 2);
+    uint64_t flushes = redis_sink_stats(s)->flushes;
+    cr_assert_eq(redis_sink_flush(s, b, err, sizeof(err)), SINK_OK, "%s", err);
+    cr_expect_eq(redis_sink_stats(s)->flushes - flushes, 1);
+    batch_free(b);
+    snprintf(key, sizeof(key), PREFIX "history:%lld", (long long)T0);
+    expect_hget(key, "CHAT:AI:contacts", "10");
+    expect_hget(PREFIX "org", "customers", "4");
+    window_free(p0.w);
+    window_free(p1.w);
     redis_sink_free(s);
 }
 
@@ -1148,6 +1210,94 @@ Test(redis_sink, flush_writes_routes_history_and_org) {
     redis_sink_free(s);
 }
 
+/* One customer "ann" in a batch of partition 0 from offset `from`. */
+static batch_customer_t *one_customer(batch_t *b, int64_t epoch, int64_t from, uint32_t changed) {
+    batch_partition_t *bp = batch_add_partition(b, TOPIC, 0, epoch, from, from < 0 ? 1 : from + 1);
+    batch_customer_t *c = batch_add_customer(b, bp);
+    c->changed = changed;
+    c->customer_id = batch_copy(b, "ann", 3);
+    return c;
+}
+
+static void expect_zscore(const char *cid, const char *want) {
+    redisReply *r = rcmdf("ZSCORE " PREFIX "scores %s", cid);
+    cr_assert_eq(r->type, REDIS_REPLY_STRING);
+    cr_expect_eq(strtod(r->str, NULL), strtod(want, NULL), "ZSCORE %s: %s, want %s", cid, r->str,
+                 want);
+    freeReplyObject(r);
+}
+
+Test(redis_sink, partial_mask_writes_only_the_changed_fields) {
+    redis_sink_t *s = sink_open(1000);
+    tpart_t t = {0};
+    tp_claim(&t, s, 0);
+    char err[256];
+    batch_t *b = batch_new();
+    batch_customer_t *c = one_customer(b, t.epoch, t.committed, BATCH_CF_ALL);
+    c->ci = 42.5;
+    c->sentiment = 0.5;
+    c->contacts = 3;
+    c->updated_at = T0;
+    c->last_event_id = batch_static("x9");
+    c->route = batch_static("human");
+    c->route_reason = batch_static("streak");
+    c->state = batch_static("s1");
+    cr_assert_eq(redis_sink_flush(s, b, err, sizeof(err)), SINK_OK, "%s", err);
+
+    /* Sentiment and updated_at flagged: the other values differ but are
+     * not written, and the score stays. */
+    batch_reset(b);
+    c = one_customer(b, t.epoch, 1, BATCH_CF_SENTIMENT | BATCH_CF_UPDATED_AT);
+    c->ci = 10;
+    c->sentiment = -0.25;
+    c->contacts = 9;
+    c->updated_at = T0 + 5;
+    c->route = batch_static("ai");
+    c->state = batch_static("s2");
+    cr_assert_eq(redis_sink_flush(s, b, err, sizeof(err)), SINK_OK, "%s", err);
+    expect_hget(PREFIX "ci:ann", "ci", "42.5000");
+    expect_hget(PREFIX "ci:ann", "sentiment", "-0.2500");
+    expect_hget(PREFIX "ci:ann", "contacts", "3");
+    char want[32];
+    snprintf(want, sizeof(want), "%lld", (long long)(T0 + 5));
+    expect_hget(PREFIX "ci:ann", "updated_at", want);
+    expect_hget(PREFIX "ci:ann", "last_event_id", "x9");
+    expect_hget(PREFIX "ci:ann", "route", "human");
+    expect_hget(PREFIX "ci:ann", "route_reason", "streak");
+    expect_hget(PREFIX "_state:" TOPIC ":0", "ann", "s2");
+    expect_zscore("ann", "42.5");
+
+    /* ci and the route flagged: hash and score follow. */
+    batch_reset(b);
+    c = one_customer(b, t.epoch, 2, BATCH_CF_CI | BATCH_CF_ROUTE);
+    c->ci = 50;
+    c->route = batch_static("ai");
+    c->state = batch_static("s3");
+    cr_assert_eq(redis_sink_flush(s, b, err, sizeof(err)), SINK_OK, "%s", err);
+    expect_hget(PREFIX "ci:ann", "ci", "50.0000");
+    expect_hget(PREFIX "ci:ann", "route", "ai");
+    expect_hget(PREFIX "ci:ann", "route_reason", "");
+    expect_hget(PREFIX "ci:ann", "sentiment", "-0.2500");
+    expect_zscore("ann", "50");
+
+    /* Nothing public flagged: only last_event_id (an event set it) and the
+     * state are written. */
+    batch_reset(b);
+    c = one_customer(b, t.epoch, 3, 0);
+    c->ci = 1;
+    c->last_event_id = batch_static("y1");
+    c->state = batch_static("s4");
+    cr_assert_eq(redis_sink_flush(s, b, err, sizeof(err)), SINK_OK, "%s", err);
+    expect_hget(PREFIX "ci:ann", "last_event_id", "y1");
+    expect_hget(PREFIX "ci:ann", "ci", "50.0000");
+    expect_hget(PREFIX "_state:" TOPIC ":0", "ann", "s4");
+    expect_zscore("ann", "50");
+    expect_hget(PREFIX "_offsets", TOPIC ":0", "4");
+    batch_free(b);
+    window_free(t.w);
+    redis_sink_free(s);
+}
+
 /* ------------------------------------------------------------------ */
 /* Erasure (SPEC §1.2)                                                 */
 
@@ -1316,6 +1466,48 @@ static void hand_alert(batch_t *b, batch_partition_t *bp, const char *cid, int64
     a->partition = bp->partition;
     a->offset = off;
     a->reason = batch_static("r");
+}
+
+/* Calls of one command so far, from INFO commandstats. */
+static long long command_calls(const char *name) {
+    redisReply *r = rcmdf("INFO commandstats");
+    cr_assert_eq(r->type, REDIS_REPLY_STRING);
+    char key[64];
+    snprintf(key, sizeof key, "cmdstat_%s:calls=", name);
+    const char *p = strstr(r->str, key);
+    long long n = p ? atoll(p + strlen(key)) : 0;
+    freeReplyObject(r);
+    return n;
+}
+
+/* A stream that nothing trimmed leaves nothing stale in the index: once a
+ * sweep's pass has ended, flushes with alerts sweep no more. */
+Test(redis_sink, alert_index_not_swept_while_the_stream_is_not_trimmed) {
+    redis_sink_t *s = sink_open(1000);
+    tpart_t t = {0};
+    tp_claim(&t, s, 0);
+    batch_t *b = batch_new();
+    char err[256];
+    long long claimed = command_calls("hscan"); /* the claim's, of the states */
+    for (int64_t off = 0; off < 5; off++) {
+        batch_reset(b);
+        batch_partition_t *bp =
+            batch_add_partition(b, TOPIC, 0, t.epoch, off == 0 ? -1 : off, off + 1);
+        hand_alert(b, bp, "loyal", off);
+        cr_assert_eq(redis_sink_flush(s, b, err, sizeof(err)), SINK_OK, "%s", err);
+        if (off == 0) cr_expect_eq(command_calls("hscan") - claimed, 1, "the first pass");
+    }
+    cr_expect_eq(command_calls("hscan") - claimed, 1, "no pass after the first");
+    cr_expect_eq(rint_reply("XLEN %b", PREFIX "alerts", strlen(PREFIX "alerts")), 5);
+    redisReply *r = rcmdf("HGET " PREFIX "_alert_ids:" TOPIC ":0 loyal");
+    cr_assert_eq(r->type, REDIS_REPLY_STRING);
+    int ids = 1;
+    for (const char *p = r->str; *p; p++) ids += *p == ' ';
+    cr_expect_eq(ids, 5, "%s", r->str);
+    freeReplyObject(r);
+    batch_free(b);
+    window_free(t.w);
+    redis_sink_free(s);
 }
 
 /* The index loses what the stream trims: a touched customer's list keeps
