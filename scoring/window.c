@@ -23,6 +23,14 @@
  *   an event since the last commit has an empty last_event_id, and the sink
  *   leaves that hash field as it is.
  *
+ *   A sink writes only the public fields that changed (batch/batch.h
+ *   BATCH_CF_*).  When a customer first changes after a commit, its fields
+ *   as last written are computed from its body (one more sum over its
+ *   buckets) and kept beside its entry in the change list, 88 bytes per
+ *   changed customer until the commit; the batch's mask compares the new
+ *   ones with them as the sink writes them (%.4f text or integers).  A
+ *   customer new, loaded or evicted since then is written whole.
+ *
  *   The table maps customer_id to a slab id: open addressing, linear
  *   probing, 8-byte slots (the low 32 bits of the hash, which also pick the
  *   home slot, and the id), backward-shift deletion.
@@ -123,7 +131,9 @@ enum {
     F_NARR = 8,     /* the four above are stored in the state blob */
     F_DIRTY = 16,
     F_TOMB = 32,
-    F_ERASED = 64   /* erased since the last commit (SPEC §1.2): its keys go with the erasure */
+    F_ERASED = 64,  /* erased since the last commit (SPEC §1.2): its keys go with the erasure */
+    F_WRITE_ALL = 128 /* loaded, or evicted since the last commit: what the sink holds of it is
+                       * not known, so its next write carries every field */
 };
 #define F_STORED (F_AT_RISK | F_HAS_SCORE | F_HAS_NH | F_NARR)
 
@@ -152,6 +162,18 @@ typedef struct bytes {
     char *p;
     size_t len, cap;
 } bytes_t;
+
+/* A changed customer's public fields (SPEC §5) as the sink last wrote them:
+ * taken when the customer first changes after a commit, compared with
+ * the new ones when the batch is filled (BATCH_CF_* bits).  valid is false
+ * when the sink's copy is unknown (a new, loaded or evicted customer). */
+typedef struct snap {
+    double ci, resolution, sentiment, loyalty, ai_share, aht_ms;
+    int64_t contacts, resolved, events, updated_at;
+    uint32_t streak;
+    uint8_t route, at_risk;
+    bool valid;
+} snap_t;
 
 /* The counters of one history segment `<CHANNEL>:<HANDLER>:<counter>`
  * (SPEC §9.1), the three alert counters in alert_type_t's order.  The
@@ -190,6 +212,7 @@ struct window {
     uint32_t *wheel;           /* window_buckets list heads (slab ids) */
 
     uint32_t *dirty;           /* changed since the last commit */
+    snap_t *snap;              /* snap[i]: dirty[i] as last written */
     size_t ndirty, dirty_cap;
 
     alert_t *alerts;
@@ -593,15 +616,45 @@ static void wheel_link(window_t *w, uint32_t id, int64_t oldest) {
 /* ------------------------------------------------------------------ */
 /* Customers                                                           */
 
-static void mark_dirty(window_t *w, uint32_t id) {
+typedef struct scores {
+    double ci, resolution, sentiment, loyalty, ai_share, aht_ms;
+    int64_t contacts, resolved, events;
+} scores_t;
+
+static void body_score(const window_t *w, uint32_t streak, const body_t *y, scores_t *s);
+
+/* Adds the customer to the change list, unless it is on it.  before is its
+ * body before the change (NULL for an eviction): while the customer holds
+ * what was last written, its public fields are kept for the comparison
+ * that makes the changed mask. */
+static void mark_dirty(window_t *w, uint32_t id, const body_t *before) {
     cust_t *c = cust_at(w, id);
     if (c->flags & F_DIRTY) return;
     if (w->ndirty == w->dirty_cap) {
         w->dirty_cap = w->dirty_cap ? w->dirty_cap * 2 : 64;
         w->dirty = xrealloc(w->dirty, w->dirty_cap * sizeof(*w->dirty));
+        w->snap = xrealloc(w->snap, w->dirty_cap * sizeof(*w->snap));
     }
+    snap_t *sn = &w->snap[w->ndirty];
     w->dirty[w->ndirty++] = id;
     c->flags |= F_DIRTY;
+    sn->valid = before && (c->flags & (F_HAS_SCORE | F_WRITE_ALL | F_TOMB)) == F_HAS_SCORE;
+    if (!sn->valid) return;
+    scores_t s;
+    body_score(w, c->streak, before, &s);
+    sn->ci = c->last_ci;
+    sn->resolution = s.resolution;
+    sn->sentiment = s.sentiment;
+    sn->loyalty = s.loyalty;
+    sn->ai_share = s.ai_share;
+    sn->aht_ms = s.aht_ms;
+    sn->contacts = s.contacts;
+    sn->resolved = s.resolved;
+    sn->events = s.events;
+    sn->updated_at = c->updated_at;
+    sn->streak = c->streak;
+    sn->route = before->route;
+    sn->at_risk = (c->flags & F_AT_RISK) != 0;
 }
 
 /* Forgets everything but the id bytes and the dirty mark. */
@@ -660,9 +713,9 @@ static void cust_evict(window_t *w, uint32_t id, const body_t *y) {
     if (c->flags & F_HAS_SCORE)
         org_add(w, -1, c->last_ci, (c->flags & F_AT_RISK) != 0, y->route != ROUTE_AI);
     cust_clear(c);
-    c->flags |= F_TOMB;
+    c->flags |= F_TOMB | F_WRITE_ALL;
     w->live--;
-    mark_dirty(w, id);
+    mark_dirty(w, id, NULL);
 }
 
 /* Returns y's bucket b, inserting it in order when absent. */
@@ -681,11 +734,6 @@ static bucket_t *body_bucket(window_t *w, body_t *y, int64_t b) {
 
 /* ------------------------------------------------------------------ */
 /* Scoring (SPEC §3)                                                   */
-
-typedef struct scores {
-    double ci, resolution, sentiment, loyalty, ai_share, aht_ms;
-    int64_t contacts, resolved, events;
-} scores_t;
 
 static void body_score(const window_t *w, uint32_t streak, const body_t *y, scores_t *s) {
     const score_params_t *p = &w->p;
@@ -1031,7 +1079,7 @@ static void cust_rescore(window_t *w, uint32_t id, body_t *y, const event_t *e, 
     c->last_ci = s.ci;
     c->flags |= F_HAS_SCORE;
     c->updated_at = w->watermark;
-    mark_dirty(w, id);
+    mark_dirty(w, id, NULL);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1075,6 +1123,7 @@ static void window_expire(window_t *w, int64_t old_b, int64_t new_b, int64_t off
         cust_t *c = cust_at(w, id);
         body_t y;
         cust_body(w, c, &y);
+        mark_dirty(w, id, &y);
         uint32_t drop = 0;
         while (drop < y.nbuckets && y.bk[drop].b < new_start) drop++;
         assert(drop > 0);
@@ -1129,6 +1178,7 @@ void window_free(window_t *w) {
     free(w->table);
     free(w->wheel);
     free(w->dirty);
+    free(w->snap);
     free(w->alerts);
     free(w->alert_text.p);
     free(w->event_ids.p);
@@ -1168,6 +1218,7 @@ window_result_t window_add(window_t *w, const event_t *e, int64_t offset) {
     cust_t *c = cust_at(w, id);
     body_t y;
     cust_body(w, c, &y);
+    mark_dirty(w, id, &y);
     int64_t old_oldest = y.nbuckets ? y.bk[0].b : INT64_MIN;
     bucket_t *bk = body_bucket(w, &y, b);
     bk->events++;
@@ -1391,7 +1442,7 @@ int window_load_customer(window_t *w, strview_t customer_id, const unsigned char
     }
     uint32_t id = cust_get(w, customer_id);
     cust_t *c = cust_at(w, id);
-    c->flags = flags;
+    c->flags = flags | F_WRITE_ALL;
     c->streak = streak;
     c->last_ci = last_ci;
     c->updated_at = updated_at;
@@ -1429,6 +1480,38 @@ static void cust_view(window_t *w, const cust_t *c, window_customer_view_t *v) {
     v->route_reason = route_reason_names[y.route];
     v->state_len = cust_blob(w, c);
     v->state = (const unsigned char *)w->enc.p;
+    v->changed = BATCH_CF_ALL;
+}
+
+/* x and y print the same with %.4f, as the sink writes them.  A superset
+ * of "differ" is safe: values that are not bit for bit equal and are not
+ * small finite numbers count as different. */
+static bool same_f4(double x, double y) {
+    if (memcmp(&x, &y, sizeof(x)) == 0) return true;
+    if (!(fabs(x) < 1e9 && fabs(y) < 1e9)) return false;
+    int64_t cx = c4(x);
+    return cx == c4(y) && (cx != 0 || signbit(x) == signbit(y));
+}
+
+/* Which public fields of v differ from the snapshot taken before its
+ * first change since the last commit (BATCH_CF_ALL when there is none). */
+static uint32_t view_changed(const cust_t *c, const snap_t *sn, const window_customer_view_t *v) {
+    if (!sn->valid || (c->flags & F_WRITE_ALL)) return BATCH_CF_ALL;
+    uint32_t m = 0;
+    if (!same_f4(v->ci, sn->ci)) m |= BATCH_CF_CI;
+    if (!same_f4(v->resolution, sn->resolution)) m |= BATCH_CF_RESOLUTION;
+    if (!same_f4(v->sentiment, sn->sentiment)) m |= BATCH_CF_SENTIMENT;
+    if (!same_f4(v->loyalty, sn->loyalty)) m |= BATCH_CF_LOYALTY;
+    if (!same_f4(v->ai_share, sn->ai_share)) m |= BATCH_CF_AI_SHARE;
+    if (!same_f4(v->aht_ms, sn->aht_ms)) m |= BATCH_CF_AHT_MS;
+    if (v->streak != (int64_t)sn->streak) m |= BATCH_CF_STREAK;
+    if (v->contacts != sn->contacts) m |= BATCH_CF_CONTACTS;
+    if (v->resolved != sn->resolved) m |= BATCH_CF_RESOLVED;
+    if (v->events != sn->events) m |= BATCH_CF_EVENTS;
+    if (v->at_risk != sn->at_risk) m |= BATCH_CF_AT_RISK;
+    if (v->updated_at != sn->updated_at) m |= BATCH_CF_UPDATED_AT;
+    if (v->route_reason != route_reason_names[sn->route]) m |= BATCH_CF_ROUTE;
+    return m;
 }
 
 void window_foreach_change(window_t *w, window_upsert_cb upsert, window_delete_cb del,
@@ -1442,6 +1525,7 @@ void window_foreach_change(window_t *w, window_upsert_cb upsert, window_delete_c
                 del(opaque, (strview_t){(const char *)c->data, c->cid_len});
         } else if (upsert) {
             cust_view(w, c, &v);
+            v.changed = view_changed(c, &w->snap[i], &v);
             upsert(opaque, &v);
         }
     }
@@ -1458,7 +1542,7 @@ void window_commit(window_t *w) {
     for (size_t i = 0; i < w->ndirty; i++) {
         uint32_t id = w->dirty[i];
         cust_t *c = cust_at(w, id);
-        c->flags &= (uint8_t)~(F_DIRTY | F_ERASED);
+        c->flags &= (uint8_t)~(F_DIRTY | F_ERASED | F_WRITE_ALL);
         c->eid = 0;
         c->eid_len = 0;
         if (c->flags & F_TOMB) {
@@ -1492,6 +1576,7 @@ typedef struct fill_ctx {
 static void fill_upsert(void *opaque, const window_customer_view_t *v) {
     fill_ctx_t *f = opaque;
     batch_customer_t *c = batch_add_customer(f->b, f->bp);
+    c->changed = v->changed;
     c->customer_id = batch_copy(f->b, v->customer_id.ptr, v->customer_id.len);
     c->ci = v->ci;
     c->resolution = v->resolution;

@@ -1214,3 +1214,253 @@ Test(window, erase_after_eviction) {
     cr_expect_str_eq(er, "a");
     window_free(w);
 }
+
+/* ------------------------------------------------------------------ */
+/* The changed mask (batch/batch.h BATCH_CF_*)                         */
+
+/* The mask of customer cid in a batch filled from w now; 0 when the batch
+ * does not carry it.  Commits w. */
+static uint32_t flush_mask(window_t *w, const char *cid) {
+    batch_t *b = batch_new();
+    batch_partition_t *bp = batch_add_partition(b, "t", 0, 1, -1, 1);
+    window_fill_batch(w, b, bp);
+    uint32_t m = 0;
+    for (size_t i = 0; i < bp->ncustomers; i++)
+        if (bp->customers[i].customer_id.len == strlen(cid) &&
+            memcmp(bp->customers[i].customer_id.ptr, cid, strlen(cid)) == 0)
+            m = bp->customers[i].changed;
+    batch_free(b);
+    window_commit(w);
+    return m;
+}
+
+#define CF_SCORES (BATCH_CF_CI | BATCH_CF_SENTIMENT | BATCH_CF_LOYALTY)
+#define END {NULL, -1, KIND_CONTACT, HANDLER_NONE, TRI_NULL, NONE_F, -1, -1, NULL}
+
+typedef struct mask_case {
+    const char *name;
+    ev_t before[3];        /* written and committed first (cid "m"); t < 0 ends */
+    ev_t change;           /* then this, flushed */
+    uint32_t must, must_not;
+} mask_case_t;
+
+/* Each case: what an event must name, and what it must not. */
+Test(window, changed_mask_cases) {
+    const mask_case_t cases[] = {
+        {"feedback only",
+         {AI_FAIL("m", 0, -0.3), {"m", DAY, KIND_CONTACT, HANDLER_HUMAN, TRI_TRUE, 0.2, -1, -1, NULL},
+          END},
+         {"m", DAY + 5, KIND_FEEDBACK, HANDLER_NONE, TRI_NULL, 0.9, 10, -1, NULL},
+         BATCH_CF_EVENTS | CF_SCORES | BATCH_CF_UPDATED_AT,
+         BATCH_CF_CONTACTS | BATCH_CF_RESOLVED | BATCH_CF_AHT_MS | BATCH_CF_AI_SHARE |
+             BATCH_CF_STREAK | BATCH_CF_ROUTE | BATCH_CF_AT_RISK},
+        {"a purchase moves loyalty, not sentiment",
+         {FEEDBACK("m", 0), END},
+         {"m", 0, KIND_PURCHASE, HANDLER_NONE, TRI_NULL, NONE_F, -1, -1, NULL},
+         BATCH_CF_EVENTS | BATCH_CF_LOYALTY | BATCH_CF_CI,
+         BATCH_CF_SENTIMENT | BATCH_CF_CONTACTS | BATCH_CF_UPDATED_AT | BATCH_CF_STREAK},
+        {"an unresolved AI contact",
+         {FEEDBACK("m", 0), END},
+         AI_FAIL("m", 1, NONE_F),
+         BATCH_CF_EVENTS | BATCH_CF_CONTACTS | BATCH_CF_AI_SHARE | BATCH_CF_STREAK |
+             BATCH_CF_RESOLUTION | BATCH_CF_CI | BATCH_CF_UPDATED_AT,
+         BATCH_CF_RESOLVED | BATCH_CF_SENTIMENT | BATCH_CF_LOYALTY | BATCH_CF_AHT_MS},
+        {"a feedback that leaves the %.4f text as it was",
+         {{"m", 0, KIND_FEEDBACK, HANDLER_NONE, TRI_NULL, 0.5, -1, -1, NULL}, END},
+         {"m", 0, KIND_FEEDBACK, HANDLER_NONE, TRI_NULL, NONE_F, -1, -1, "just text"},
+         BATCH_CF_EVENTS, BATCH_CF_ALL & ~BATCH_CF_EVENTS},
+    };
+    for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
+        const mask_case_t *c = &cases[k];
+        window_t *w = new_window(NULL);
+        int64_t off = 0;
+        for (int i = 0; i < 3 && c->before[i].t >= 0; i++) add(w, &c->before[i], off++);
+        cr_expect_eq(flush_mask(w, "m"), BATCH_CF_ALL, "%s: a new customer", c->name);
+        add(w, &c->change, off++);
+        uint32_t m = flush_mask(w, "m");
+        cr_expect_eq(m & c->must, c->must, "%s: mask %#x lacks %#x", c->name, m,
+                     c->must & ~m);
+        cr_expect_eq(m & c->must_not, 0, "%s: mask %#x has %#x", c->name, m, m & c->must_not);
+        window_free(w);
+    }
+}
+
+/* Expiry re-scores name what the dropped bucket moved, and only that. */
+Test(window, changed_mask_expiry) {
+    window_t *w = new_window(NULL);
+    const ev_t old = {"m", 0, KIND_PURCHASE, HANDLER_NONE, TRI_NULL, NONE_F, -1, -1, NULL};
+    const ev_t later = {"m", 5 * DAY, KIND_CONTACT, HANDLER_HUMAN, TRI_TRUE, NONE_F, -1, -1, NULL};
+    const ev_t other = FEEDBACK("o", 30 * DAY);
+    add(w, &old, 0);
+    add(w, &later, 1);
+    flush_mask(w, "m");
+    add(w, &other, 2); /* day 0 leaves the window */
+    uint32_t m = flush_mask(w, "m");
+    cr_expect_eq(m, BATCH_CF_EVENTS | BATCH_CF_LOYALTY | BATCH_CF_CI | BATCH_CF_UPDATED_AT,
+                 "mask %#x", m);
+    window_free(w);
+}
+
+/* A customer loaded from its state, or evicted and back before the
+ * commit, is written whole: what the sink holds of it is not known. */
+Test(window, changed_mask_all_when_unknown) {
+    window_t *a = new_window(NULL);
+    const ev_t e0 = FEEDBACK("m", 0), e1 = FEEDBACK("m", DAY);
+    add(a, &e0, 0);
+    window_t *b = new_window(NULL);
+    window_set_watermark(b, window_watermark(a));
+    copy_ctx_t ctx = {b};
+    window_foreach_change(a, copy_upsert, NULL, &ctx);
+    window_commit(a);
+    add(a, &e1, 1);
+    add(b, &e1, 1);
+    cr_expect_neq(flush_mask(a, "m"), BATCH_CF_ALL);
+    cr_expect_eq(flush_mask(b, "m"), BATCH_CF_ALL, "loaded");
+    add(b, &(ev_t)FEEDBACK("m", 2 * DAY), 2);
+    cr_expect_neq(flush_mask(b, "m"), BATCH_CF_ALL, "written once since the load");
+
+    /* evicted by the watermark, then back before the commit */
+    const ev_t far = FEEDBACK("x", 40 * DAY), back = FEEDBACK("m", 40 * DAY);
+    add(b, &far, 3);
+    add(b, &back, 4);
+    cr_expect_eq(flush_mask(b, "m"), BATCH_CF_ALL, "evicted and back");
+    /* erased, then back */
+    add(b, &(ev_t)FEEDBACK("m", 40 * DAY + 1), 5);
+    window_erase(b, sv("m"), 6);
+    add(b, &(ev_t)FEEDBACK("m", 40 * DAY + 2), 7);
+    cr_expect_eq(flush_mask(b, "m"), BATCH_CF_ALL, "erased and back");
+    window_free(a);
+    window_free(b);
+}
+
+/* The public fields as the sink writes them, one string each (SPEC §5). */
+#define NFIELDS 13
+typedef struct shadow {
+    char id[16];
+    bool held;
+    char f[NFIELDS][48];
+} shadow_t;
+
+static void view_texts(const batch_customer_t *c, char f[NFIELDS][48]) {
+    const double d[6] = {c->ci, c->resolution, c->sentiment, c->loyalty, c->ai_share, c->aht_ms};
+    for (int i = 0; i < 6; i++) snprintf(f[i], 48, "%.4f", d[i]);
+    const int64_t n[6] = {c->streak, c->contacts, c->resolved, c->events, c->at_risk,
+                          c->updated_at};
+    for (int i = 0; i < 6; i++) snprintf(f[6 + i], 48, "%lld", (long long)n[i]);
+    snprintf(f[12], 48, "%.*s/%.*s", (int)c->route.len, c->route.ptr, (int)c->route_reason.len,
+             c->route_reason.ptr);
+}
+
+/* BATCH_CF_* bit of each view_texts() field. */
+static const uint32_t field_bit[NFIELDS] = {
+    BATCH_CF_CI, BATCH_CF_RESOLUTION, BATCH_CF_SENTIMENT, BATCH_CF_LOYALTY, BATCH_CF_AI_SHARE,
+    BATCH_CF_AHT_MS, BATCH_CF_STREAK, BATCH_CF_CONTACTS, BATCH_CF_RESOLVED, BATCH_CF_EVENTS,
+    BATCH_CF_AT_RISK, BATCH_CF_UPDATED_AT, BATCH_CF_ROUTE};
+
+static uint64_t mix_next(uint64_t *s) {
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ULL);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+}
+
+/* A sink that writes only the named fields keeps the same hash as one
+ * that writes them all: random events over a few customers (expiry,
+ * eviction, erasure, restarts from the state blobs), a flush at random
+ * points; each flush's masks applied to a shadow of the written hashes,
+ * which must equal every field of the batch.  Also counts that masks
+ * other than BATCH_CF_ALL were seen, so the check is not vacuous. */
+Test(window, changed_mask_keeps_the_sink_exact) {
+    enum { NCUST = 12, NEVENTS = 20000 };
+    shadow_t sh[NCUST];
+    memset(sh, 0, sizeof(sh));
+    for (int i = 0; i < NCUST; i++) snprintf(sh[i].id, sizeof(sh[i].id), "s%d", i);
+    uint64_t seed = 42;
+    window_t *w = new_window(NULL);
+    int64_t t = 0;
+    size_t partial = 0, skipped_fields = 0, restarts = 0;
+    for (int64_t i = 0; i < NEVENTS; i++) {
+        uint64_t r = mix_next(&seed);
+        int ci = (int)(r % NCUST);
+        r >>= 8;
+        if (r % 200 == 0)
+            t += (int64_t)(r % 40) * DAY; /* expiry and eviction */
+        else
+            t += (int64_t)((r >> 8) % (6 * HOUR));
+        r >>= 16;
+        if (r % 300 == 0) {
+            window_erase(w, sv(sh[ci].id), i);
+        } else {
+            static const event_kind_t kinds[] = {KIND_CONTACT, KIND_CONTACT, KIND_FEEDBACK,
+                                                 KIND_PURCHASE, KIND_CANCELLATION};
+            ev_t d = {sh[ci].id, t, kinds[r % 5], (event_handler_t)((r >> 3) % 4),
+                      (tri_t)((int)((r >> 5) % 3) - 1), NONE_F, -1, -1, NULL};
+            if (d.kind != KIND_CONTACT) {
+                d.by = HANDLER_NONE;
+                d.resolved = TRI_NULL;
+            }
+            if ((r >> 7) % 2) d.sentiment = (double)((int)((r >> 8) % 21) - 10) / 10.0;
+            if ((r >> 13) % 4 == 0) d.nps = (int)((r >> 15) % 11);
+            if ((r >> 19) % 5 == 0) d.csat = 1 + (int)((r >> 21) % 5);
+            add(w, &d, i);
+        }
+        if (mix_next(&seed) % 7) continue;
+        /* flush, as a sink would */
+        batch_t *b = batch_new();
+        batch_partition_t *bp = batch_add_partition(b, "t", 0, 1, -1, i);
+        window_fill_batch(w, b, bp);
+        for (size_t k = 0; k < bp->nerasures + bp->ndeletes; k++) {
+            batch_str_t id = k < bp->nerasures ? bp->erasures[k] : bp->deletes[k - bp->nerasures];
+            for (int j = 0; j < NCUST; j++)
+                if (strlen(sh[j].id) == id.len && memcmp(sh[j].id, id.ptr, id.len) == 0)
+                    sh[j].held = false;
+        }
+        for (size_t k = 0; k < bp->ncustomers; k++) {
+            const batch_customer_t *c = &bp->customers[k];
+            int j = 0;
+            while (j < NCUST && !(strlen(sh[j].id) == c->customer_id.len &&
+                                  memcmp(sh[j].id, c->customer_id.ptr, c->customer_id.len) == 0))
+                j++;
+            cr_assert_lt(j, NCUST);
+            cr_assert(sh[j].held || c->changed == BATCH_CF_ALL,
+                      "event %lld: %s not in the sink, mask %#x", (long long)i, sh[j].id,
+                      c->changed);
+            cr_assert_eq(c->changed & ~BATCH_CF_ALL, 0);
+            char f[NFIELDS][48];
+            view_texts(c, f);
+            if (c->changed != BATCH_CF_ALL) partial++;
+            for (int x = 0; x < NFIELDS; x++) {
+                if (c->changed & field_bit[x])
+                    strcpy(sh[j].f[x], f[x]);
+                else
+                    skipped_fields++;
+                cr_assert_str_eq(sh[j].f[x], f[x], "event %lld: %s field %d: sink %s, now %s",
+                                 (long long)i, sh[j].id, x, sh[j].f[x], f[x]);
+            }
+            sh[j].held = true;
+        }
+        /* now and then, a restart from the state blobs of this flush and
+         * earlier ones: the sink keeps its hashes */
+        if (mix_next(&seed) % 10 == 0) {
+            window_t *n = new_window(NULL);
+            window_set_watermark(n, window_watermark(w));
+            char err[256];
+            for (int j = 0; j < NCUST; j++) {
+                window_customer_view_t v;
+                if (!window_get(w, sv(sh[j].id), &v)) continue;
+                cr_assert_eq(window_load_customer(n, v.customer_id, v.state, v.state_len, err,
+                                                  sizeof(err)), 0, "%s", err);
+            }
+            window_free(w);
+            w = n;
+            restarts++;
+        } else {
+            window_commit(w);
+        }
+        batch_free(b);
+    }
+    cr_expect_gt(partial, 1000, "only %zu partial masks", partial);
+    cr_expect_gt(skipped_fields, 5000, "only %zu fields left out", skipped_fields);
+    cr_expect_gt(restarts, 10);
+    window_free(w);
+}
