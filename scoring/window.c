@@ -15,7 +15,15 @@
  *   exactly what the Redis state blob carries after a small header, so
  *   saving and restoring a customer is a copy.  An event decodes the body
  *   into a scratch array, updates it, re-scores from it and encodes it
- *   back: a few dozen bytes each way.
+ *   back: a few dozen bytes each way.  The string is allocated in the
+ *   sizes glibc's malloc rounds to anyway, so a body that grows or shrinks
+ *   by a few bytes stays where it is.
+ *
+ *   With a million customers the table slot, the record and the string
+ *   are three cache misses in a row, most of an event's cost.
+ *   window_prefetch() takes the next event's customer id; window_add()
+ *   then fetches one more link of it at two points of its own work, so
+ *   that the next event finds all three in the cache.
  *
  *   last_event_id is written to Redis and never read by the scorer, so it
  *   is not kept: a changed customer points into a per-flush arena of event
@@ -240,6 +248,12 @@ struct window {
     /* Org deltas since the last commit (SPEC §9.2), window_org_field_names order. */
     int64_t org[WINDOW_ORG_FIELDS];
 
+    /* Prefetches under way (window_prefetch()): the customers of the next
+     * events, each a step further down the chain slot, record, data at
+     * each step of window_add(). */
+    struct { uint32_t tag, id; uint8_t stage; } pf[WINDOW_PREFETCH_MAX];
+    uint32_t npf;
+
     /* Customers erased since the last commit (SPEC §1.2), in the order of
      * their tombstones: offset and length of each id in erased_text. */
     struct { uint32_t off, len; } *erased;
@@ -261,6 +275,13 @@ static char *bytes_need(bytes_t *b, size_t n) {
 
 static int64_t bucket_of(const window_t *w, int64_t t) { return t / w->p.bucket_ms; }
 
+/* Asks the CPU to fetch the bytes [p, p + n) into its cache. */
+static inline void prefetch_range(const void *p, size_t n) {
+    const char *q = p;
+    __builtin_prefetch(q);
+    if (n > 1 && ((uintptr_t)q & 63) + n > 64) __builtin_prefetch(q + n - 1);
+}
+
 /* First bucket inside the window when the watermark is at bucket bt. */
 static int64_t window_start(const window_t *w, int64_t bt) {
     return bt - w->p.window_buckets + 1;
@@ -275,44 +296,147 @@ static cust_t *cust_at(const window_t *w, uint32_t id) {
     return &w->slab[(id - 1) >> SLAB_SHIFT][(id - 1) & (SLAB_SIZE - 1)];
 }
 
+/* Fetches ahead what a walk over customer ids (the change list, the expired) will touch: the record of
+ * the customer 8 on, the data of the one 4 on (its record fetched by now). */
+static void prefetch_ids(const window_t *w, const uint32_t *ids, size_t i, size_t n) {
+    if (i + 8 < n) prefetch_range(cust_at(w, ids[i + 8]), sizeof(cust_t));
+    if (i + 4 < n) {
+        const cust_t *c = cust_at(w, ids[i + 4]);
+        if (c->data) prefetch_range(c->data, c->data_len);
+    }
+}
+
+
 /* ------------------------------------------------------------------ */
 /* Body encoding                                                       */
 /*
- * All integers LEB128 varints (signed ones zigzagged), doubles 8 bytes
- * little-endian, floats 4:
+ * Version 4 (this build's; in memory and in the state blob).  Integers
+ * are LEB128 varints (signed ones zigzagged), floats 4 bytes and doubles 8
+ * little-endian.  Bucket indexes after the first, and times, are stored
+ * as differences, which are small: the base is the first bucket b0 (or
+ * its start, b0 * bucket_ms, for times in ms; 0 without buckets).
  *   routing: route | pending << 3 | has_sent << 4
- *   [pending_since if pending] [sent_bucket, last_sent if has_sent]
- *   [last_fail_at if streak > 0] [last_nh_at if F_HAS_NH]
- *   [narrative_bucket, narrative (len, bytes) if F_NARR]
- *   nbuckets, then per bucket: b (first absolute, then the gap to the
- *   previous), events, contacts, resolved, ai_contacts, sent_n, loy_n,
- *   aht_n, loy_half, [sent_sum if sent_n], [aht_sum if aht_n].
+ *   nbuckets, [b0 if nbuckets]
+ *   [pending_since - base if pending]
+ *   [sent_bucket - b0, last_sent if has_sent]
+ *   [last_fail_at - base if streak > 0] [last_nh_at - base if F_HAS_NH]
+ *   [narrative_bucket - b0, narrative (len, bytes) if F_NARR]
+ *   per bucket: [gap to the previous one, after the first], a mask of
+ *   what follows (BM_*), events, then the non-zero ones of contacts,
+ *   resolved, ai_contacts, sent_n, loy_n, aht_n and loy_half, then
+ *   sent_sum (a float when the double is one, most often) and aht_sum
+ *   (an integer when the double is one below 2^53, always for valid
+ *   events) when their counts are not zero.
+ * A typical bucket takes 8-14 bytes (version 3: 13-25).
+ *
+ * Version 3 (read only, from blobs of earlier builds): routing,
+ * [pending_since] [sent_bucket, last_sent] [last_fail_at] [last_nh_at]
+ * [narrative_bucket, len, bytes], all absolute, then nbuckets and per
+ * bucket b (first absolute, then the gap), events, contacts, resolved,
+ * ai_contacts, sent_n, loy_n, aht_n, loy_half, [sent_sum] [aht_sum] as
+ * doubles.
  */
+
+enum {
+    BM_CONTACTS = 1, BM_RESOLVED = 2, BM_AI = 4, BM_SENT_N = 8, BM_LOY_N = 16, BM_AHT_N = 32,
+    BM_LOY_HALF = 64,
+    BM_SENT_F64 = 128,   /* sent_sum as a double (else a float) */
+    BM_AHT_F64 = 256     /* aht_sum as a double (else an integer) */
+};
+
+/* The most bytes body_encode() writes for y. */
+static size_t body_bound(const body_t *y) {
+    /* routing, nbuckets, b0, five times or bucket offsets, a float, the
+     * narrative; per bucket a gap, a mask, seven counters of at most 5
+     * bytes and 8 + 8 of sums */
+    return 1 + 10 + 10 + 5 * 10 + 4 + 10 + y->narrative_len + (size_t)y->nbuckets * 69;
+}
+
+static inline unsigned char *wr_u64(unsigned char *q, uint64_t v) {
+    while (v >= 0x80) {
+        *q++ = (unsigned char)(v | 0x80);
+        v >>= 7;
+    }
+    *q++ = (unsigned char)v;
+    return q;
+}
+
+static inline uint64_t zigzag(int64_t v) { return ((uint64_t)v << 1) ^ (uint64_t)(v >> 63); }
+
+static inline unsigned char *wr_i64(unsigned char *q, int64_t v) { return wr_u64(q, zigzag(v)); }
+
+static inline unsigned char *wr_f64(unsigned char *q, double d) {
+    uint64_t u;
+    memcpy(&u, &d, 8);
+    for (int i = 0; i < 8; i++) q[i] = (unsigned char)(u >> (8 * i));
+    return q + 8;
+}
+
+static inline unsigned char *wr_f32(unsigned char *q, float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    for (int i = 0; i < 4; i++) q[i] = (unsigned char)(u >> (8 * i));
+    return q + 4;
+}
+
+/* a - b for times an encoder stores as differences: wraps rather than
+ * overflows (a decoder adds it back the same way). */
+static inline int64_t tdiff(int64_t a, int64_t b) { return (int64_t)((uint64_t)a - (uint64_t)b); }
+
+/* Encodes y at q, which has body_bound(y) bytes; returns the end. */
+static unsigned char *body_encode(const window_t *w, unsigned char *q, uint32_t streak,
+                                  uint8_t flags, const body_t *y) {
+    *q++ = (unsigned char)(y->route | y->pending << 3 | y->has_sent << 4);
+    q = wr_u64(q, y->nbuckets);
+    int64_t b0 = y->nbuckets ? y->bk[0].b : 0, base = b0 * w->p.bucket_ms;
+    if (y->nbuckets) q = wr_i64(q, b0);
+    if (y->pending) q = wr_i64(q, tdiff(y->pending_since, base));
+    if (y->has_sent) {
+        q = wr_i64(q, tdiff(y->sent_bucket, b0));
+        q = wr_f32(q, y->last_sent);
+    }
+    if (streak) q = wr_i64(q, tdiff(y->last_fail_at, base));
+    if (flags & F_HAS_NH) q = wr_i64(q, tdiff(y->last_nh_at, base));
+    if (flags & F_NARR) {
+        q = wr_i64(q, tdiff(y->narrative_bucket, b0));
+        q = wr_u64(q, y->narrative_len);
+        memcpy(q, y->narrative, y->narrative_len);
+        q += y->narrative_len;
+    }
+    int64_t prev = b0;
+    for (uint32_t i = 0; i < y->nbuckets; i++) {
+        const bucket_t *k = &y->bk[i];
+        if (i) q = wr_u64(q, (uint64_t)(k->b - prev));
+        prev = k->b;
+        unsigned m = (k->contacts ? BM_CONTACTS : 0) | (k->resolved ? BM_RESOLVED : 0) |
+                     (k->ai_contacts ? BM_AI : 0) | (k->sent_n ? BM_SENT_N : 0) |
+                     (k->loy_n ? BM_LOY_N : 0) | (k->aht_n ? BM_AHT_N : 0) |
+                     (k->loy_half ? BM_LOY_HALF : 0);
+        if (k->sent_n && (double)(float)k->sent_sum != k->sent_sum) m |= BM_SENT_F64;
+        if (k->aht_n && !(k->aht_sum >= 0 && k->aht_sum < 9007199254740992.0 &&
+                          !signbit(k->aht_sum) && k->aht_sum == floor(k->aht_sum)))
+            m |= BM_AHT_F64;
+        q = wr_u64(q, m);
+        q = wr_u64(q, k->events);
+        if (k->contacts) q = wr_u64(q, k->contacts);
+        if (k->resolved) q = wr_u64(q, k->resolved);
+        if (k->ai_contacts) q = wr_u64(q, k->ai_contacts);
+        if (k->sent_n) q = wr_u64(q, k->sent_n);
+        if (k->loy_n) q = wr_u64(q, k->loy_n);
+        if (k->aht_n) q = wr_u64(q, k->aht_n);
+        if (k->loy_half) q = wr_i64(q, k->loy_half);
+        if (k->sent_n) q = (m & BM_SENT_F64) ? wr_f64(q, k->sent_sum) : wr_f32(q, (float)k->sent_sum);
+        if (k->aht_n) q = (m & BM_AHT_F64) ? wr_f64(q, k->aht_sum) : wr_u64(q, (uint64_t)k->aht_sum);
+    }
+    return q;
+}
 
 static void put_u64(bytes_t *o, uint64_t v) {
     bytes_need(o, 10);
-    while (v >= 0x80) {
-        o->p[o->len++] = (char)(v | 0x80);
-        v >>= 7;
-    }
-    o->p[o->len++] = (char)v;
+    o->len = (size_t)((char *)wr_u64((unsigned char *)o->p + o->len, v) - o->p);
 }
 
-static void put_i64(bytes_t *o, int64_t v) { put_u64(o, ((uint64_t)v << 1) ^ (uint64_t)(v >> 63)); }
-
-static void put_f64(bytes_t *o, double d) {
-    uint64_t u;
-    memcpy(&u, &d, 8);
-    bytes_need(o, 8);
-    for (int i = 0; i < 8; i++) o->p[o->len++] = (char)(u >> (8 * i));
-}
-
-static void put_f32(bytes_t *o, float f) {
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    bytes_need(o, 4);
-    for (int i = 0; i < 4; i++) o->p[o->len++] = (char)(u >> (8 * i));
-}
+static void put_i64(bytes_t *o, int64_t v) { put_u64(o, zigzag(v)); }
 
 static void put_raw(bytes_t *o, const void *s, size_t n) {
     bytes_need(o, n);
@@ -320,48 +444,12 @@ static void put_raw(bytes_t *o, const void *s, size_t n) {
     o->len += n;
 }
 
-static void body_encode(bytes_t *o, uint32_t streak, uint8_t flags, const body_t *y) {
-    put_u64(o, (uint64_t)y->route | (uint64_t)y->pending << 3 | (uint64_t)y->has_sent << 4);
-    if (y->pending) put_i64(o, y->pending_since);
-    if (y->has_sent) {
-        put_i64(o, y->sent_bucket);
-        put_f32(o, y->last_sent);
-    }
-    if (streak) put_i64(o, y->last_fail_at);
-    if (flags & F_HAS_NH) put_i64(o, y->last_nh_at);
-    if (flags & F_NARR) {
-        put_i64(o, y->narrative_bucket);
-        put_u64(o, y->narrative_len);
-        put_raw(o, y->narrative, y->narrative_len);
-    }
-    put_u64(o, y->nbuckets);
-    int64_t prev = 0;
-    for (uint32_t i = 0; i < y->nbuckets; i++) {
-        const bucket_t *k = &y->bk[i];
-        if (i == 0)
-            put_i64(o, k->b);
-        else
-            put_u64(o, (uint64_t)(k->b - prev));
-        prev = k->b;
-        put_u64(o, k->events);
-        put_u64(o, k->contacts);
-        put_u64(o, k->resolved);
-        put_u64(o, k->ai_contacts);
-        put_u64(o, k->sent_n);
-        put_u64(o, k->loy_n);
-        put_u64(o, k->aht_n);
-        put_i64(o, k->loy_half);
-        if (k->sent_n) put_f64(o, k->sent_sum);
-        if (k->aht_n) put_f64(o, k->aht_sum);
-    }
-}
-
 typedef struct rd {
     const unsigned char *p, *end;
     bool bad;
 } rd_t;
 
-static uint64_t get_u64(rd_t *r) {
+static uint64_t get_u64_slow(rd_t *r) {
     uint64_t v = 0;
     for (int shift = 0; shift < 64 && r->p < r->end; shift += 7) {
         unsigned char byte = *r->p++;
@@ -372,12 +460,17 @@ static uint64_t get_u64(rd_t *r) {
     return 0;
 }
 
-static int64_t get_i64(rd_t *r) {
+static inline uint64_t get_u64(rd_t *r) {
+    if (r->p < r->end && *r->p < 0x80) return *r->p++;
+    return get_u64_slow(r);
+}
+
+static inline int64_t get_i64(rd_t *r) {
     uint64_t u = get_u64(r);
     return (int64_t)(u >> 1) ^ -(int64_t)(u & 1);
 }
 
-static uint32_t get_u32(rd_t *r) {
+static inline uint32_t get_u32(rd_t *r) {
     uint64_t v = get_u64(r);
     if (v > UINT32_MAX) r->bad = true;
     return (uint32_t)v;
@@ -409,6 +502,9 @@ static float get_f32(rd_t *r) {
     return f;
 }
 
+/* base + a stored difference (wrapping, as tdiff() made it). */
+static inline int64_t tadd(int64_t base, int64_t d) { return (int64_t)((uint64_t)base + (uint64_t)d); }
+
 static void bk_reserve(window_t *w, uint32_t n) {
     if (n <= w->bk_cap) return;
     uint32_t cap = w->bk_cap ? w->bk_cap : 8;
@@ -417,17 +513,95 @@ static void bk_reserve(window_t *w, uint32_t n) {
     w->bk_cap = cap;
 }
 
-/* Decodes a body into y (buckets into w->bk).  Bounds-checked, because
- * state blobs come from Redis.  Returns 0, or -1 on a malformed body. */
+/* The routing byte, common to versions 3 and 4. */
+static int body_routing(rd_t *r, body_t *y) {
+    uint64_t routing = get_u64(r);
+    if (r->bad || (routing & 7) >= ROUTE_COUNT || routing >> 5) return -1;
+    y->route = (uint8_t)(routing & 7);
+    y->pending = (routing >> 3) & 1;
+    y->has_sent = (routing >> 4) & 1;
+    return 0;
+}
+
+/* The narrative's length and bytes. */
+static int body_narrative(rd_t *r, body_t *y) {
+    uint64_t n = get_u64(r);
+    if (r->bad || n == 0 || n > ALERT_NARRATIVE_MAX || n > (uint64_t)(r->end - r->p)) return -1;
+    y->narrative = (const char *)r->p;
+    y->narrative_len = (uint32_t)n;
+    r->p += n;
+    return 0;
+}
+
+/* Decodes a version 4 body into y (buckets into w->bk).  Bounds-checked,
+ * because state blobs come from Redis.  Returns 0, or -1 on a malformed
+ * body. */
 static int body_decode(window_t *w, const unsigned char *p, size_t len, uint32_t streak,
                        uint8_t flags, body_t *y) {
     rd_t r = {p, p + len, false};
     memset(y, 0, sizeof(*y));
-    uint64_t routing = get_u64(&r);
-    if (r.bad || (routing & 7) >= ROUTE_COUNT || routing >> 5) return -1;
-    y->route = (uint8_t)(routing & 7);
-    y->pending = (routing >> 3) & 1;
-    y->has_sent = (routing >> 4) & 1;
+    if (body_routing(&r, y) != 0) return -1;
+    uint64_t nb = get_u64(&r);
+    if (r.bad || nb > (uint64_t)w->p.window_buckets) return -1;
+    int64_t b0 = nb ? get_i64(&r) : 0;
+    if (b0 < 0 || b0 > INT64_MAX / w->p.bucket_ms) return -1;
+    int64_t base = b0 * w->p.bucket_ms;
+    if (y->pending) y->pending_since = tadd(base, get_i64(&r));
+    if (y->has_sent) {
+        y->sent_bucket = tadd(b0, get_i64(&r));
+        y->last_sent = get_f32(&r);
+        if (!(y->last_sent >= -1.0f && y->last_sent <= 1.0f)) return -1;
+    }
+    if (streak) y->last_fail_at = tadd(base, get_i64(&r));
+    if (flags & F_HAS_NH) y->last_nh_at = tadd(base, get_i64(&r));
+    if (flags & F_NARR) {
+        y->narrative_bucket = tadd(b0, get_i64(&r));
+        if (body_narrative(&r, y) != 0) return -1;
+    }
+    bk_reserve(w, (uint32_t)nb + 1);
+    y->bk = w->bk;
+    y->nbuckets = (uint32_t)nb;
+    int64_t prev = b0;
+    for (uint32_t i = 0; i < nb && !r.bad; i++) {
+        bucket_t *k = &y->bk[i];
+        if (i) {
+            uint64_t gap = get_u64(&r);
+            if (gap == 0 || gap > (uint64_t)(INT64_MAX - prev)) r.bad = true;
+            prev += (int64_t)gap;
+        }
+        k->b = prev;
+        uint64_t m = get_u64(&r);
+        if (m >> 9 || ((m & BM_SENT_F64) && !(m & BM_SENT_N)) ||
+            ((m & BM_AHT_F64) && !(m & BM_AHT_N)))
+            r.bad = true;
+        k->events = get_u32(&r);
+        k->contacts = (m & BM_CONTACTS) ? get_u32(&r) : 0;
+        k->resolved = (m & BM_RESOLVED) ? get_u32(&r) : 0;
+        k->ai_contacts = (m & BM_AI) ? get_u32(&r) : 0;
+        k->sent_n = (m & BM_SENT_N) ? get_u32(&r) : 0;
+        k->loy_n = (m & BM_LOY_N) ? get_u32(&r) : 0;
+        k->aht_n = (m & BM_AHT_N) ? get_u32(&r) : 0;
+        int64_t lh = (m & BM_LOY_HALF) ? get_i64(&r) : 0;
+        if (lh < INT32_MIN || lh > INT32_MAX) r.bad = true;
+        k->loy_half = (int32_t)lh;
+        /* a flagged count of zero is not canonical: refused */
+        if (((m & BM_CONTACTS) && !k->contacts) || ((m & BM_RESOLVED) && !k->resolved) ||
+            ((m & BM_AI) && !k->ai_contacts) || ((m & BM_SENT_N) && !k->sent_n) ||
+            ((m & BM_LOY_N) && !k->loy_n) || ((m & BM_AHT_N) && !k->aht_n) ||
+            ((m & BM_LOY_HALF) && !k->loy_half))
+            r.bad = true;
+        k->sent_sum = !k->sent_n ? 0 : (m & BM_SENT_F64) ? get_f64(&r) : (double)get_f32(&r);
+        k->aht_sum = !k->aht_n ? 0 : (m & BM_AHT_F64) ? get_f64(&r) : (double)get_u64(&r);
+    }
+    return (r.bad || r.p != r.end) ? -1 : 0;
+}
+
+/* Decodes a version 3 body (a blob of an earlier build) into y. */
+static int body_decode_v3(window_t *w, const unsigned char *p, size_t len, uint32_t streak,
+                          uint8_t flags, body_t *y) {
+    rd_t r = {p, p + len, false};
+    memset(y, 0, sizeof(*y));
+    if (body_routing(&r, y) != 0) return -1;
     if (y->pending) y->pending_since = get_i64(&r);
     if (y->has_sent) {
         y->sent_bucket = get_i64(&r);
@@ -438,11 +612,7 @@ static int body_decode(window_t *w, const unsigned char *p, size_t len, uint32_t
     if (flags & F_HAS_NH) y->last_nh_at = get_i64(&r);
     if (flags & F_NARR) {
         y->narrative_bucket = get_i64(&r);
-        uint64_t n = get_u64(&r);
-        if (r.bad || n == 0 || n > ALERT_NARRATIVE_MAX || n > (uint64_t)(r.end - r.p)) return -1;
-        y->narrative = (const char *)r.p;
-        y->narrative_len = (uint32_t)n;
-        r.p += n;
+        if (body_narrative(&r, y) != 0) return -1;
     }
     uint64_t nb = get_u64(&r);
     if (r.bad || nb > (uint64_t)w->p.window_buckets) return -1;
@@ -488,16 +658,26 @@ static void cust_body(window_t *w, const cust_t *c, body_t *y) {
     (void)rc;
 }
 
+/* The bytes allocated for a customer's data of len bytes: what glibc's
+ * malloc gives for len anyway (16-byte chunks with an 8-byte header, at
+ * least 24 usable), so that a body that grows or shrinks within its chunk
+ * needs no realloc and the slack costs no memory. */
+static uint32_t data_cap(uint32_t len) { return len <= 24 ? 24 : ((len + 8 + 15) & ~15u) - 8; }
+
 /* Stores y as the customer's body. */
 static void cust_store(window_t *w, cust_t *c, const body_t *y) {
-    w->enc.len = 0;
-    body_encode(&w->enc, c->streak, c->flags, y);
-    uint32_t len = c->cid_len + (uint32_t)w->enc.len;
-    if (len != c->data_len) {
-        c->data = xrealloc(c->data, len);
-        c->data_len = len;
+    size_t bound = body_bound(y);
+    if (w->enc.cap < bound) {
+        w->enc.len = 0;
+        bytes_need(&w->enc, bound);
     }
-    memcpy(c->data + c->cid_len, w->enc.p, w->enc.len);
+    unsigned char *start = (unsigned char *)w->enc.p;
+    size_t n = (size_t)(body_encode(w, start, c->streak, c->flags, y) - start);
+    assert(n <= bound);
+    uint32_t len = c->cid_len + (uint32_t)n;
+    if (data_cap(len) != data_cap(c->data_len)) c->data = xrealloc(c->data, data_cap(len));
+    c->data_len = len;
+    memcpy(c->data + c->cid_len, start, n);
 }
 
 /* ------------------------------------------------------------------ */
@@ -665,10 +845,8 @@ static void cust_clear(cust_t *c) {
     c->eid = 0;
     c->eid_len = 0;
     c->flags &= F_DIRTY;
-    if (c->data_len != c->cid_len) {
-        c->data = xrealloc(c->data, c->cid_len);
-        c->data_len = c->cid_len;
-    }
+    if (data_cap(c->data_len) != data_cap(c->cid_len)) c->data = xrealloc(c->data, data_cap(c->cid_len));
+    c->data_len = c->cid_len;
 }
 
 /* Finds the customer, creating it (or reviving its tombstone) when absent. */
@@ -686,7 +864,7 @@ static uint32_t cust_get(window_t *w, strview_t id) {
     assert(id.len <= EVENT_CUSTOMER_ID_MAX);
     uint32_t cid = slab_alloc(w);
     cust_t *c = cust_at(w, cid);
-    c->data = xmalloc(id.len);
+    c->data = xmalloc(data_cap((uint32_t)id.len));
     memcpy(c->data, id.ptr, id.len);
     c->data_len = c->cid_len = (uint16_t)id.len;
     c->flags = 0;
@@ -1119,6 +1297,7 @@ static void window_expire(window_t *w, int64_t old_b, int64_t new_b, int64_t off
     if (n > 1) qsort_r(list, n, sizeof(*list), cmp_cust_id, w);
 
     for (size_t i = 0; i < n; i++) {
+        prefetch_ids(w, list, i, n);
         uint32_t id = list[i];
         cust_t *c = cust_at(w, id);
         body_t y;
@@ -1192,6 +1371,47 @@ void window_free(window_t *w) {
     free(w);
 }
 
+void window_prefetch(window_t *w, strview_t customer_id) {
+    uint32_t tag = (uint32_t)hash_bytes(customer_id.ptr, customer_id.len);
+    if (w->npf == WINDOW_PREFETCH_MAX) {
+        memmove(w->pf, w->pf + 1, (WINDOW_PREFETCH_MAX - 1) * sizeof(w->pf[0]));
+        w->npf--;
+    }
+    w->pf[w->npf].tag = tag;
+    w->pf[w->npf].id = 0;
+    w->pf[w->npf].stage = 0;
+    w->npf++;
+    __builtin_prefetch(&w->table[tag & w->table_mask]);
+}
+
+/* Moves every prefetch under way one step on: the slot, fetched by the
+ * last step, names the record to fetch; the record names the data.  A
+ * customer not found (new, or a tag shared with another) stops there: a
+ * prefetch only ever costs a wasted fetch. */
+static void prefetch_step(window_t *w) {
+    uint32_t kept = 0;
+    for (uint32_t i = 0; i < w->npf; i++) {
+        if (w->pf[i].stage == 0) {
+            uint32_t tag = w->pf[i].tag, id = 0;
+            for (size_t j = tag & w->table_mask, n = 0; w->table[j].id && n < 4;
+                 j = (j + 1) & w->table_mask, n++)
+                if (w->table[j].tag == tag) {
+                    id = w->table[j].id;
+                    break;
+                }
+            if (!id) continue;
+            prefetch_range(cust_at(w, id), sizeof(cust_t));
+            w->pf[i].id = id;
+            w->pf[i].stage = 1;
+            w->pf[kept++] = w->pf[i];
+        } else if (w->pf[i].id <= w->next_id) {
+            const cust_t *c = cust_at(w, w->pf[i].id);
+            if (c->data) prefetch_range(c->data, c->data_len);
+        }
+    }
+    w->npf = kept;
+}
+
 window_result_t window_add(window_t *w, const event_t *e, int64_t offset) {
     int64_t t = e->occurred_at, b = bucket_of(w, t);
 
@@ -1217,6 +1437,7 @@ window_result_t window_add(window_t *w, const event_t *e, int64_t offset) {
     uint32_t id = cust_get(w, e->customer_id);
     cust_t *c = cust_at(w, id);
     body_t y;
+    if (w->npf) prefetch_step(w);
     cust_body(w, c, &y);
     mark_dirty(w, id, &y);
     int64_t old_oldest = y.nbuckets ? y.bk[0].b : INT64_MIN;
@@ -1292,6 +1513,7 @@ window_result_t window_add(window_t *w, const event_t *e, int64_t offset) {
         if (old_oldest != INT64_MIN) wheel_unlink(w, id, old_oldest);
         wheel_link(w, id, y.bk[0].b);
     }
+    if (w->npf) prefetch_step(w);
     return WINDOW_SCORED;
 }
 
@@ -1361,11 +1583,16 @@ const alert_t *window_alerts(const window_t *w, size_t *count) {
 /* ------------------------------------------------------------------ */
 /* State blob                                                          */
 /*
- * Version 3: u8 version, u8 flags (1 at_risk, 2 has_score, 4 has_nh,
- * 8 narrative), streak, [last_ci if has_score], updated_at, then the body
- * (see "Body encoding" above), which since version 3 starts with the route,
- * the pending follow-up and the latest sentiment (SPEC §10).
- * last_event_id is not part of it: the customer's hash holds it.
+ * Version 4: u8 version, u8 flags (1 at_risk, 2 has_score, 4 has_nh,
+ * 8 narrative), streak, [the last score as written if has_score: its %.4f
+ * text without the point, 31.6000 -> 316000, zigzagged], updated_at minus
+ * the start of the newest bucket (zigzagged: usually under a day), then
+ * the body (see "Body encoding" above).  last_event_id is not part of it: the
+ * customer's hash holds it.
+ *
+ * Version 3 (earlier builds) is read: the same header with the last score
+ * as a double and updated_at absolute, then a version 3 body.  A window
+ * writes version 4 from then on.
  *
  * The blob is written with the customer's hash, so last_ci, at_risk and the
  * route it holds are the customer's contribution to <prefix>org as last
@@ -1377,17 +1604,23 @@ const alert_t *window_alerts(const window_t *w, size_t *count) {
  * log (docs/STATE.md).
  */
 
-#define STATE_VERSION 3
+#define STATE_VERSION 4
 
-static size_t cust_blob(window_t *w, const cust_t *c) {
+/* The time updated_at is stored against: the start of y's newest bucket. */
+static int64_t blob_base(const window_t *w, const body_t *y) {
+    return y->nbuckets ? y->bk[y->nbuckets - 1].b * w->p.bucket_ms : 0;
+}
+
+/* The state blob of c, whose body decoded is y, in w->enc. */
+static size_t cust_blob(window_t *w, const cust_t *c, const body_t *y) {
     bytes_t *o = &w->enc;
     o->len = 0;
     bytes_need(o, 2);
     o->p[o->len++] = STATE_VERSION;
     o->p[o->len++] = (char)(c->flags & F_STORED);
     put_u64(o, c->streak);
-    if (c->flags & F_HAS_SCORE) put_f64(o, c->last_ci);
-    put_i64(o, c->updated_at);
+    if (c->flags & F_HAS_SCORE) put_i64(o, c4(c->last_ci));
+    put_i64(o, tdiff(c->updated_at, blob_base(w, y)));
     put_raw(o, c->data + c->cid_len, c->data_len - c->cid_len);
     return o->len;
 }
@@ -1404,11 +1637,13 @@ int window_load_customer(window_t *w, strview_t customer_id, const unsigned char
                  "(SPEC §9-10); rebuild this prefix from the log (docs/STATE.md)");
         return -1;
     }
-    if (state_len < 2 || state[0] != STATE_VERSION || (state[1] & ~F_STORED)) {
-        snprintf(errstr, errstr_size, "state version %d is not %d", state_len ? state[0] : -1,
-                 STATE_VERSION);
+    if (state_len < 2 || (state[0] != STATE_VERSION && state[0] != 3) ||
+        (state[1] & ~F_STORED)) {
+        snprintf(errstr, errstr_size, "state version %d is not 3 or %d",
+                 state_len ? state[0] : -1, STATE_VERSION);
         return -1;
     }
+    int version = state[0];
     if (cust_lookup(w, customer_id)) {
         snprintf(errstr, errstr_size, "customer loaded twice");
         return -1;
@@ -1416,10 +1651,21 @@ int window_load_customer(window_t *w, strview_t customer_id, const unsigned char
     uint8_t flags = state[1];
     rd_t r = {state + 2, state + state_len, false};
     uint32_t streak = get_u32(&r);
-    double last_ci = (flags & F_HAS_SCORE) ? get_f64(&r) : 0;
-    int64_t updated_at = get_i64(&r);
+    double last_ci = 0;
+    int64_t updated_at;
+    if (version == 3) {
+        last_ci = (flags & F_HAS_SCORE) ? get_f64(&r) : 0;
+        updated_at = get_i64(&r);
+    } else {
+        int64_t c = (flags & F_HAS_SCORE) ? get_i64(&r) : 0;
+        if (c < 0 || c > 1000000) r.bad = true; /* ci is in [0, 100] */
+        last_ci = (double)c / 10000.0;
+        updated_at = get_i64(&r); /* against blob_base(), once the body is read */
+    }
     body_t y;
-    if (r.bad || body_decode(w, r.p, (size_t)(r.end - r.p), streak, flags, &y) != 0 ||
+    if (r.bad ||
+        (version == 3 ? body_decode_v3 : body_decode)(w, r.p, (size_t)(r.end - r.p), streak,
+                                                        flags, &y) != 0 ||
         y.nbuckets == 0) {
         snprintf(errstr, errstr_size, "state blob of %zu bytes does not parse", state_len);
         return -1;
@@ -1432,6 +1678,7 @@ int window_load_customer(window_t *w, strview_t customer_id, const unsigned char
                  "(were bucket_ms or window_buckets changed?)");
         return -1;
     }
+    if (version == 4) updated_at = tadd(blob_base(w, &y), updated_at);
     for (uint32_t i = 0; i < y.nbuckets; i++) {
         const bucket_t *k = &y.bk[i];
         if (k->events == 0 || k->contacts > k->events || k->resolved > k->contacts ||
@@ -1478,7 +1725,7 @@ static void cust_view(window_t *w, const cust_t *c, window_customer_view_t *v) {
                               : (strview_t){"", 0};
     v->route_human = y.route != ROUTE_AI;
     v->route_reason = route_reason_names[y.route];
-    v->state_len = cust_blob(w, c);
+    v->state_len = cust_blob(w, c, &y);
     v->state = (const unsigned char *)w->enc.p;
     v->changed = BATCH_CF_ALL;
 }
@@ -1488,7 +1735,8 @@ static void cust_view(window_t *w, const cust_t *c, window_customer_view_t *v) {
  * small finite numbers count as different. */
 static bool same_f4(double x, double y) {
     if (memcmp(&x, &y, sizeof(x)) == 0) return true;
-    if (!(fabs(x) < 1e9 && fabs(y) < 1e9)) return false;
+    /* each text is within 0.00005 of its value: far apart, they differ */
+    if (!(fabs(x) < 1e9 && fabs(y) < 1e9) || fabs(x - y) > 0.000101) return false;
     int64_t cx = c4(x);
     return cx == c4(y) && (cx != 0 || signbit(x) == signbit(y));
 }
@@ -1518,6 +1766,7 @@ void window_foreach_change(window_t *w, window_upsert_cb upsert, window_delete_c
                            void *opaque) {
     window_customer_view_t v;
     for (size_t i = 0; i < w->ndirty; i++) {
+        prefetch_ids(w, w->dirty, i, w->ndirty);
         cust_t *c = cust_at(w, w->dirty[i]);
         if (c->flags & F_TOMB) {
             /* An erased customer's keys go with its erasure, not as a delete. */
@@ -1540,6 +1789,7 @@ bool window_get(window_t *w, strview_t customer_id, window_customer_view_t *out)
 
 void window_commit(window_t *w) {
     for (size_t i = 0; i < w->ndirty; i++) {
+        if (i + 8 < w->ndirty) prefetch_range(cust_at(w, w->dirty[i + 8]), sizeof(cust_t));
         uint32_t id = w->dirty[i];
         cust_t *c = cust_at(w, id);
         c->flags &= (uint8_t)~(F_DIRTY | F_ERASED | F_WRITE_ALL);

@@ -82,6 +82,17 @@ void window_free(window_t *w);
  * exhaustion aborts (a daemon that cannot allocate 100 bytes cannot go on). */
 window_result_t window_add(window_t *w, const event_t *e, int64_t offset);
 
+/* Hint: an event for customer_id is coming soon (the consumer's next
+ * message for this partition).  Starts fetching its table slot into the
+ * CPU's cache; each of the next window_add() calls fetches one more link
+ * (the customer's record, then its data), so that with a million
+ * customers its window_add() finds them in the cache instead of waiting on
+ * memory three times.  Changes nothing else: an id not tracked, or never
+ * added, costs a wasted fetch.  Up to WINDOW_PREFETCH_MAX hints are kept;
+ * an older one is dropped.  customer_id need not outlive the call. */
+#define WINDOW_PREFETCH_MAX 4
+void window_prefetch(window_t *w, strview_t customer_id);
+
 /* Apply one tombstone at `offset` (SPEC §1.2), in partition order like an
  * event, but never late and without moving the watermark.  If the window
  * holds the customer it forgets it entirely (buckets, streak, at-risk,

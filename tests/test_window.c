@@ -1464,3 +1464,192 @@ Test(window, changed_mask_keeps_the_sink_exact) {
     cr_expect_gt(restarts, 10);
     window_free(w);
 }
+
+/* ------------------------------------------------------------------ */
+/* State versions                                                      */
+
+/* A handle time on top of an ev_t; -1: none. */
+typedef struct ev_ht {
+    ev_t e;
+    int64_t ht;
+} ev_ht_t;
+
+static const ev_ht_t v3_events[] = {
+    {{"a", 1 * DAY, KIND_CONTACT, HANDLER_AI, TRI_FALSE, -0.3, -1, -1, "charged twice"}, 240000},
+    {{"a", 2 * DAY, KIND_CONTACT, HANDLER_AI, TRI_FALSE, -0.5, -1, -1, NULL}, 61000},
+    {{"a", 3 * DAY + 7, KIND_CONTACT, HANDLER_AI, TRI_FALSE, -0.7, -1, -1, NULL}, -1},
+    {{"b", 3 * DAY, KIND_FEEDBACK, HANDLER_NONE, TRI_NULL, 0.9, 10, 4, "love it \xe2\x9c\x93"}, -1},
+    {{"b", 5 * DAY, KIND_PURCHASE, HANDLER_NONE, TRI_NULL, NONE_F, -1, -1, NULL}, -1},
+    {{"c", 4 * DAY, KIND_CONTACT, HANDLER_HYBRID, TRI_TRUE, 0.123456, -1, 2, NULL}, 1234567},
+    {{"c", 4 * DAY + 1, KIND_CONTACT, HANDLER_HUMAN, TRI_NULL, 0.3, 3, -1, NULL}, 7},
+    {{"d", 6 * DAY, KIND_CONTACT, HANDLER_AI, TRI_FALSE, -0.9, -1, -1, NULL}, 5000},
+};
+
+static void add_ht(window_t *w, const ev_ht_t *d, int64_t offset) {
+    char id[64];
+    event_t e = make_event(&d->e, id, sizeof(id), (int)offset);
+    e.has_handle_time = d->ht >= 0;
+    e.handle_time_ms = d->ht >= 0 ? d->ht : 0;
+    window_add(w, &e, offset);
+}
+
+/* The blobs a build writing state version 3 wrote after v3_events, at
+ * watermark 6 days (the event indexes were the offsets). */
+static const struct {
+    const char *id;
+    const char *blob;
+    size_t len;
+} v3_blobs[] = {
+    {"a", "\x03\x0f\x03\x00\x00\x00\x00\x00\x40\x38\x40\x8e\xd0\x98\xf7\x01\x19\x8e\xd0\x98\xf7\x01\x06\x33\x33\x33\xbf\x8e\xd0\x98\xf7\x01\x8e\xd0\x98\xf7\x01\x02\x0d\x63\x68\x61\x72\x67\x65\x64\x20\x74\x77\x69\x63\x65\x03\x02\x01\x01\x00\x01\x01\x00\x01\x00\x00\x00\x00\x40\x33\x33\xd3\xbf\x00\x00\x00\x00\x00\x4c\x0d\x41\x01\x01\x01\x00\x01\x01\x00\x01\x00\x00\x00\x00\x00\x00\x00\xe0\xbf\x00\x00\x00\x00\x00\xc9\xed\x40\x01\x01\x01\x00\x01\x01\x00\x00\x00\x00\x00\x00\x60\x66\x66\xe6\xbf", 120},
+    {"b", "\x03\x0a\x00\x00\x00\x40\xff\xff\xcf\x4d\x40\x80\xb0\xfe\x9b\x03\x10\x06\x66\x66\x66\x3f\x06\x0b\x6c\x6f\x76\x65\x20\x69\x74\x20\xe2\x9c\x93\x02\x06\x01\x00\x00\x00\x01\x02\x00\x06\x00\x00\x00\xc0\xcc\xcc\xec\x3f\x02\x01\x00\x00\x00\x00\x01\x00\x04", 62},
+    {"c", "\x03\x02\x00\x00\x00\x80\x6b\x9b\x62\x47\x40\x80\xb0\xfe\x9b\x03\x10\x08\x9a\x99\x99\x3e\x01\x08\x02\x02\x01\x00\x02\x02\x02\x05\x00\x00\x00\x40\xe7\x19\xdb\x3f\x00\x00\x00\x00\x8e\xd6\x32\x41", 48},
+    {"d", "\x03\x06\x01\x01\x00\xc0\x00\x00\xd0\x42\x40\x80\xa0\xb1\xee\x03\x1a\x80\xa0\xb1\xee\x03\x0c\x66\x66\x66\xbf\x80\xa0\xb1\xee\x03\x80\xa0\xb1\xee\x03\x01\x0c\x01\x01\x00\x01\x01\x00\x01\x00\x00\x00\x00\xc0\xcc\xcc\xec\xbf\x00\x00\x00\x00\x00\x88\xb3\x40", 63},
+};
+
+/* The public fields of a view as a sink writes them, one line. */
+static void view_line(const window_customer_view_t *v, char *out, size_t size) {
+    snprintf(out, size, "%.4f %.4f %.4f %.4f %.4f %.4f %lld %lld %lld %lld %d %lld %d %s", v->ci,
+             v->resolution, v->sentiment, v->loyalty, v->ai_share, v->aht_ms,
+             (long long)v->streak, (long long)v->contacts, (long long)v->resolved,
+             (long long)v->events, v->at_risk, (long long)v->updated_at, v->route_human,
+             v->route_reason);
+}
+
+/* A state written by the previous build (version 3) loads, and the window
+ * goes on exactly as one that never stopped; it is written back as
+ * version 4, smaller. */
+Test(window, state_version_3_loads) {
+    const size_t n = sizeof(v3_events) / sizeof(v3_events[0]);
+    window_t *a = new_window(NULL);
+    for (size_t i = 0; i < n; i++) add_ht(a, &v3_events[i], (int64_t)i);
+    cr_assert_eq(window_watermark(a), 6 * DAY);
+    window_commit(a);
+    window_t *b = new_window(NULL);
+    window_set_watermark(b, 6 * DAY);
+    char err[256];
+    for (size_t i = 0; i < sizeof(v3_blobs) / sizeof(v3_blobs[0]); i++) {
+        cr_assert_eq(v3_blobs[i].blob[0], 3);
+        cr_assert_eq(window_load_customer(b, sv(v3_blobs[i].id),
+                                          (const unsigned char *)v3_blobs[i].blob,
+                                          v3_blobs[i].len, err, sizeof(err)), 0,
+                     "%s: %s", v3_blobs[i].id, err);
+    }
+    const ev_ht_t more[] = {
+        {{"a", 7 * DAY, KIND_CONTACT, HANDLER_AI, TRI_FALSE, -0.8, -1, -1, NULL}, 100},
+        {{"a", 7 * DAY, KIND_CONTACT, HANDLER_HUMAN, TRI_TRUE, 0.6, -1, -1, NULL}, 100},
+        {{"b", 33 * DAY, KIND_PURCHASE, HANDLER_NONE, TRI_NULL, NONE_F, -1, -1, NULL}, -1},
+        {{"d", 34 * DAY, KIND_FEEDBACK, HANDLER_NONE, TRI_NULL, 0.1, -1, -1, "ok"}, -1},
+    };
+    for (size_t k = 0; k <= sizeof(more) / sizeof(more[0]); k++) {
+        const char *ids[] = {"a", "b", "c", "d"};
+        for (int i = 0; i < 4; i++) {
+            window_customer_view_t va, vb;
+            char la[256], lb[256];
+            bool ha = window_get(a, sv(ids[i]), &va);
+            cr_assert_eq(ha, window_get(b, sv(ids[i]), &vb), "step %zu: %s", k, ids[i]);
+            if (!ha) continue;
+            view_line(&va, la, sizeof(la));
+            view_line(&vb, lb, sizeof(lb));
+            cr_expect_str_eq(la, lb, "step %zu: %s", k, ids[i]);
+            cr_expect_eq(vb.state[0], 4);
+            if (k == 0)
+                for (size_t j = 0; j < 4; j++)
+                    if (strcmp(v3_blobs[j].id, ids[i]) == 0)
+                        cr_expect_lt(vb.state_len, v3_blobs[j].len, "%s: %zu bytes, v3 %zu",
+                                     ids[i], vb.state_len, v3_blobs[j].len);
+        }
+        if (k == sizeof(more) / sizeof(more[0])) break;
+        add_ht(a, &more[k], 100 + (int64_t)k);
+        add_ht(b, &more[k], 100 + (int64_t)k);
+        size_t na, nb;
+        const alert_t *xa = window_alerts(a, &na), *xb = window_alerts(b, &nb);
+        cr_assert_eq(na, nb, "step %zu", k);
+        for (size_t j = 0; j < na; j++) {
+            cr_expect_eq(xa[j].type, xb[j].type);
+            cr_expect_eq(xa[j].score, xb[j].score);
+            cr_expect_eq(xa[j].previous_score, xb[j].previous_score);
+            cr_expect_eq(xa[j].narrative.len, xb[j].narrative.len);
+        }
+        int64_t da[WINDOW_ORG_FIELDS], db[WINDOW_ORG_FIELDS];
+        window_org_deltas(a, da);
+        window_org_deltas(b, db);
+        cr_expect_eq(memcmp(da, db, sizeof(da)), 0, "step %zu: org deltas", k);
+        window_commit(a);
+        window_commit(b);
+    }
+    window_free(a);
+    window_free(b);
+}
+
+/* Version 4 keeps the last score as written (%.4f): a restarted window
+ * has the same text, the same organisation contribution and the same
+ * alert texts as one that never stopped. */
+Test(window, state_version_4_round_trip) {
+    window_t *a = new_window(NULL);
+    for (size_t i = 0; i < sizeof(v3_events) / sizeof(v3_events[0]); i++)
+        add_ht(a, &v3_events[i], (int64_t)i);
+    window_t *b = new_window(NULL);
+    window_set_watermark(b, window_watermark(a));
+    copy_ctx_t ctx = {b};
+    window_foreach_change(a, copy_upsert, NULL, &ctx);
+    window_commit(a);
+    const char *ids[] = {"a", "b", "c", "d"};
+    for (int i = 0; i < 4; i++) {
+        window_customer_view_t va, vb;
+        char la[256], lb[256];
+        cr_assert(window_get(a, sv(ids[i]), &va));
+        view_line(&va, la, sizeof(la));
+        size_t len = va.state_len;
+        unsigned char blob[512];
+        memcpy(blob, va.state, len);
+        cr_assert(window_get(b, sv(ids[i]), &vb));
+        view_line(&vb, lb, sizeof(lb));
+        cr_expect_str_eq(la, lb, "%s", ids[i]);
+        cr_expect_eq(vb.state_len, len, "%s", ids[i]);
+        cr_expect_eq(memcmp(vb.state, blob, len), 0, "%s: the same blob again", ids[i]);
+    }
+    window_free(a);
+    window_free(b);
+}
+
+/* window_prefetch() is a hint: a stream with hints (for the next event's
+ * customer, for customers never seen, for one evicted and freed by a
+ * commit since) gives the same alerts, views and changes as without. */
+Test(window, prefetch_changes_nothing) {
+    window_t *a = new_window(NULL), *b = new_window(NULL);
+    uint64_t seed = 7;
+    char cid[16], other[16];
+    int64_t jump = 0;
+    for (int64_t i = 0; i < 5000; i++) {
+        uint64_t r = mix_next(&seed);
+        snprintf(cid, sizeof(cid), "p%d", (int)(r % 300));
+        snprintf(other, sizeof(other), "p%d", (int)((r >> 20) % 400));
+        if (i % 1000 == 999) jump += 31 * DAY; /* evictions */
+        int64_t t = jump + i * (HOUR / 2) + (int64_t)((r >> 40) % HOUR);
+        const ev_t d = {cid, t, (r >> 9) % 2 ? KIND_CONTACT : KIND_FEEDBACK,
+                        (event_handler_t)((r >> 11) % 3), (tri_t)((int)((r >> 13) % 3) - 1),
+                        (double)((int)((r >> 15) % 21) - 10) / 10.0, -1, -1, NULL};
+        window_prefetch(b, sv(other));
+        window_prefetch(b, sv(cid));
+        add(a, &d, i);
+        add(b, &d, i);
+        size_t na, nb;
+        const alert_t *xa = window_alerts(a, &na), *xb = window_alerts(b, &nb);
+        cr_assert_eq(na, nb, "event %lld", (long long)i);
+        for (size_t k = 0; k < na; k++) cr_assert_eq(xa[k].score, xb[k].score);
+        window_customer_view_t va, vb;
+        cr_assert(window_get(a, sv(cid), &va) && window_get(b, sv(cid), &vb));
+        char la[256], lb[256];
+        view_line(&va, la, sizeof(la));
+        view_line(&vb, lb, sizeof(lb));
+        cr_assert_str_eq(la, lb, "event %lld", (long long)i);
+        if (r % 13 == 0) {
+            cr_assert_eq(window_change_count(a), window_change_count(b));
+            window_commit(a);
+            window_commit(b);
+        }
+    }
+    cr_expect_eq(window_customer_count(a), window_customer_count(b));
+    window_free(a);
+    window_free(b);
+}
