@@ -533,24 +533,26 @@ static int body_narrative(rd_t *r, body_t *y) {
     return 0;
 }
 
-/* Decodes a version 4 body into y (buckets into w->bk).  Bounds-checked,
- * because state blobs come from Redis.  Returns 0, or -1 on a malformed
- * body. */
-static int body_decode(window_t *w, const unsigned char *p, size_t len, uint32_t streak,
-                       uint8_t flags, body_t *y) {
+/* Decodes a version 4 body into y (buckets into w->bk).  With check, the
+ * body may come from Redis: every value is checked, and a body that a
+ * window would not have written is refused (-1).  Without, it is one the
+ * window encoded itself, and only the reads stay bounded. */
+static inline __attribute__((always_inline)) int
+body_decode_v4(window_t *w, const unsigned char *p, size_t len, uint32_t streak, uint8_t flags,
+               body_t *y, bool check) {
     rd_t r = {p, p + len, false};
     memset(y, 0, sizeof(*y));
     if (body_routing(&r, y) != 0) return -1;
     uint64_t nb = get_u64(&r);
-    if (r.bad || nb > (uint64_t)w->p.window_buckets) return -1;
+    if (check && (r.bad || nb > (uint64_t)w->p.window_buckets)) return -1;
     int64_t b0 = nb ? get_i64(&r) : 0;
-    if (b0 < 0 || b0 > INT64_MAX / w->p.bucket_ms) return -1;
+    if (check && (b0 < 0 || b0 > INT64_MAX / w->p.bucket_ms)) return -1;
     int64_t base = b0 * w->p.bucket_ms;
     if (y->pending) y->pending_since = tadd(base, get_i64(&r));
     if (y->has_sent) {
         y->sent_bucket = tadd(b0, get_i64(&r));
         y->last_sent = get_f32(&r);
-        if (!(y->last_sent >= -1.0f && y->last_sent <= 1.0f)) return -1;
+        if (check && !(y->last_sent >= -1.0f && y->last_sent <= 1.0f)) return -1;
     }
     if (streak) y->last_fail_at = tadd(base, get_i64(&r));
     if (flags & F_HAS_NH) y->last_nh_at = tadd(base, get_i64(&r));
@@ -566,13 +568,13 @@ static int body_decode(window_t *w, const unsigned char *p, size_t len, uint32_t
         bucket_t *k = &y->bk[i];
         if (i) {
             uint64_t gap = get_u64(&r);
-            if (gap == 0 || gap > (uint64_t)(INT64_MAX - prev)) r.bad = true;
+            if (check && (gap == 0 || gap > (uint64_t)(INT64_MAX - prev))) r.bad = true;
             prev += (int64_t)gap;
         }
         k->b = prev;
         uint64_t m = get_u64(&r);
-        if (m >> 9 || ((m & BM_SENT_F64) && !(m & BM_SENT_N)) ||
-            ((m & BM_AHT_F64) && !(m & BM_AHT_N)))
+        if (check && (m >> 9 || ((m & BM_SENT_F64) && !(m & BM_SENT_N)) ||
+                      ((m & BM_AHT_F64) && !(m & BM_AHT_N))))
             r.bad = true;
         k->events = get_u32(&r);
         k->contacts = (m & BM_CONTACTS) ? get_u32(&r) : 0;
@@ -582,18 +584,28 @@ static int body_decode(window_t *w, const unsigned char *p, size_t len, uint32_t
         k->loy_n = (m & BM_LOY_N) ? get_u32(&r) : 0;
         k->aht_n = (m & BM_AHT_N) ? get_u32(&r) : 0;
         int64_t lh = (m & BM_LOY_HALF) ? get_i64(&r) : 0;
-        if (lh < INT32_MIN || lh > INT32_MAX) r.bad = true;
         k->loy_half = (int32_t)lh;
         /* a flagged count of zero is not canonical: refused */
-        if (((m & BM_CONTACTS) && !k->contacts) || ((m & BM_RESOLVED) && !k->resolved) ||
-            ((m & BM_AI) && !k->ai_contacts) || ((m & BM_SENT_N) && !k->sent_n) ||
-            ((m & BM_LOY_N) && !k->loy_n) || ((m & BM_AHT_N) && !k->aht_n) ||
-            ((m & BM_LOY_HALF) && !k->loy_half))
+        if (check && (lh < INT32_MIN || lh > INT32_MAX || ((m & BM_CONTACTS) && !k->contacts) ||
+                      ((m & BM_RESOLVED) && !k->resolved) || ((m & BM_AI) && !k->ai_contacts) ||
+                      ((m & BM_SENT_N) && !k->sent_n) || ((m & BM_LOY_N) && !k->loy_n) ||
+                      ((m & BM_AHT_N) && !k->aht_n) || ((m & BM_LOY_HALF) && !k->loy_half)))
             r.bad = true;
-        k->sent_sum = !k->sent_n ? 0 : (m & BM_SENT_F64) ? get_f64(&r) : (double)get_f32(&r);
-        k->aht_sum = !k->aht_n ? 0 : (m & BM_AHT_F64) ? get_f64(&r) : (double)get_u64(&r);
+        if (k->sent_n)
+            k->sent_sum = (m & BM_SENT_F64) ? get_f64(&r) : (double)get_f32(&r);
+        if (k->aht_n)
+            k->aht_sum = (m & BM_AHT_F64) ? get_f64(&r) : (double)get_u64(&r);
+        else
+            k->aht_sum = 0;
+        if (!k->sent_n) k->sent_sum = 0;
     }
     return (r.bad || r.p != r.end) ? -1 : 0;
+}
+
+/* A version 4 body from outside (a state blob). */
+static int body_decode(window_t *w, const unsigned char *p, size_t len, uint32_t streak,
+                       uint8_t flags, body_t *y) {
+    return body_decode_v4(w, p, len, streak, flags, y, true);
 }
 
 /* Decodes a version 3 body (a blob of an earlier build) into y. */
@@ -653,7 +665,8 @@ static void cust_body(window_t *w, const cust_t *c, body_t *y) {
         y->bk = w->bk;
         return;
     }
-    int rc = body_decode(w, c->data + c->cid_len, c->data_len - c->cid_len, c->streak, c->flags, y);
+    int rc = body_decode_v4(w, c->data + c->cid_len, c->data_len - c->cid_len, c->streak,
+                            c->flags, y, false);
     assert(rc == 0);
     (void)rc;
 }
@@ -684,12 +697,19 @@ static void cust_store(window_t *w, cust_t *c, const body_t *y) {
 /* Table                                                               */
 
 static uint64_t hash_bytes(const char *s, size_t n) {
-    /* FNV-1a, then a final avalanche so that linear probing spreads well. */
-    uint64_t h = 1469598103934665603ULL;
-    for (size_t i = 0; i < n; i++) {
-        h ^= (unsigned char)s[i];
-        h *= 1099511628211ULL;
+    /* Eight bytes at a time, each word mixed in with a multiply, then
+     * MurmurHash3's finalizer, so that linear probing spreads well.  The
+     * hash lives only in memory: it may change between builds. */
+    uint64_t h = 0x9E3779B97F4A7C15ULL ^ (uint64_t)n;
+    for (; n >= 8; s += 8, n -= 8) {
+        uint64_t v;
+        memcpy(&v, s, 8);
+        h = (h ^ v) * 0xff51afd7ed558ccdULL;
+        h ^= h >> 29;
     }
+    uint64_t v = 0;
+    for (size_t i = 0; i < n; i++) v |= (uint64_t)(unsigned char)s[i] << (8 * i);
+    h = (h ^ v) * 0xc4ceb9fe1a85ec53ULL;
     h ^= h >> 33;
     h *= 0xff51afd7ed558ccdULL;
     h ^= h >> 33;
