@@ -581,7 +581,10 @@ body_decode_v4(window_t *w, const unsigned char *p, size_t len, uint32_t streak,
         bucket_t *k = &y->bk[i];
         if (i) {
             uint64_t gap = get_u64(&r);
-            if (check && (gap == 0 || gap > (uint64_t)(INT64_MAX - prev))) r.bad = true;
+            if (check && (gap == 0 || gap > (uint64_t)(INT64_MAX - prev))) {
+                r.bad = true;
+                break;
+            }
             prev += (int64_t)gap;
         }
         k->b = prev;
@@ -651,7 +654,10 @@ static int body_decode_v3(window_t *w, const unsigned char *p, size_t len, uint3
             k->b = get_i64(&r);
         } else {
             uint64_t gap = get_u64(&r);
-            if (gap == 0 || gap > (uint64_t)INT64_MAX - (uint64_t)(prev < 0 ? 0 : prev)) r.bad = true;
+            if (gap == 0 || gap > (uint64_t)INT64_MAX - (uint64_t)(prev < 0 ? 0 : prev)) {
+                r.bad = true;
+                break;
+            }
             k->b = prev + (int64_t)gap;
         }
         prev = k->b;
@@ -1748,6 +1754,7 @@ int window_load_customer(window_t *w, strview_t customer_id, const unsigned char
     int64_t updated_at;
     if (version == 3) {
         last_ci = (flags & F_HAS_SCORE) ? get_f64(&r) : 0;
+        if (!(last_ci >= 0 && last_ci <= 100)) r.bad = true; /* ci is in [0, 100] */
         updated_at = get_i64(&r);
     } else {
         int64_t c = (flags & F_HAS_SCORE) ? get_i64(&r) : 0;
@@ -1763,7 +1770,7 @@ int window_load_customer(window_t *w, strview_t customer_id, const unsigned char
         snprintf(errstr, errstr_size, "state blob of %zu bytes does not parse", state_len);
         return -1;
     }
-    if (y.bk[0].b < 0 ||
+    if (y.bk[0].b < 0 || y.bk[y.nbuckets - 1].b > INT64_MAX / w->p.bucket_ms ||
         (w->watermark >= 0 && (y.bk[0].b < window_start(w, bucket_of(w, w->watermark)) ||
                                y.bk[y.nbuckets - 1].b > bucket_of(w, w->watermark)))) {
         snprintf(errstr, errstr_size,
