@@ -1685,14 +1685,15 @@ const alert_t *window_alerts(const window_t *w, size_t *count) {
 /* State blob                                                          */
 /*
  * Version 4: u8 version, u8 flags (1 at_risk, 2 has_score, 4 has_nh,
- * 8 narrative), streak, [the last score as written if has_score: its %.4f
- * text without the point, 31.6000 -> 316000, zigzagged], updated_at minus
+ * 8 narrative), streak, [the last score, a double, if has_score: kept
+ * exact, so that a restarted window is the very one that stopped],
+ * updated_at minus
  * the start of the newest bucket (zigzagged: usually under a day), then
  * the body (see "Body encoding" above).  last_event_id is not part of it: the
  * customer's hash holds it.
  *
- * Version 3 (earlier builds) is read: the same header with the last score
- * as a double and updated_at absolute, then a version 3 body.  A window
+ * Version 3 (earlier builds) is read: the same header with updated_at
+ * absolute, then a version 3 body.  A window
  * writes version 4 from then on.
  *
  * The blob is written with the customer's hash, so last_ci, at_risk and the
@@ -1720,7 +1721,10 @@ static size_t cust_blob(window_t *w, const cust_t *c, const body_t *y) {
     o->p[o->len++] = STATE_VERSION;
     o->p[o->len++] = (char)(c->flags & F_STORED);
     put_u64(o, c->streak);
-    if (c->flags & F_HAS_SCORE) put_i64(o, c4(c->last_ci));
+    if (c->flags & F_HAS_SCORE) {
+        bytes_need(o, 8);
+        o->len = (size_t)((char *)wr_f64((unsigned char *)o->p + o->len, c->last_ci) - o->p);
+    }
     put_i64(o, tdiff(c->updated_at, blob_base(w, y)));
     put_raw(o, c->data + c->cid_len, c->data_len - c->cid_len);
     return o->len;
@@ -1754,16 +1758,10 @@ int window_load_customer(window_t *w, strview_t customer_id, const unsigned char
     uint32_t streak = get_u32(&r);
     double last_ci = 0;
     int64_t updated_at;
-    if (version == 3) {
-        last_ci = (flags & F_HAS_SCORE) ? get_f64(&r) : 0;
-        if (!(last_ci >= 0 && last_ci <= 100)) r.bad = true; /* ci is in [0, 100] */
-        updated_at = get_i64(&r);
-    } else {
-        int64_t c = (flags & F_HAS_SCORE) ? get_i64(&r) : 0;
-        if (c < 0 || c > 1000000) r.bad = true; /* ci is in [0, 100] */
-        last_ci = (double)c / 10000.0;
-        updated_at = get_i64(&r); /* against blob_base(), once the body is read */
-    }
+    last_ci = (flags & F_HAS_SCORE) ? get_f64(&r) : 0;
+    if (!(last_ci >= 0 && last_ci <= 100)) r.bad = true; /* ci is in [0, 100] */
+    /* version 4: against blob_base(), once the body is read */
+    updated_at = get_i64(&r);
     body_t y;
     if (r.bad ||
         (version == 3 ? body_decode_v3 : body_decode)(w, r.p, (size_t)(r.end - r.p), streak,
