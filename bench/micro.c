@@ -12,8 +12,11 @@
  *            apart: ns per event each.
  *   score1m  one window filled with --track customers (seed 1, a few events
  *            each), then window_add() over the next --track-events events
- *            with that many customers tracked: ns per event; and the
- *            scorer's heap (glibc mallinfo2 in use) per tracked customer.
+ *            with that many customers tracked: ns per event, half of them
+ *            with window_prefetch() one event ahead as the consumer calls
+ *            it (score1m_add) and half without (…_no_prefetch), taken in
+ *            turns; the scorer's heap (glibc mallinfo2 in use) and the
+ *            state blobs' bytes per tracked customer.
  *   sink     (with --redis URL) the first --sink-events of the same events
  *            spread over --sink-partitions windows by customer, a batch of
  *            every partition and redis_sink_flush() every --flush-every
@@ -186,15 +189,26 @@ static void noop_delete(void *opaque, strview_t id) {
 }
 
 /* window_add over ev[0..n), committing every flush_every events; adds the
- * time spent in window_add and in the commits to *add_ns and *commit_ns. */
+ * time spent in window_add and in the commits to *add_ns and *commit_ns.
+ * With prefetch, each event's customer is announced with window_prefetch()
+ * one event ahead, as the consumer does with the message after the one it
+ * handles. */
 static void score_run(window_t *w, const event_t *ev, size_t n, int64_t first_offset,
-                      size_t flush_every, int64_t *add_ns, int64_t *commit_ns) {
+                      size_t flush_every, bool prefetch, int64_t *add_ns, int64_t *commit_ns) {
     size_t changes = 0;
     for (size_t i = 0; i < n;) {
         size_t end = i + flush_every < n ? i + flush_every : n;
         int64_t t0 = cpu_ns();
-        for (; i < end; i++)
-            window_add(w, &ev[i], first_offset + (int64_t)i);
+        if (prefetch) {
+            for (; i < end; i++) {
+                if (i + 1 < n)
+                    window_prefetch(w, ev[i + 1].customer_id);
+                window_add(w, &ev[i], first_offset + (int64_t)i);
+            }
+        } else {
+            for (; i < end; i++)
+                window_add(w, &ev[i], first_offset + (int64_t)i);
+        }
         int64_t t1 = cpu_ns();
         window_foreach_change(w, noop_upsert, noop_delete, &changes);
         window_commit(w);
@@ -267,7 +281,7 @@ static int bench_decode_and_score(const opts_t *o, decoder_t *d) {
                 goto out;
             }
             t[r] = t2[r] = 0;
-            score_run(w, ev, m.n, 0, o->flush_every, &t[r], &t2[r]);
+            score_run(w, ev, m.n, 0, o->flush_every, true, &t[r], &t2[r]);
             customers = window_customer_count(w);
             window_free(w);
         }
@@ -322,25 +336,49 @@ static int bench_score1m(const opts_t *o, decoder_t *d) {
     window_commit(w);
     struct mallinfo2 mi1 = mallinfo2();
     size_t tracked = window_customer_count(w);
-    printf("score1m_fill events=%" PRId64 " tracked=%zu seconds=%.1f heap_bytes_per_customer=%.1f\n",
+    /* The state blobs a sink would hold: the generator's ids are numbered. */
+    size_t state_bytes = 0, ids_bytes = 0;
+    for (uint32_t i = 0; i < o->track; i++) {
+        char id[32];
+        window_customer_view_t v;
+        int n = snprintf(id, sizeof id, GEN_CUSTOMER_ID_FMT, i);
+        if (window_get(w, (strview_t){id, (size_t)n}, &v)) {
+            state_bytes += v.state_len;
+            ids_bytes += (size_t)n;
+        }
+    }
+    printf("score1m_fill events=%" PRId64 " tracked=%zu seconds=%.1f heap_bytes_per_customer=%.1f"
+           " state_bytes_per_customer=%.1f id_bytes_per_customer=%.1f\n",
            offset, tracked, (double)(now_ns() - t0) / 1e9,
-           tracked ? (double)(mi1.uordblks - mi0.uordblks) / (double)tracked : 0.0);
+           tracked ? (double)(mi1.uordblks - mi0.uordblks) / (double)tracked : 0.0,
+           tracked ? (double)state_bytes / (double)tracked : 0.0,
+           tracked ? (double)ids_bytes / (double)tracked : 0.0);
     fflush(stdout);
 
+    /* Each pass: half of its events without window_prefetch(), half with,
+     * in alternating order, so that both see the same machine. */
+    int64_t tn[MAX_REPEAT], tn2[MAX_REPEAT];
+    size_t half = o->track_events / 2;
     for (int r = 0; r < o->repeat; r++) {
         if (msgs_make(g, o->track_events, &m) != 0)
             goto out;
         for (size_t i = 0; i < m.n; i++)
             if (decoder_decode(d, &m.v[i], &ev[i], &reason, detail, sizeof detail) != DECODE_OK)
                 goto out;
-        t[r] = t2[r] = 0;
-        score_run(w, ev, m.n, offset, o->flush_every, &t[r], &t2[r]);
-        offset += (int64_t)m.n;
+        t[r] = t2[r] = tn[r] = tn2[r] = 0;
+        for (int k = 0; k < 2; k++) {
+            bool pf = (k + r) % 2 == 0;
+            score_run(w, ev + k * half, half, offset, o->flush_every, pf, pf ? &t[r] : &tn[r],
+                      pf ? &t2[r] : &tn2[r]);
+            offset += (int64_t)half;
+        }
         msgs_free(&m);
     }
     printf("score1m_customers tracked_at_end=%zu\n", window_customer_count(w));
-    report("score1m_add", t, o->repeat, o->track_events);
-    report("score1m_commit", t2, o->repeat, o->track_events);
+    report("score1m_add", t, o->repeat, half);
+    report("score1m_commit", t2, o->repeat, half);
+    report("score1m_add_no_prefetch", tn, o->repeat, half);
+    report("score1m_commit_no_prefetch", tn2, o->repeat, half);
     rc = 0;
 out:
     if (rc != 0)

@@ -376,6 +376,8 @@ echo "| ceiling consumer CPU per million events | $(row ccpu ' s') | (same runs)
 echo "| decode, v1 (as end to end) | $(today micro_row today decode_v1) | $(micro_row now decode_v1) |"
 echo "| decode, v1/v2/v3 mix | $(today micro_row today decode_mix) | $(micro_row now decode_mix) |"
 echo "| score, $CUSTOMERS customers (window_add) | $(today micro_row today score_add) | $(micro_row now score_add) |"
+echo "| score at 1M customers without window_prefetch (the same run, in turns; today: never prefetched) | – | $(micro_row now score1m_add_no_prefetch) |"
+echo "| state blob per customer (micro, the blobs a sink holds) | – | $(micro_field now score1m_fill state_bytes_per_customer | awk '{ printf "%.0f", $1 }') B |"
 echo "| change list + commit at 1M customers, every $E2E_PER_FLUSH events, per event | $(today micro_row today score1m_commit) | $(micro_row now score1m_commit) |"
 echo "| scorer heap per customer (micro, mallinfo2) | $(today micro_field today score1m_fill heap_bytes_per_customer) B | $(micro_field now score1m_fill heap_bytes_per_customer) B |"
 echo "| in-process sink: customers written per event | $(today micro_field today sink customers_written_per_event) | $(micro_field now sink customers_written_per_event) |"

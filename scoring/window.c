@@ -9,19 +9,38 @@
  *   Memory is the constraint: a partition may track millions of customers,
  *   most with a few events in a few buckets.  So a customer is a fixed
  *   48-byte record in a slab (chunks of 4096, no per-record malloc header)
- *   plus one malloc'd byte string: its customer_id followed by its "body",
+ *   plus one byte string in a cell of the window's own pages (sizes in
+ *   steps of 8 bytes, no header either): its customer_id followed by its "body",
  *   the varint encoding of the buckets it has events in and of the rare
  *   fields (streak start, needs_human cooldown, narrative).  The body is
  *   exactly what the Redis state blob carries after a small header, so
  *   saving and restoring a customer is a copy.  An event decodes the body
  *   into a scratch array, updates it, re-scores from it and encodes it
- *   back: a few dozen bytes each way.
+ *   back: a few dozen bytes each way.  A body that grows or shrinks
+ *   within its cell's 8-byte step stays where it is; a move is a pop and
+ *   a push on two free lists, not a realloc.
+ *
+ *   With a million customers the table slot, the record and the string
+ *   are three cache misses in a row, most of an event's cost.
+ *   window_prefetch() takes the next event's customer id; window_add()
+ *   then fetches one more link of it at two points of its own work, so
+ *   that the next event finds all three in the cache.  Cost per event
+ *   (bench/micro, BENCHMARKS.md): about 2 200 instructions, 0.7-0.9 us
+ *   at a million customers with the hint, 1-1.4 us without.
  *
  *   last_event_id is written to Redis and never read by the scorer, so it
  *   is not kept: a changed customer points into a per-flush arena of event
  *   ids, emptied by window_commit().  A view of a customer not changed by
  *   an event since the last commit has an empty last_event_id, and the sink
  *   leaves that hash field as it is.
+ *
+ *   A sink writes only the public fields that changed (batch/batch.h
+ *   BATCH_CF_*).  When a customer first changes after a commit, its fields
+ *   as last written are computed from its body (one more sum over its
+ *   buckets) and kept beside its entry in the change list, 88 bytes per
+ *   changed customer until the commit; the batch's mask compares the new
+ *   ones with them as the sink writes them (%.4f text or integers).  A
+ *   customer new, loaded or evicted since then is written whole.
  *
  *   The table maps customer_id to a slab id: open addressing, linear
  *   probing, 8-byte slots (the low 32 bits of the hash, which also pick the
@@ -123,7 +142,9 @@ enum {
     F_NARR = 8,     /* the four above are stored in the state blob */
     F_DIRTY = 16,
     F_TOMB = 32,
-    F_ERASED = 64   /* erased since the last commit (SPEC §1.2): its keys go with the erasure */
+    F_ERASED = 64,  /* erased since the last commit (SPEC §1.2): its keys go with the erasure */
+    F_WRITE_ALL = 128 /* loaded, or evicted since the last commit: what the sink holds of it is
+                       * not known, so its next write carries every field */
 };
 #define F_STORED (F_AT_RISK | F_HAS_SCORE | F_HAS_NH | F_NARR)
 
@@ -143,6 +164,10 @@ typedef struct cust {
 #define SLAB_SHIFT 12
 #define SLAB_SIZE (1u << SLAB_SHIFT)
 
+#define DATA_GRAIN 8
+#define DATA_CLASSES 64            /* cells up to 512 bytes */
+#define DATA_PAGE (32u << 10)
+
 typedef struct slot {
     uint32_t tag;              /* low 32 bits of the hash; picks the home slot too */
     uint32_t id;               /* 0: empty */
@@ -152,6 +177,18 @@ typedef struct bytes {
     char *p;
     size_t len, cap;
 } bytes_t;
+
+/* A changed customer's public fields (SPEC §5) as the sink last wrote them:
+ * taken when the customer first changes after a commit, compared with
+ * the new ones when the batch is filled (BATCH_CF_* bits).  valid is false
+ * when the sink's copy is unknown (a new, loaded or evicted customer). */
+typedef struct snap {
+    double ci, resolution, sentiment, loyalty, ai_share, aht_ms;
+    int64_t contacts, resolved, events, updated_at;
+    uint32_t streak;
+    uint8_t route, at_risk;
+    bool valid;
+} snap_t;
 
 /* The counters of one history segment `<CHANNEL>:<HANDLER>:<counter>`
  * (SPEC §9.1), the three alert counters in alert_type_t's order.  The
@@ -180,6 +217,14 @@ struct window {
     bool watermark_dirty;
 
     cust_t **slab;             /* chunks of SLAB_SIZE records; id 1 is slab[0][0] */
+
+    /* The customers' strings (id and body): cells of a multiple of
+     * DATA_GRAIN bytes carved from DATA_PAGE pages, a free list per size;
+     * longer strings are malloc'd. */
+    void *data_free[DATA_CLASSES + 1];
+    unsigned char *data_bump, *data_end;   /* the rest of the newest page */
+    unsigned char **data_pages;
+    size_t ndata_pages, data_pages_cap;
     uint32_t nchunks, next_id, free_head;
     size_t live;
 
@@ -190,6 +235,7 @@ struct window {
     uint32_t *wheel;           /* window_buckets list heads (slab ids) */
 
     uint32_t *dirty;           /* changed since the last commit */
+    snap_t *snap;              /* snap[i]: dirty[i] as last written */
     size_t ndirty, dirty_cap;
 
     alert_t *alerts;
@@ -217,6 +263,12 @@ struct window {
     /* Org deltas since the last commit (SPEC §9.2), window_org_field_names order. */
     int64_t org[WINDOW_ORG_FIELDS];
 
+    /* Prefetches under way (window_prefetch()): the customers of the next
+     * events, each a step further down the chain slot, record, data at
+     * each step of window_add(). */
+    struct { uint32_t tag, id; uint8_t stage; } pf[WINDOW_PREFETCH_MAX];
+    uint32_t npf;
+
     /* Customers erased since the last commit (SPEC §1.2), in the order of
      * their tombstones: offset and length of each id in erased_text. */
     struct { uint32_t off, len; } *erased;
@@ -238,6 +290,13 @@ static char *bytes_need(bytes_t *b, size_t n) {
 
 static int64_t bucket_of(const window_t *w, int64_t t) { return t / w->p.bucket_ms; }
 
+/* Asks the CPU to fetch the bytes [p, p + n) into its cache. */
+static inline void prefetch_range(const void *p, size_t n) {
+    const char *q = p;
+    __builtin_prefetch(q);
+    if (n > 1 && ((uintptr_t)q & 63) + n > 64) __builtin_prefetch(q + n - 1);
+}
+
 /* First bucket inside the window when the watermark is at bucket bt. */
 static int64_t window_start(const window_t *w, int64_t bt) {
     return bt - w->p.window_buckets + 1;
@@ -252,44 +311,147 @@ static cust_t *cust_at(const window_t *w, uint32_t id) {
     return &w->slab[(id - 1) >> SLAB_SHIFT][(id - 1) & (SLAB_SIZE - 1)];
 }
 
+/* Fetches ahead what a walk over customer ids (the change list, the expired) will touch: the record of
+ * the customer 8 on, the data of the one 4 on (its record fetched by now). */
+static void prefetch_ids(const window_t *w, const uint32_t *ids, size_t i, size_t n) {
+    if (i + 8 < n) prefetch_range(cust_at(w, ids[i + 8]), sizeof(cust_t));
+    if (i + 4 < n) {
+        const cust_t *c = cust_at(w, ids[i + 4]);
+        if (c->data) prefetch_range(c->data, c->data_len);
+    }
+}
+
+
 /* ------------------------------------------------------------------ */
 /* Body encoding                                                       */
 /*
- * All integers LEB128 varints (signed ones zigzagged), doubles 8 bytes
- * little-endian, floats 4:
+ * Version 4 (this build's; in memory and in the state blob).  Integers
+ * are LEB128 varints (signed ones zigzagged), floats 4 bytes and doubles 8
+ * little-endian.  Bucket indexes after the first, and times, are stored
+ * as differences, which are small: the base is the first bucket b0 (or
+ * its start, b0 * bucket_ms, for times in ms; 0 without buckets).
  *   routing: route | pending << 3 | has_sent << 4
- *   [pending_since if pending] [sent_bucket, last_sent if has_sent]
- *   [last_fail_at if streak > 0] [last_nh_at if F_HAS_NH]
- *   [narrative_bucket, narrative (len, bytes) if F_NARR]
- *   nbuckets, then per bucket: b (first absolute, then the gap to the
- *   previous), events, contacts, resolved, ai_contacts, sent_n, loy_n,
- *   aht_n, loy_half, [sent_sum if sent_n], [aht_sum if aht_n].
+ *   nbuckets, [b0 if nbuckets]
+ *   [pending_since - base if pending]
+ *   [sent_bucket - b0, last_sent if has_sent]
+ *   [last_fail_at - base if streak > 0] [last_nh_at - base if F_HAS_NH]
+ *   [narrative_bucket - b0, narrative (len, bytes) if F_NARR]
+ *   per bucket: [gap to the previous one, after the first], a mask of
+ *   what follows (BM_*), events, then the non-zero ones of contacts,
+ *   resolved, ai_contacts, sent_n, loy_n, aht_n and loy_half, then
+ *   sent_sum (a float when the double is one, most often) and aht_sum
+ *   (an integer when the double is one below 2^53, always for valid
+ *   events) when their counts are not zero.
+ * A typical bucket takes 8-14 bytes (version 3: 13-25).
+ *
+ * Version 3 (read only, from blobs of earlier builds): routing,
+ * [pending_since] [sent_bucket, last_sent] [last_fail_at] [last_nh_at]
+ * [narrative_bucket, len, bytes], all absolute, then nbuckets and per
+ * bucket b (first absolute, then the gap), events, contacts, resolved,
+ * ai_contacts, sent_n, loy_n, aht_n, loy_half, [sent_sum] [aht_sum] as
+ * doubles.
  */
+
+enum {
+    BM_CONTACTS = 1, BM_RESOLVED = 2, BM_AI = 4, BM_SENT_N = 8, BM_LOY_N = 16, BM_AHT_N = 32,
+    BM_LOY_HALF = 64,
+    BM_SENT_F64 = 128,   /* sent_sum as a double (else a float) */
+    BM_AHT_F64 = 256     /* aht_sum as a double (else an integer) */
+};
+
+/* The most bytes body_encode() writes for y. */
+static size_t body_bound(const body_t *y) {
+    /* routing, nbuckets, b0, five times or bucket offsets, a float, the
+     * narrative; per bucket a gap, a mask, seven counters of at most 5
+     * bytes and 8 + 8 of sums */
+    return 1 + 10 + 10 + 5 * 10 + 4 + 10 + y->narrative_len + (size_t)y->nbuckets * 69;
+}
+
+static inline unsigned char *wr_u64(unsigned char *q, uint64_t v) {
+    while (v >= 0x80) {
+        *q++ = (unsigned char)(v | 0x80);
+        v >>= 7;
+    }
+    *q++ = (unsigned char)v;
+    return q;
+}
+
+static inline uint64_t zigzag(int64_t v) { return ((uint64_t)v << 1) ^ (uint64_t)(v >> 63); }
+
+static inline unsigned char *wr_i64(unsigned char *q, int64_t v) { return wr_u64(q, zigzag(v)); }
+
+static inline unsigned char *wr_f64(unsigned char *q, double d) {
+    uint64_t u;
+    memcpy(&u, &d, 8);
+    for (int i = 0; i < 8; i++) q[i] = (unsigned char)(u >> (8 * i));
+    return q + 8;
+}
+
+static inline unsigned char *wr_f32(unsigned char *q, float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    for (int i = 0; i < 4; i++) q[i] = (unsigned char)(u >> (8 * i));
+    return q + 4;
+}
+
+/* a - b for times an encoder stores as differences: wraps rather than
+ * overflows (a decoder adds it back the same way). */
+static inline int64_t tdiff(int64_t a, int64_t b) { return (int64_t)((uint64_t)a - (uint64_t)b); }
+
+/* Encodes y at q, which has body_bound(y) bytes; returns the end. */
+static unsigned char *body_encode(const window_t *w, unsigned char *q, uint32_t streak,
+                                  uint8_t flags, const body_t *y) {
+    *q++ = (unsigned char)(y->route | y->pending << 3 | y->has_sent << 4);
+    q = wr_u64(q, y->nbuckets);
+    int64_t b0 = y->nbuckets ? y->bk[0].b : 0, base = b0 * w->p.bucket_ms;
+    if (y->nbuckets) q = wr_i64(q, b0);
+    if (y->pending) q = wr_i64(q, tdiff(y->pending_since, base));
+    if (y->has_sent) {
+        q = wr_i64(q, tdiff(y->sent_bucket, b0));
+        q = wr_f32(q, y->last_sent);
+    }
+    if (streak) q = wr_i64(q, tdiff(y->last_fail_at, base));
+    if (flags & F_HAS_NH) q = wr_i64(q, tdiff(y->last_nh_at, base));
+    if (flags & F_NARR) {
+        q = wr_i64(q, tdiff(y->narrative_bucket, b0));
+        q = wr_u64(q, y->narrative_len);
+        memcpy(q, y->narrative, y->narrative_len);
+        q += y->narrative_len;
+    }
+    int64_t prev = b0;
+    for (uint32_t i = 0; i < y->nbuckets; i++) {
+        const bucket_t *k = &y->bk[i];
+        if (i) q = wr_u64(q, (uint64_t)(k->b - prev));
+        prev = k->b;
+        unsigned m = (k->contacts ? BM_CONTACTS : 0) | (k->resolved ? BM_RESOLVED : 0) |
+                     (k->ai_contacts ? BM_AI : 0) | (k->sent_n ? BM_SENT_N : 0) |
+                     (k->loy_n ? BM_LOY_N : 0) | (k->aht_n ? BM_AHT_N : 0) |
+                     (k->loy_half ? BM_LOY_HALF : 0);
+        if (k->sent_n && (double)(float)k->sent_sum != k->sent_sum) m |= BM_SENT_F64;
+        if (k->aht_n && !(k->aht_sum >= 0 && k->aht_sum < 9007199254740992.0 &&
+                          !signbit(k->aht_sum) && k->aht_sum == floor(k->aht_sum)))
+            m |= BM_AHT_F64;
+        q = wr_u64(q, m);
+        q = wr_u64(q, k->events);
+        if (k->contacts) q = wr_u64(q, k->contacts);
+        if (k->resolved) q = wr_u64(q, k->resolved);
+        if (k->ai_contacts) q = wr_u64(q, k->ai_contacts);
+        if (k->sent_n) q = wr_u64(q, k->sent_n);
+        if (k->loy_n) q = wr_u64(q, k->loy_n);
+        if (k->aht_n) q = wr_u64(q, k->aht_n);
+        if (k->loy_half) q = wr_i64(q, k->loy_half);
+        if (k->sent_n) q = (m & BM_SENT_F64) ? wr_f64(q, k->sent_sum) : wr_f32(q, (float)k->sent_sum);
+        if (k->aht_n) q = (m & BM_AHT_F64) ? wr_f64(q, k->aht_sum) : wr_u64(q, (uint64_t)k->aht_sum);
+    }
+    return q;
+}
 
 static void put_u64(bytes_t *o, uint64_t v) {
     bytes_need(o, 10);
-    while (v >= 0x80) {
-        o->p[o->len++] = (char)(v | 0x80);
-        v >>= 7;
-    }
-    o->p[o->len++] = (char)v;
+    o->len = (size_t)((char *)wr_u64((unsigned char *)o->p + o->len, v) - o->p);
 }
 
-static void put_i64(bytes_t *o, int64_t v) { put_u64(o, ((uint64_t)v << 1) ^ (uint64_t)(v >> 63)); }
-
-static void put_f64(bytes_t *o, double d) {
-    uint64_t u;
-    memcpy(&u, &d, 8);
-    bytes_need(o, 8);
-    for (int i = 0; i < 8; i++) o->p[o->len++] = (char)(u >> (8 * i));
-}
-
-static void put_f32(bytes_t *o, float f) {
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    bytes_need(o, 4);
-    for (int i = 0; i < 4; i++) o->p[o->len++] = (char)(u >> (8 * i));
-}
+static void put_i64(bytes_t *o, int64_t v) { put_u64(o, zigzag(v)); }
 
 static void put_raw(bytes_t *o, const void *s, size_t n) {
     bytes_need(o, n);
@@ -297,48 +459,12 @@ static void put_raw(bytes_t *o, const void *s, size_t n) {
     o->len += n;
 }
 
-static void body_encode(bytes_t *o, uint32_t streak, uint8_t flags, const body_t *y) {
-    put_u64(o, (uint64_t)y->route | (uint64_t)y->pending << 3 | (uint64_t)y->has_sent << 4);
-    if (y->pending) put_i64(o, y->pending_since);
-    if (y->has_sent) {
-        put_i64(o, y->sent_bucket);
-        put_f32(o, y->last_sent);
-    }
-    if (streak) put_i64(o, y->last_fail_at);
-    if (flags & F_HAS_NH) put_i64(o, y->last_nh_at);
-    if (flags & F_NARR) {
-        put_i64(o, y->narrative_bucket);
-        put_u64(o, y->narrative_len);
-        put_raw(o, y->narrative, y->narrative_len);
-    }
-    put_u64(o, y->nbuckets);
-    int64_t prev = 0;
-    for (uint32_t i = 0; i < y->nbuckets; i++) {
-        const bucket_t *k = &y->bk[i];
-        if (i == 0)
-            put_i64(o, k->b);
-        else
-            put_u64(o, (uint64_t)(k->b - prev));
-        prev = k->b;
-        put_u64(o, k->events);
-        put_u64(o, k->contacts);
-        put_u64(o, k->resolved);
-        put_u64(o, k->ai_contacts);
-        put_u64(o, k->sent_n);
-        put_u64(o, k->loy_n);
-        put_u64(o, k->aht_n);
-        put_i64(o, k->loy_half);
-        if (k->sent_n) put_f64(o, k->sent_sum);
-        if (k->aht_n) put_f64(o, k->aht_sum);
-    }
-}
-
 typedef struct rd {
     const unsigned char *p, *end;
     bool bad;
 } rd_t;
 
-static uint64_t get_u64(rd_t *r) {
+static uint64_t get_u64_slow(rd_t *r) {
     uint64_t v = 0;
     for (int shift = 0; shift < 64 && r->p < r->end; shift += 7) {
         unsigned char byte = *r->p++;
@@ -349,12 +475,17 @@ static uint64_t get_u64(rd_t *r) {
     return 0;
 }
 
-static int64_t get_i64(rd_t *r) {
+static inline uint64_t get_u64(rd_t *r) {
+    if (r->p < r->end && *r->p < 0x80) return *r->p++;
+    return get_u64_slow(r);
+}
+
+static inline int64_t get_i64(rd_t *r) {
     uint64_t u = get_u64(r);
     return (int64_t)(u >> 1) ^ -(int64_t)(u & 1);
 }
 
-static uint32_t get_u32(rd_t *r) {
+static inline uint32_t get_u32(rd_t *r) {
     uint64_t v = get_u64(r);
     if (v > UINT32_MAX) r->bad = true;
     return (uint32_t)v;
@@ -386,6 +517,9 @@ static float get_f32(rd_t *r) {
     return f;
 }
 
+/* base + a stored difference (wrapping, as tdiff() made it). */
+static inline int64_t tadd(int64_t base, int64_t d) { return (int64_t)((uint64_t)base + (uint64_t)d); }
+
 static void bk_reserve(window_t *w, uint32_t n) {
     if (n <= w->bk_cap) return;
     uint32_t cap = w->bk_cap ? w->bk_cap : 8;
@@ -394,17 +528,110 @@ static void bk_reserve(window_t *w, uint32_t n) {
     w->bk_cap = cap;
 }
 
-/* Decodes a body into y (buckets into w->bk).  Bounds-checked, because
- * state blobs come from Redis.  Returns 0, or -1 on a malformed body. */
-static int body_decode(window_t *w, const unsigned char *p, size_t len, uint32_t streak,
-                       uint8_t flags, body_t *y) {
-    rd_t r = {p, p + len, false};
-    memset(y, 0, sizeof(*y));
-    uint64_t routing = get_u64(&r);
-    if (r.bad || (routing & 7) >= ROUTE_COUNT || routing >> 5) return -1;
+/* The routing byte, common to versions 3 and 4. */
+static int body_routing(rd_t *r, body_t *y) {
+    uint64_t routing = get_u64(r);
+    if (r->bad || (routing & 7) >= ROUTE_COUNT || routing >> 5) return -1;
     y->route = (uint8_t)(routing & 7);
     y->pending = (routing >> 3) & 1;
     y->has_sent = (routing >> 4) & 1;
+    return 0;
+}
+
+/* The narrative's length and bytes. */
+static int body_narrative(rd_t *r, body_t *y) {
+    uint64_t n = get_u64(r);
+    if (r->bad || n == 0 || n > ALERT_NARRATIVE_MAX || n > (uint64_t)(r->end - r->p)) return -1;
+    y->narrative = (const char *)r->p;
+    y->narrative_len = (uint32_t)n;
+    r->p += n;
+    return 0;
+}
+
+/* Decodes a version 4 body into y (buckets into w->bk).  With check, the
+ * body may come from Redis: every value is checked, and a body that a
+ * window would not have written is refused (-1).  Without, it is one the
+ * window encoded itself, and only the reads stay bounded. */
+static inline __attribute__((always_inline)) int
+body_decode_v4(window_t *w, const unsigned char *p, size_t len, uint32_t streak, uint8_t flags,
+               body_t *y, bool check) {
+    rd_t r = {p, p + len, false};
+    memset(y, 0, sizeof(*y));
+    if (body_routing(&r, y) != 0) return -1;
+    uint64_t nb = get_u64(&r);
+    if (check && (r.bad || nb > (uint64_t)w->p.window_buckets)) return -1;
+    int64_t b0 = nb ? get_i64(&r) : 0;
+    if (check && (b0 < 0 || b0 > INT64_MAX / w->p.bucket_ms)) return -1;
+    int64_t base = b0 * w->p.bucket_ms;
+    if (y->pending) y->pending_since = tadd(base, get_i64(&r));
+    if (y->has_sent) {
+        y->sent_bucket = tadd(b0, get_i64(&r));
+        y->last_sent = get_f32(&r);
+        if (check && !(y->last_sent >= -1.0f && y->last_sent <= 1.0f)) return -1;
+    }
+    if (streak) y->last_fail_at = tadd(base, get_i64(&r));
+    if (flags & F_HAS_NH) y->last_nh_at = tadd(base, get_i64(&r));
+    if (flags & F_NARR) {
+        y->narrative_bucket = tadd(b0, get_i64(&r));
+        if (body_narrative(&r, y) != 0) return -1;
+    }
+    bk_reserve(w, (uint32_t)nb + 1);
+    y->bk = w->bk;
+    y->nbuckets = (uint32_t)nb;
+    int64_t prev = b0;
+    for (uint32_t i = 0; i < nb && !r.bad; i++) {
+        bucket_t *k = &y->bk[i];
+        if (i) {
+            uint64_t gap = get_u64(&r);
+            if (check && (gap == 0 || gap > (uint64_t)(INT64_MAX - prev))) {
+                r.bad = true;
+                break;
+            }
+            prev += (int64_t)gap;
+        }
+        k->b = prev;
+        uint64_t m = get_u64(&r);
+        if (check && (m >> 9 || ((m & BM_SENT_F64) && !(m & BM_SENT_N)) ||
+                      ((m & BM_AHT_F64) && !(m & BM_AHT_N))))
+            r.bad = true;
+        k->events = get_u32(&r);
+        k->contacts = (m & BM_CONTACTS) ? get_u32(&r) : 0;
+        k->resolved = (m & BM_RESOLVED) ? get_u32(&r) : 0;
+        k->ai_contacts = (m & BM_AI) ? get_u32(&r) : 0;
+        k->sent_n = (m & BM_SENT_N) ? get_u32(&r) : 0;
+        k->loy_n = (m & BM_LOY_N) ? get_u32(&r) : 0;
+        k->aht_n = (m & BM_AHT_N) ? get_u32(&r) : 0;
+        int64_t lh = (m & BM_LOY_HALF) ? get_i64(&r) : 0;
+        k->loy_half = (int32_t)lh;
+        /* a flagged count of zero is not canonical: refused */
+        if (check && (lh < INT32_MIN || lh > INT32_MAX || ((m & BM_CONTACTS) && !k->contacts) ||
+                      ((m & BM_RESOLVED) && !k->resolved) || ((m & BM_AI) && !k->ai_contacts) ||
+                      ((m & BM_SENT_N) && !k->sent_n) || ((m & BM_LOY_N) && !k->loy_n) ||
+                      ((m & BM_AHT_N) && !k->aht_n) || ((m & BM_LOY_HALF) && !k->loy_half)))
+            r.bad = true;
+        if (k->sent_n)
+            k->sent_sum = (m & BM_SENT_F64) ? get_f64(&r) : (double)get_f32(&r);
+        if (k->aht_n)
+            k->aht_sum = (m & BM_AHT_F64) ? get_f64(&r) : (double)get_u64(&r);
+        else
+            k->aht_sum = 0;
+        if (!k->sent_n) k->sent_sum = 0;
+    }
+    return (r.bad || r.p != r.end) ? -1 : 0;
+}
+
+/* A version 4 body from outside (a state blob). */
+static int body_decode(window_t *w, const unsigned char *p, size_t len, uint32_t streak,
+                       uint8_t flags, body_t *y) {
+    return body_decode_v4(w, p, len, streak, flags, y, true);
+}
+
+/* Decodes a version 3 body (a blob of an earlier build) into y. */
+static int body_decode_v3(window_t *w, const unsigned char *p, size_t len, uint32_t streak,
+                          uint8_t flags, body_t *y) {
+    rd_t r = {p, p + len, false};
+    memset(y, 0, sizeof(*y));
+    if (body_routing(&r, y) != 0) return -1;
     if (y->pending) y->pending_since = get_i64(&r);
     if (y->has_sent) {
         y->sent_bucket = get_i64(&r);
@@ -415,11 +642,7 @@ static int body_decode(window_t *w, const unsigned char *p, size_t len, uint32_t
     if (flags & F_HAS_NH) y->last_nh_at = get_i64(&r);
     if (flags & F_NARR) {
         y->narrative_bucket = get_i64(&r);
-        uint64_t n = get_u64(&r);
-        if (r.bad || n == 0 || n > ALERT_NARRATIVE_MAX || n > (uint64_t)(r.end - r.p)) return -1;
-        y->narrative = (const char *)r.p;
-        y->narrative_len = (uint32_t)n;
-        r.p += n;
+        if (body_narrative(&r, y) != 0) return -1;
     }
     uint64_t nb = get_u64(&r);
     if (r.bad || nb > (uint64_t)w->p.window_buckets) return -1;
@@ -433,7 +656,10 @@ static int body_decode(window_t *w, const unsigned char *p, size_t len, uint32_t
             k->b = get_i64(&r);
         } else {
             uint64_t gap = get_u64(&r);
-            if (gap == 0 || gap > (uint64_t)INT64_MAX - (uint64_t)(prev < 0 ? 0 : prev)) r.bad = true;
+            if (gap == 0 || gap > (uint64_t)INT64_MAX - (uint64_t)(prev < 0 ? 0 : prev)) {
+                r.bad = true;
+                break;
+            }
             k->b = prev + (int64_t)gap;
         }
         prev = k->b;
@@ -460,33 +686,108 @@ static void cust_body(window_t *w, const cust_t *c, body_t *y) {
         y->bk = w->bk;
         return;
     }
-    int rc = body_decode(w, c->data + c->cid_len, c->data_len - c->cid_len, c->streak, c->flags, y);
+    int rc = body_decode_v4(w, c->data + c->cid_len, c->data_len - c->cid_len, c->streak,
+                            c->flags, y, false);
     assert(rc == 0);
     (void)rc;
 }
 
+/* ------------------------------------------------------------------ */
+/* Customer strings                                                    */
+/*
+ * A customer's id and body are one string of len bytes in a cell of
+ * data_class(len) * DATA_GRAIN bytes, so that a body that grows or shrinks
+ * within its cell stays where it is, and a cell costs no malloc header:
+ * about 12 bytes a customer less than malloc's 16-byte chunks with their
+ * 8-byte header, and no malloc call for most changes of size.  Freed cells
+ * go to their size's free list, for the next string of that size; pages
+ * go back only with the window (like the record slab).  Strings longer
+ * than DATA_CLASSES cells (a long narrative and many buckets) are malloc'd.
+ */
+
+static uint32_t data_class(uint32_t len) { return (len + DATA_GRAIN - 1) / DATA_GRAIN; }
+
+static void data_free(window_t *w, unsigned char *p, uint32_t len) {
+    if (!p) return;
+    uint32_t k = data_class(len);
+    if (k > DATA_CLASSES) {
+        free(p);
+        return;
+    }
+    memcpy(p, &w->data_free[k], sizeof(void *));
+    w->data_free[k] = p;
+}
+
+static unsigned char *data_alloc(window_t *w, uint32_t len) {
+    uint32_t k = data_class(len);
+    if (k > DATA_CLASSES) return xmalloc((size_t)k * DATA_GRAIN); /* the whole step too */
+    if (k == 0) k = 1;
+    unsigned char *p = w->data_free[k];
+    if (p) {
+        memcpy(&w->data_free[k], p, sizeof(void *));
+        return p;
+    }
+    size_t size = (size_t)k * DATA_GRAIN;
+    if ((size_t)(w->data_end - w->data_bump) < size) {
+        /* the page's tail becomes a free cell of its own size */
+        size_t rest = (size_t)(w->data_end - w->data_bump);
+        if (rest >= DATA_GRAIN) data_free(w, w->data_bump, (uint32_t)rest);
+        if (w->ndata_pages == w->data_pages_cap) {
+            w->data_pages_cap = w->data_pages_cap ? 2 * w->data_pages_cap : 16;
+            w->data_pages = xrealloc(w->data_pages, w->data_pages_cap * sizeof(*w->data_pages));
+        }
+        w->data_bump = w->data_pages[w->ndata_pages++] = xmalloc(DATA_PAGE);
+        w->data_end = w->data_bump + DATA_PAGE;
+    }
+    p = w->data_bump;
+    w->data_bump += size;
+    return p;
+}
+
+/* The string p of old bytes as one of len bytes: the same cell when it
+ * fits its size, else a new one holding the first keep bytes. */
+static unsigned char *data_resize(window_t *w, unsigned char *p, uint32_t old, uint32_t len,
+                                  uint32_t keep) {
+    if (p && data_class(old) == data_class(len)) return p;
+    unsigned char *q = data_alloc(w, len);
+    if (p) memcpy(q, p, keep);
+    data_free(w, p, old);
+    return q;
+}
+
 /* Stores y as the customer's body. */
 static void cust_store(window_t *w, cust_t *c, const body_t *y) {
-    w->enc.len = 0;
-    body_encode(&w->enc, c->streak, c->flags, y);
-    uint32_t len = c->cid_len + (uint32_t)w->enc.len;
-    if (len != c->data_len) {
-        c->data = xrealloc(c->data, len);
-        c->data_len = len;
+    size_t bound = body_bound(y);
+    if (w->enc.cap < bound) {
+        w->enc.len = 0;
+        bytes_need(&w->enc, bound);
     }
-    memcpy(c->data + c->cid_len, w->enc.p, w->enc.len);
+    unsigned char *start = (unsigned char *)w->enc.p;
+    size_t n = (size_t)(body_encode(w, start, c->streak, c->flags, y) - start);
+    assert(n <= bound);
+    uint32_t len = c->cid_len + (uint32_t)n;
+    c->data = data_resize(w, c->data, c->data_len, len, c->cid_len);
+    c->data_len = len;
+    memcpy(c->data + c->cid_len, start, n);
 }
 
 /* ------------------------------------------------------------------ */
 /* Table                                                               */
 
 static uint64_t hash_bytes(const char *s, size_t n) {
-    /* FNV-1a, then a final avalanche so that linear probing spreads well. */
-    uint64_t h = 1469598103934665603ULL;
-    for (size_t i = 0; i < n; i++) {
-        h ^= (unsigned char)s[i];
-        h *= 1099511628211ULL;
+    /* Eight bytes at a time, each word mixed in with a multiply, then
+     * MurmurHash3's finalizer, so that linear probing spreads well.  The
+     * hash lives only in memory: it may change between builds. */
+    uint64_t h = 0x9E3779B97F4A7C15ULL ^ (uint64_t)n;
+    for (; n >= 8; s += 8, n -= 8) {
+        uint64_t v;
+        memcpy(&v, s, 8);
+        h = (h ^ v) * 0xff51afd7ed558ccdULL;
+        h ^= h >> 29;
     }
+    uint64_t v = 0;
+    for (size_t i = 0; i < n; i++) v |= (uint64_t)(unsigned char)s[i] << (8 * i);
+    h = (h ^ v) * 0xc4ceb9fe1a85ec53ULL;
     h ^= h >> 33;
     h *= 0xff51afd7ed558ccdULL;
     h ^= h >> 33;
@@ -562,7 +863,7 @@ static uint32_t slab_alloc(window_t *w) {
 
 static void slab_free(window_t *w, uint32_t id) {
     cust_t *c = cust_at(w, id);
-    free(c->data);
+    data_free(w, c->data, c->data_len);
     memset(c, 0, sizeof(*c));
     c->wheel_next = w->free_head;
     w->free_head = id;
@@ -593,29 +894,57 @@ static void wheel_link(window_t *w, uint32_t id, int64_t oldest) {
 /* ------------------------------------------------------------------ */
 /* Customers                                                           */
 
-static void mark_dirty(window_t *w, uint32_t id) {
+typedef struct scores {
+    double ci, resolution, sentiment, loyalty, ai_share, aht_ms;
+    int64_t contacts, resolved, events;
+} scores_t;
+
+static void body_score(const window_t *w, uint32_t streak, const body_t *y, scores_t *s);
+
+/* Adds the customer to the change list, unless it is on it.  before is its
+ * body before the change (NULL for an eviction): while the customer holds
+ * what was last written, its public fields are kept for the comparison
+ * that makes the changed mask. */
+static void mark_dirty(window_t *w, uint32_t id, const body_t *before) {
     cust_t *c = cust_at(w, id);
     if (c->flags & F_DIRTY) return;
     if (w->ndirty == w->dirty_cap) {
         w->dirty_cap = w->dirty_cap ? w->dirty_cap * 2 : 64;
         w->dirty = xrealloc(w->dirty, w->dirty_cap * sizeof(*w->dirty));
+        w->snap = xrealloc(w->snap, w->dirty_cap * sizeof(*w->snap));
     }
+    snap_t *sn = &w->snap[w->ndirty];
     w->dirty[w->ndirty++] = id;
     c->flags |= F_DIRTY;
+    sn->valid = before && (c->flags & (F_HAS_SCORE | F_WRITE_ALL | F_TOMB)) == F_HAS_SCORE;
+    if (!sn->valid) return;
+    scores_t s;
+    body_score(w, c->streak, before, &s);
+    sn->ci = c->last_ci;
+    sn->resolution = s.resolution;
+    sn->sentiment = s.sentiment;
+    sn->loyalty = s.loyalty;
+    sn->ai_share = s.ai_share;
+    sn->aht_ms = s.aht_ms;
+    sn->contacts = s.contacts;
+    sn->resolved = s.resolved;
+    sn->events = s.events;
+    sn->updated_at = c->updated_at;
+    sn->streak = c->streak;
+    sn->route = before->route;
+    sn->at_risk = (c->flags & F_AT_RISK) != 0;
 }
 
 /* Forgets everything but the id bytes and the dirty mark. */
-static void cust_clear(cust_t *c) {
+static void cust_clear(window_t *w, cust_t *c) {
     c->streak = 0;
     c->last_ci = 0;
     c->updated_at = 0;
     c->eid = 0;
     c->eid_len = 0;
     c->flags &= F_DIRTY;
-    if (c->data_len != c->cid_len) {
-        c->data = xrealloc(c->data, c->cid_len);
-        c->data_len = c->cid_len;
-    }
+    c->data = data_resize(w, c->data, c->data_len, c->cid_len, c->cid_len);
+    c->data_len = c->cid_len;
 }
 
 /* Finds the customer, creating it (or reviving its tombstone) when absent. */
@@ -633,7 +962,7 @@ static uint32_t cust_get(window_t *w, strview_t id) {
     assert(id.len <= EVENT_CUSTOMER_ID_MAX);
     uint32_t cid = slab_alloc(w);
     cust_t *c = cust_at(w, cid);
-    c->data = xmalloc(id.len);
+    c->data = data_alloc(w, (uint32_t)id.len);
     memcpy(c->data, id.ptr, id.len);
     c->data_len = c->cid_len = (uint16_t)id.len;
     c->flags = 0;
@@ -659,10 +988,10 @@ static void cust_evict(window_t *w, uint32_t id, const body_t *y) {
     cust_t *c = cust_at(w, id);
     if (c->flags & F_HAS_SCORE)
         org_add(w, -1, c->last_ci, (c->flags & F_AT_RISK) != 0, y->route != ROUTE_AI);
-    cust_clear(c);
-    c->flags |= F_TOMB;
+    cust_clear(w, c);
+    c->flags |= F_TOMB | F_WRITE_ALL;
     w->live--;
-    mark_dirty(w, id);
+    mark_dirty(w, id, NULL);
 }
 
 /* Returns y's bucket b, inserting it in order when absent. */
@@ -681,11 +1010,6 @@ static bucket_t *body_bucket(window_t *w, body_t *y, int64_t b) {
 
 /* ------------------------------------------------------------------ */
 /* Scoring (SPEC §3)                                                   */
-
-typedef struct scores {
-    double ci, resolution, sentiment, loyalty, ai_share, aht_ms;
-    int64_t contacts, resolved, events;
-} scores_t;
 
 static void body_score(const window_t *w, uint32_t streak, const body_t *y, scores_t *s) {
     const score_params_t *p = &w->p;
@@ -1031,7 +1355,7 @@ static void cust_rescore(window_t *w, uint32_t id, body_t *y, const event_t *e, 
     c->last_ci = s.ci;
     c->flags |= F_HAS_SCORE;
     c->updated_at = w->watermark;
-    mark_dirty(w, id);
+    mark_dirty(w, id, NULL);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1071,10 +1395,12 @@ static void window_expire(window_t *w, int64_t old_b, int64_t new_b, int64_t off
     if (n > 1) qsort_r(list, n, sizeof(*list), cmp_cust_id, w);
 
     for (size_t i = 0; i < n; i++) {
+        prefetch_ids(w, list, i, n);
         uint32_t id = list[i];
         cust_t *c = cust_at(w, id);
         body_t y;
         cust_body(w, c, &y);
+        mark_dirty(w, id, &y);
         uint32_t drop = 0;
         while (drop < y.nbuckets && y.bk[drop].b < new_start) drop++;
         assert(drop > 0);
@@ -1122,13 +1448,17 @@ window_t *window_new(const score_params_t *params, int32_t partition, char *errs
 void window_free(window_t *w) {
     if (!w) return;
     for (uint32_t k = 0; k < w->nchunks; k++) {
-        for (uint32_t i = 0; i < SLAB_SIZE; i++) free(w->slab[k][i].data);
+        for (uint32_t i = 0; i < SLAB_SIZE; i++)
+            if (data_class(w->slab[k][i].data_len) > DATA_CLASSES) free(w->slab[k][i].data);
         free(w->slab[k]);
     }
     free(w->slab);
+    for (size_t i = 0; i < w->ndata_pages; i++) free(w->data_pages[i]);
+    free(w->data_pages);
     free(w->table);
     free(w->wheel);
     free(w->dirty);
+    free(w->snap);
     free(w->alerts);
     free(w->alert_text.p);
     free(w->event_ids.p);
@@ -1140,6 +1470,47 @@ void window_free(window_t *w) {
     free(w->erased);
     free(w->erased_text.p);
     free(w);
+}
+
+void window_prefetch(window_t *w, strview_t customer_id) {
+    uint32_t tag = (uint32_t)hash_bytes(customer_id.ptr, customer_id.len);
+    if (w->npf == WINDOW_PREFETCH_MAX) {
+        memmove(w->pf, w->pf + 1, (WINDOW_PREFETCH_MAX - 1) * sizeof(w->pf[0]));
+        w->npf--;
+    }
+    w->pf[w->npf].tag = tag;
+    w->pf[w->npf].id = 0;
+    w->pf[w->npf].stage = 0;
+    w->npf++;
+    __builtin_prefetch(&w->table[tag & w->table_mask]);
+}
+
+/* Moves every prefetch under way one step on: the slot, fetched by the
+ * last step, names the record to fetch; the record names the data.  A
+ * customer not found (new, or a tag shared with another) stops there: a
+ * prefetch only ever costs a wasted fetch. */
+static void prefetch_step(window_t *w) {
+    uint32_t kept = 0;
+    for (uint32_t i = 0; i < w->npf; i++) {
+        if (w->pf[i].stage == 0) {
+            uint32_t tag = w->pf[i].tag, id = 0;
+            for (size_t j = tag & w->table_mask, n = 0; w->table[j].id && n < 4;
+                 j = (j + 1) & w->table_mask, n++)
+                if (w->table[j].tag == tag) {
+                    id = w->table[j].id;
+                    break;
+                }
+            if (!id) continue;
+            prefetch_range(cust_at(w, id), sizeof(cust_t));
+            w->pf[i].id = id;
+            w->pf[i].stage = 1;
+            w->pf[kept++] = w->pf[i];
+        } else if (w->pf[i].id <= w->next_id) {
+            const cust_t *c = cust_at(w, w->pf[i].id);
+            if (c->data) prefetch_range(c->data, c->data_len);
+        }
+    }
+    w->npf = kept;
 }
 
 window_result_t window_add(window_t *w, const event_t *e, int64_t offset) {
@@ -1167,7 +1538,9 @@ window_result_t window_add(window_t *w, const event_t *e, int64_t offset) {
     uint32_t id = cust_get(w, e->customer_id);
     cust_t *c = cust_at(w, id);
     body_t y;
+    if (w->npf) prefetch_step(w);
     cust_body(w, c, &y);
+    mark_dirty(w, id, &y);
     int64_t old_oldest = y.nbuckets ? y.bk[0].b : INT64_MIN;
     bucket_t *bk = body_bucket(w, &y, b);
     bk->events++;
@@ -1241,6 +1614,7 @@ window_result_t window_add(window_t *w, const event_t *e, int64_t offset) {
         if (old_oldest != INT64_MIN) wheel_unlink(w, id, old_oldest);
         wheel_link(w, id, y.bk[0].b);
     }
+    if (w->npf) prefetch_step(w);
     return WINDOW_SCORED;
 }
 
@@ -1310,11 +1684,17 @@ const alert_t *window_alerts(const window_t *w, size_t *count) {
 /* ------------------------------------------------------------------ */
 /* State blob                                                          */
 /*
- * Version 3: u8 version, u8 flags (1 at_risk, 2 has_score, 4 has_nh,
- * 8 narrative), streak, [last_ci if has_score], updated_at, then the body
- * (see "Body encoding" above), which since version 3 starts with the route,
- * the pending follow-up and the latest sentiment (SPEC §10).
- * last_event_id is not part of it: the customer's hash holds it.
+ * Version 4: u8 version, u8 flags (1 at_risk, 2 has_score, 4 has_nh,
+ * 8 narrative), streak, [the last score, a double, if has_score: kept
+ * exact, so that a restarted window is the very one that stopped],
+ * updated_at minus
+ * the start of the newest bucket (zigzagged: usually under a day), then
+ * the body (see "Body encoding" above).  last_event_id is not part of it: the
+ * customer's hash holds it.
+ *
+ * Version 3 (earlier builds) is read: the same header with updated_at
+ * absolute, then a version 3 body.  A window
+ * writes version 4 from then on.
  *
  * The blob is written with the customer's hash, so last_ci, at_risk and the
  * route it holds are the customer's contribution to <prefix>org as last
@@ -1326,17 +1706,26 @@ const alert_t *window_alerts(const window_t *w, size_t *count) {
  * log (docs/STATE.md).
  */
 
-#define STATE_VERSION 3
+#define STATE_VERSION 4
 
-static size_t cust_blob(window_t *w, const cust_t *c) {
+/* The time updated_at is stored against: the start of y's newest bucket. */
+static int64_t blob_base(const window_t *w, const body_t *y) {
+    return y->nbuckets ? y->bk[y->nbuckets - 1].b * w->p.bucket_ms : 0;
+}
+
+/* The state blob of c, whose body decoded is y, in w->enc. */
+static size_t cust_blob(window_t *w, const cust_t *c, const body_t *y) {
     bytes_t *o = &w->enc;
     o->len = 0;
     bytes_need(o, 2);
     o->p[o->len++] = STATE_VERSION;
     o->p[o->len++] = (char)(c->flags & F_STORED);
     put_u64(o, c->streak);
-    if (c->flags & F_HAS_SCORE) put_f64(o, c->last_ci);
-    put_i64(o, c->updated_at);
+    if (c->flags & F_HAS_SCORE) {
+        bytes_need(o, 8);
+        o->len = (size_t)((char *)wr_f64((unsigned char *)o->p + o->len, c->last_ci) - o->p);
+    }
+    put_i64(o, tdiff(c->updated_at, blob_base(w, y)));
     put_raw(o, c->data + c->cid_len, c->data_len - c->cid_len);
     return o->len;
 }
@@ -1353,11 +1742,13 @@ int window_load_customer(window_t *w, strview_t customer_id, const unsigned char
                  "(SPEC §9-10); rebuild this prefix from the log (docs/STATE.md)");
         return -1;
     }
-    if (state_len < 2 || state[0] != STATE_VERSION || (state[1] & ~F_STORED)) {
-        snprintf(errstr, errstr_size, "state version %d is not %d", state_len ? state[0] : -1,
-                 STATE_VERSION);
+    if (state_len < 2 || (state[0] != STATE_VERSION && state[0] != 3) ||
+        (state[1] & ~F_STORED)) {
+        snprintf(errstr, errstr_size, "state version %d is not 3 or %d",
+                 state_len ? state[0] : -1, STATE_VERSION);
         return -1;
     }
+    int version = state[0];
     if (cust_lookup(w, customer_id)) {
         snprintf(errstr, errstr_size, "customer loaded twice");
         return -1;
@@ -1365,15 +1756,21 @@ int window_load_customer(window_t *w, strview_t customer_id, const unsigned char
     uint8_t flags = state[1];
     rd_t r = {state + 2, state + state_len, false};
     uint32_t streak = get_u32(&r);
-    double last_ci = (flags & F_HAS_SCORE) ? get_f64(&r) : 0;
-    int64_t updated_at = get_i64(&r);
+    double last_ci = 0;
+    int64_t updated_at;
+    last_ci = (flags & F_HAS_SCORE) ? get_f64(&r) : 0;
+    if (!(last_ci >= 0 && last_ci <= 100)) r.bad = true; /* ci is in [0, 100] */
+    /* version 4: against blob_base(), once the body is read */
+    updated_at = get_i64(&r);
     body_t y;
-    if (r.bad || body_decode(w, r.p, (size_t)(r.end - r.p), streak, flags, &y) != 0 ||
+    if (r.bad ||
+        (version == 3 ? body_decode_v3 : body_decode)(w, r.p, (size_t)(r.end - r.p), streak,
+                                                        flags, &y) != 0 ||
         y.nbuckets == 0) {
         snprintf(errstr, errstr_size, "state blob of %zu bytes does not parse", state_len);
         return -1;
     }
-    if (y.bk[0].b < 0 ||
+    if (y.bk[0].b < 0 || y.bk[y.nbuckets - 1].b > INT64_MAX / w->p.bucket_ms ||
         (w->watermark >= 0 && (y.bk[0].b < window_start(w, bucket_of(w, w->watermark)) ||
                                y.bk[y.nbuckets - 1].b > bucket_of(w, w->watermark)))) {
         snprintf(errstr, errstr_size,
@@ -1381,6 +1778,7 @@ int window_load_customer(window_t *w, strview_t customer_id, const unsigned char
                  "(were bucket_ms or window_buckets changed?)");
         return -1;
     }
+    if (version == 4) updated_at = tadd(blob_base(w, &y), updated_at);
     for (uint32_t i = 0; i < y.nbuckets; i++) {
         const bucket_t *k = &y.bk[i];
         if (k->events == 0 || k->contacts > k->events || k->resolved > k->contacts ||
@@ -1391,7 +1789,7 @@ int window_load_customer(window_t *w, strview_t customer_id, const unsigned char
     }
     uint32_t id = cust_get(w, customer_id);
     cust_t *c = cust_at(w, id);
-    c->flags = flags;
+    c->flags = flags | F_WRITE_ALL;
     c->streak = streak;
     c->last_ci = last_ci;
     c->updated_at = updated_at;
@@ -1427,14 +1825,48 @@ static void cust_view(window_t *w, const cust_t *c, window_customer_view_t *v) {
                               : (strview_t){"", 0};
     v->route_human = y.route != ROUTE_AI;
     v->route_reason = route_reason_names[y.route];
-    v->state_len = cust_blob(w, c);
+    v->state_len = cust_blob(w, c, &y);
     v->state = (const unsigned char *)w->enc.p;
+    v->changed = BATCH_CF_ALL;
+}
+
+/* x and y print the same with %.4f, as the sink writes them.  A superset
+ * of "differ" is safe: values that are not bit for bit equal and are not
+ * small finite numbers count as different. */
+static bool same_f4(double x, double y) {
+    if (memcmp(&x, &y, sizeof(x)) == 0) return true;
+    /* each text is within 0.00005 of its value: far apart, they differ */
+    if (!(fabs(x) < 1e9 && fabs(y) < 1e9) || fabs(x - y) > 0.000101) return false;
+    int64_t cx = c4(x);
+    return cx == c4(y) && (cx != 0 || signbit(x) == signbit(y));
+}
+
+/* Which public fields of v differ from the snapshot taken before its
+ * first change since the last commit (BATCH_CF_ALL when there is none). */
+static uint32_t view_changed(const cust_t *c, const snap_t *sn, const window_customer_view_t *v) {
+    if (!sn->valid || (c->flags & F_WRITE_ALL)) return BATCH_CF_ALL;
+    uint32_t m = 0;
+    if (!same_f4(v->ci, sn->ci)) m |= BATCH_CF_CI;
+    if (!same_f4(v->resolution, sn->resolution)) m |= BATCH_CF_RESOLUTION;
+    if (!same_f4(v->sentiment, sn->sentiment)) m |= BATCH_CF_SENTIMENT;
+    if (!same_f4(v->loyalty, sn->loyalty)) m |= BATCH_CF_LOYALTY;
+    if (!same_f4(v->ai_share, sn->ai_share)) m |= BATCH_CF_AI_SHARE;
+    if (!same_f4(v->aht_ms, sn->aht_ms)) m |= BATCH_CF_AHT_MS;
+    if (v->streak != (int64_t)sn->streak) m |= BATCH_CF_STREAK;
+    if (v->contacts != sn->contacts) m |= BATCH_CF_CONTACTS;
+    if (v->resolved != sn->resolved) m |= BATCH_CF_RESOLVED;
+    if (v->events != sn->events) m |= BATCH_CF_EVENTS;
+    if (v->at_risk != sn->at_risk) m |= BATCH_CF_AT_RISK;
+    if (v->updated_at != sn->updated_at) m |= BATCH_CF_UPDATED_AT;
+    if (v->route_reason != route_reason_names[sn->route]) m |= BATCH_CF_ROUTE;
+    return m;
 }
 
 void window_foreach_change(window_t *w, window_upsert_cb upsert, window_delete_cb del,
                            void *opaque) {
     window_customer_view_t v;
     for (size_t i = 0; i < w->ndirty; i++) {
+        prefetch_ids(w, w->dirty, i, w->ndirty);
         cust_t *c = cust_at(w, w->dirty[i]);
         if (c->flags & F_TOMB) {
             /* An erased customer's keys go with its erasure, not as a delete. */
@@ -1442,6 +1874,7 @@ void window_foreach_change(window_t *w, window_upsert_cb upsert, window_delete_c
                 del(opaque, (strview_t){(const char *)c->data, c->cid_len});
         } else if (upsert) {
             cust_view(w, c, &v);
+            v.changed = view_changed(c, &w->snap[i], &v);
             upsert(opaque, &v);
         }
     }
@@ -1456,9 +1889,10 @@ bool window_get(window_t *w, strview_t customer_id, window_customer_view_t *out)
 
 void window_commit(window_t *w) {
     for (size_t i = 0; i < w->ndirty; i++) {
+        if (i + 8 < w->ndirty) prefetch_range(cust_at(w, w->dirty[i + 8]), sizeof(cust_t));
         uint32_t id = w->dirty[i];
         cust_t *c = cust_at(w, id);
-        c->flags &= (uint8_t)~(F_DIRTY | F_ERASED);
+        c->flags &= (uint8_t)~(F_DIRTY | F_ERASED | F_WRITE_ALL);
         c->eid = 0;
         c->eid_len = 0;
         if (c->flags & F_TOMB) {
@@ -1492,6 +1926,7 @@ typedef struct fill_ctx {
 static void fill_upsert(void *opaque, const window_customer_view_t *v) {
     fill_ctx_t *f = opaque;
     batch_customer_t *c = batch_add_customer(f->b, f->bp);
+    c->changed = v->changed;
     c->customer_id = batch_copy(f->b, v->customer_id.ptr, v->customer_id.len);
     c->ci = v->ci;
     c->resolution = v->resolution;

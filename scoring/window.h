@@ -62,6 +62,10 @@ typedef struct window_customer_view {
                                    * "sentiment", or "" for ai; static */
     const unsigned char *state;   /* window_load_customer() reads this back */
     size_t state_len;
+    uint32_t changed;             /* BATCH_CF_* (batch/batch.h): the fields that may differ
+                                   * from what the sink last wrote; BATCH_CF_ALL for a
+                                   * customer new, loaded or evicted since the last
+                                   * commit, and from window_get() */
 } window_customer_view_t;
 
 typedef struct window window_t;
@@ -77,6 +81,17 @@ void window_free(window_t *w);
  * the event was dropped as late, else WINDOW_SCORED.  Never fails: memory
  * exhaustion aborts (a daemon that cannot allocate 100 bytes cannot go on). */
 window_result_t window_add(window_t *w, const event_t *e, int64_t offset);
+
+/* Hint: an event for customer_id is coming soon (the consumer's next
+ * message for this partition).  Starts fetching its table slot into the
+ * CPU's cache; each of the next window_add() calls fetches one more link
+ * (the customer's record, then its data), so that with a million
+ * customers its window_add() finds them in the cache instead of waiting on
+ * memory three times.  Changes nothing else: an id not tracked, or never
+ * added, costs a wasted fetch.  Up to WINDOW_PREFETCH_MAX hints are kept;
+ * an older one is dropped.  customer_id need not outlive the call. */
+#define WINDOW_PREFETCH_MAX 4
+void window_prefetch(window_t *w, strview_t customer_id);
 
 /* Apply one tombstone at `offset` (SPEC §1.2), in partition order like an
  * event, but never late and without moving the watermark.  If the window
@@ -115,7 +130,12 @@ typedef void (*window_delete_cb)(void *opaque, strview_t customer_id);
 /* Calls `upsert` for each customer changed since the last commit and still
  * tracked, `delete` for each one evicted and not re-created since (not for
  * one erased: window_erasure() lists those).  Each customer appears once,
- * whatever the number of its changes. */
+ * whatever the number of its changes.  An upsert's `changed` names the
+ * public fields whose %.4f or integer text differs from the one written
+ * by the last commit's batch: exact, so a feedback event does not name
+ * contacts, resolved, ai_share or aht_ms.  An event always changes
+ * `events` and an expiry always drops a bucket, so a changed customer
+ * always has a field and its state to write. */
 void window_foreach_change(window_t *w, window_upsert_cb upsert,
                            window_delete_cb del, void *opaque);
 

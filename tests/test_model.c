@@ -27,7 +27,10 @@
  * committed or not, must equal the model's org computed from scratch.  The
  * history (§9.1): the sum of every flush's window_history_deltas() must
  * equal the model's totals, compared at random points and at the end.  At commits: the change set that
- * window_foreach_change() reports and the watermark's dirty flag.  At
+ * window_foreach_change() reports and the watermark's dirty flag; and each
+ * upsert's changed mask, applied to a shadow of the public fields as a
+ * sink that writes only the named ones would hold them (kept across
+ * restarts, like Redis), must leave it equal to the view.  At
  * random points and at the end: every customer's view, and the set of
  * customers evicted and not back.  Each case also checks that its streams
  * produced what it is there for (late events, evictions, each alert type
@@ -796,6 +799,8 @@ typedef struct run {
     idset_t changes;              /* one commit's foreach_change, for duplicates */
     idset_t change_upserts;
     blobs_t blobs;
+    blobs_t shadow;               /* the public fields as a sink holds them, applying
+                                   * only the fields each upsert's mask names */
     hsums_t hist;                 /* every committed history delta, summed */
     int64_t org[WINDOW_ORG_FIELDS];   /* every committed org delta, summed */
 } run_t;
@@ -1075,9 +1080,70 @@ static void expect_no_deltas(run_t *r, size_t idx, const char *when)
                  when, nd);
 }
 
+/* Upserts seen with a mask short of BATCH_CF_ALL, and fields they left
+ * out, over the process: the shadow check must not pass vacuously. */
+static size_t mask_partial, mask_fields_left;
+
+#define NFIELDS 13
+#define FIELD_MAX 48
+
+/* The public fields of v as a sink writes them (SPEC §5), with the
+ * BATCH_CF_* bit of each. */
+static void view_fields(const window_customer_view_t *v, char f[NFIELDS][FIELD_MAX])
+{
+    const double d[6] = { v->ci, v->resolution, v->sentiment, v->loyalty, v->ai_share, v->aht_ms };
+    for (int i = 0; i < 6; i++)
+        snprintf(f[i], FIELD_MAX, "%.4f", d[i]);
+    const int64_t n[6] = { v->streak, v->contacts, v->resolved, v->events, v->at_risk,
+                           v->updated_at };
+    for (int i = 0; i < 6; i++)
+        snprintf(f[6 + i], FIELD_MAX, "%" PRId64, n[i]);
+    snprintf(f[12], FIELD_MAX, "%d/%s", v->route_human, v->route_reason ? v->route_reason : "");
+}
+
+static const uint32_t field_bits[NFIELDS] = {
+    BATCH_CF_CI, BATCH_CF_RESOLUTION, BATCH_CF_SENTIMENT, BATCH_CF_LOYALTY, BATCH_CF_AI_SHARE,
+    BATCH_CF_AHT_MS, BATCH_CF_STREAK, BATCH_CF_CONTACTS, BATCH_CF_RESOLVED, BATCH_CF_EVENTS,
+    BATCH_CF_AT_RISK, BATCH_CF_UPDATED_AT, BATCH_CF_ROUTE };
+
+/* A sink writing only the fields v->changed names must end up with every
+ * field of v: checked against the shadow of what earlier upserts wrote. */
+static void check_mask(run_t *r, const window_customer_view_t *v)
+{
+    char f[NFIELDS][FIELD_MAX];
+    view_fields(v, f);
+    ssize_t i = idset_find(&r->shadow.ids, v->customer_id);
+    if (v->changed != BATCH_CF_ALL) {
+        mask_partial++;
+        if (i < 0) {
+            if (mismatch(r, r->cur_index, "after event %zu, mask %#x for a customer the sink "
+                         "does not hold: ", r->cur_index, v->changed)) {
+                say_bytes(r->msg, v->customer_id);
+                say(r->msg, "\n");
+            }
+            return;
+        }
+        const char (*old)[FIELD_MAX] = (const char (*)[FIELD_MAX])r->shadow.data[i];
+        for (int k = 0; k < NFIELDS; k++) {
+            if (v->changed & field_bits[k])
+                continue;
+            mask_fields_left++;
+            if (strcmp(old[k], f[k]) != 0 &&
+                mismatch(r, r->cur_index, "after event %zu, field %d left out by mask %#x "
+                         "changed from %s to %s for ", r->cur_index, k, v->changed, old[k],
+                         f[k])) {
+                say_bytes(r->msg, v->customer_id);
+                say(r->msg, "\n");
+            }
+        }
+    }
+    blobs_put(&r->shadow, v->customer_id, (const unsigned char *)f, sizeof f);
+}
+
 static void on_upsert(void *opaque, const window_customer_view_t *v)
 {
     run_t *r = opaque;
+    check_mask(r, v);
     if (idset_find(&r->changes, v->customer_id) >= 0)
         mismatch(r, r->cur_index, "foreach_change reported a customer twice\n");
     idset_add(&r->changes, v->customer_id);
@@ -1094,6 +1160,7 @@ static void on_delete(void *opaque, strview_t id)
     idset_add(&r->changes, id);
     idset_add(&r->evicted, id);
     blobs_del(&r->blobs, id);
+    blobs_del(&r->shadow, id);
 }
 
 /* Both sides' change sets since the last commit, then commit both. */
@@ -1122,8 +1189,10 @@ static void commit_both(run_t *r, size_t idx)
         mismatch(r, idx, "after event %zu, erasures: window %zu, model %zu\n", idx,
                  window_erasure_count(r->w), me);
     for (size_t i = 0; i < me; i++)
-        if (idset_find(&r->change_upserts, mer[i]) < 0)
+        if (idset_find(&r->change_upserts, mer[i]) < 0) {
             blobs_del(&r->blobs, mer[i]);
+            blobs_del(&r->shadow, mer[i]);
+        }
     for (size_t i = 0; i < r->changes.n && !r->bad; i++) {
         strview_t id = { r->changes.ids[i], r->changes.lens[i] };
         bool up = idset_find(&r->change_upserts, id) >= 0;
@@ -1317,6 +1386,7 @@ static bool run_events(const score_params_t *p, const stream_t *s, msgbuf_t *msg
     idset_free(&r.changes);
     idset_free(&r.change_upserts);
     blobs_free(&r.blobs);
+    blobs_free(&r.shadow);
     free(r.hist.v);
     return !r.bad;
 }
@@ -1595,6 +1665,10 @@ ParameterizedTest(model_case_t *c, model, differential, .timeout = 120)
             cr_expect(cov.expiry_history > 0, "%s: no expiry alert in the history", c->name);
         if (c->expect_clamped)
             cr_expect(cov.ci_100 > 0 && cov.ci_0 > 0, "%s: no ci of 100 or of 0", c->name);
+        /* the changed masks were checked against a sink's copy */
+        cr_expect(mask_partial > 0 && mask_fields_left > 0,
+                  "%s: %zu partial masks, %zu fields left out", c->name, mask_partial,
+                  mask_fields_left);
     }
     cr_expect_eq(failed, 0, "case %s: %d stream(s) disagree with the model, first seed %" PRIu64
                  " (details on stderr)", c->name, failed, first_bad);

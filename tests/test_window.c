@@ -1214,3 +1214,484 @@ Test(window, erase_after_eviction) {
     cr_expect_str_eq(er, "a");
     window_free(w);
 }
+
+/* ------------------------------------------------------------------ */
+/* The changed mask (batch/batch.h BATCH_CF_*)                         */
+
+/* The mask of customer cid in a batch filled from w now; 0 when the batch
+ * does not carry it.  Commits w. */
+static uint32_t flush_mask(window_t *w, const char *cid) {
+    batch_t *b = batch_new();
+    batch_partition_t *bp = batch_add_partition(b, "t", 0, 1, -1, 1);
+    window_fill_batch(w, b, bp);
+    uint32_t m = 0;
+    for (size_t i = 0; i < bp->ncustomers; i++)
+        if (bp->customers[i].customer_id.len == strlen(cid) &&
+            memcmp(bp->customers[i].customer_id.ptr, cid, strlen(cid)) == 0)
+            m = bp->customers[i].changed;
+    batch_free(b);
+    window_commit(w);
+    return m;
+}
+
+#define CF_SCORES (BATCH_CF_CI | BATCH_CF_SENTIMENT | BATCH_CF_LOYALTY)
+#define END {NULL, -1, KIND_CONTACT, HANDLER_NONE, TRI_NULL, NONE_F, -1, -1, NULL}
+
+typedef struct mask_case {
+    const char *name;
+    ev_t before[3];        /* written and committed first (cid "m"); t < 0 ends */
+    ev_t change;           /* then this, flushed */
+    uint32_t must, must_not;
+} mask_case_t;
+
+/* Each case: what an event must name, and what it must not. */
+Test(window, changed_mask_cases) {
+    const mask_case_t cases[] = {
+        {"feedback only",
+         {AI_FAIL("m", 0, -0.3), {"m", DAY, KIND_CONTACT, HANDLER_HUMAN, TRI_TRUE, 0.2, -1, -1, NULL},
+          END},
+         {"m", DAY + 5, KIND_FEEDBACK, HANDLER_NONE, TRI_NULL, 0.9, 10, -1, NULL},
+         BATCH_CF_EVENTS | CF_SCORES | BATCH_CF_UPDATED_AT,
+         BATCH_CF_CONTACTS | BATCH_CF_RESOLVED | BATCH_CF_AHT_MS | BATCH_CF_AI_SHARE |
+             BATCH_CF_STREAK | BATCH_CF_ROUTE | BATCH_CF_AT_RISK},
+        {"a purchase moves loyalty, not sentiment",
+         {FEEDBACK("m", 0), END},
+         {"m", 0, KIND_PURCHASE, HANDLER_NONE, TRI_NULL, NONE_F, -1, -1, NULL},
+         BATCH_CF_EVENTS | BATCH_CF_LOYALTY | BATCH_CF_CI,
+         BATCH_CF_SENTIMENT | BATCH_CF_CONTACTS | BATCH_CF_UPDATED_AT | BATCH_CF_STREAK},
+        {"an unresolved AI contact",
+         {FEEDBACK("m", 0), END},
+         AI_FAIL("m", 1, NONE_F),
+         BATCH_CF_EVENTS | BATCH_CF_CONTACTS | BATCH_CF_AI_SHARE | BATCH_CF_STREAK |
+             BATCH_CF_RESOLUTION | BATCH_CF_CI | BATCH_CF_UPDATED_AT,
+         BATCH_CF_RESOLVED | BATCH_CF_SENTIMENT | BATCH_CF_LOYALTY | BATCH_CF_AHT_MS},
+        {"a feedback that leaves the %.4f text as it was",
+         {{"m", 0, KIND_FEEDBACK, HANDLER_NONE, TRI_NULL, 0.5, -1, -1, NULL}, END},
+         {"m", 0, KIND_FEEDBACK, HANDLER_NONE, TRI_NULL, NONE_F, -1, -1, "just text"},
+         BATCH_CF_EVENTS, BATCH_CF_ALL & ~BATCH_CF_EVENTS},
+    };
+    for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
+        const mask_case_t *c = &cases[k];
+        window_t *w = new_window(NULL);
+        int64_t off = 0;
+        for (int i = 0; i < 3 && c->before[i].t >= 0; i++) add(w, &c->before[i], off++);
+        cr_expect_eq(flush_mask(w, "m"), BATCH_CF_ALL, "%s: a new customer", c->name);
+        add(w, &c->change, off++);
+        uint32_t m = flush_mask(w, "m");
+        cr_expect_eq(m & c->must, c->must, "%s: mask %#x lacks %#x", c->name, m,
+                     c->must & ~m);
+        cr_expect_eq(m & c->must_not, 0, "%s: mask %#x has %#x", c->name, m, m & c->must_not);
+        window_free(w);
+    }
+}
+
+/* Expiry re-scores name what the dropped bucket moved, and only that. */
+Test(window, changed_mask_expiry) {
+    window_t *w = new_window(NULL);
+    const ev_t old = {"m", 0, KIND_PURCHASE, HANDLER_NONE, TRI_NULL, NONE_F, -1, -1, NULL};
+    const ev_t later = {"m", 5 * DAY, KIND_CONTACT, HANDLER_HUMAN, TRI_TRUE, NONE_F, -1, -1, NULL};
+    const ev_t other = FEEDBACK("o", 30 * DAY);
+    add(w, &old, 0);
+    add(w, &later, 1);
+    flush_mask(w, "m");
+    add(w, &other, 2); /* day 0 leaves the window */
+    uint32_t m = flush_mask(w, "m");
+    cr_expect_eq(m, BATCH_CF_EVENTS | BATCH_CF_LOYALTY | BATCH_CF_CI | BATCH_CF_UPDATED_AT,
+                 "mask %#x", m);
+    window_free(w);
+}
+
+/* A customer loaded from its state, or evicted and back before the
+ * commit, is written whole: what the sink holds of it is not known. */
+Test(window, changed_mask_all_when_unknown) {
+    window_t *a = new_window(NULL);
+    const ev_t e0 = FEEDBACK("m", 0), e1 = FEEDBACK("m", DAY);
+    add(a, &e0, 0);
+    window_t *b = new_window(NULL);
+    window_set_watermark(b, window_watermark(a));
+    copy_ctx_t ctx = {b};
+    window_foreach_change(a, copy_upsert, NULL, &ctx);
+    window_commit(a);
+    add(a, &e1, 1);
+    add(b, &e1, 1);
+    cr_expect_neq(flush_mask(a, "m"), BATCH_CF_ALL);
+    cr_expect_eq(flush_mask(b, "m"), BATCH_CF_ALL, "loaded");
+    add(b, &(ev_t)FEEDBACK("m", 2 * DAY), 2);
+    cr_expect_neq(flush_mask(b, "m"), BATCH_CF_ALL, "written once since the load");
+
+    /* evicted by the watermark, then back before the commit */
+    const ev_t far = FEEDBACK("x", 40 * DAY), back = FEEDBACK("m", 40 * DAY);
+    add(b, &far, 3);
+    add(b, &back, 4);
+    cr_expect_eq(flush_mask(b, "m"), BATCH_CF_ALL, "evicted and back");
+    /* erased, then back */
+    add(b, &(ev_t)FEEDBACK("m", 40 * DAY + 1), 5);
+    window_erase(b, sv("m"), 6);
+    add(b, &(ev_t)FEEDBACK("m", 40 * DAY + 2), 7);
+    cr_expect_eq(flush_mask(b, "m"), BATCH_CF_ALL, "erased and back");
+    window_free(a);
+    window_free(b);
+}
+
+/* The public fields as the sink writes them, one string each (SPEC §5). */
+#define NFIELDS 13
+typedef struct shadow {
+    char id[16];
+    bool held;
+    char f[NFIELDS][48];
+} shadow_t;
+
+static void view_texts(const batch_customer_t *c, char f[NFIELDS][48]) {
+    const double d[6] = {c->ci, c->resolution, c->sentiment, c->loyalty, c->ai_share, c->aht_ms};
+    for (int i = 0; i < 6; i++) snprintf(f[i], 48, "%.4f", d[i]);
+    const int64_t n[6] = {c->streak, c->contacts, c->resolved, c->events, c->at_risk,
+                          c->updated_at};
+    for (int i = 0; i < 6; i++) snprintf(f[6 + i], 48, "%lld", (long long)n[i]);
+    snprintf(f[12], 48, "%.*s/%.*s", (int)c->route.len, c->route.ptr, (int)c->route_reason.len,
+             c->route_reason.ptr);
+}
+
+/* BATCH_CF_* bit of each view_texts() field. */
+static const uint32_t field_bit[NFIELDS] = {
+    BATCH_CF_CI, BATCH_CF_RESOLUTION, BATCH_CF_SENTIMENT, BATCH_CF_LOYALTY, BATCH_CF_AI_SHARE,
+    BATCH_CF_AHT_MS, BATCH_CF_STREAK, BATCH_CF_CONTACTS, BATCH_CF_RESOLVED, BATCH_CF_EVENTS,
+    BATCH_CF_AT_RISK, BATCH_CF_UPDATED_AT, BATCH_CF_ROUTE};
+
+static uint64_t mix_next(uint64_t *s) {
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ULL);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+}
+
+/* A sink that writes only the named fields keeps the same hash as one
+ * that writes them all: random events over a few customers (expiry,
+ * eviction, erasure, restarts from the state blobs), a flush at random
+ * points; each flush's masks applied to a shadow of the written hashes,
+ * which must equal every field of the batch.  Also counts that masks
+ * other than BATCH_CF_ALL were seen, so the check is not vacuous. */
+Test(window, changed_mask_keeps_the_sink_exact) {
+    enum { NCUST = 12, NEVENTS = 20000 };
+    shadow_t sh[NCUST];
+    memset(sh, 0, sizeof(sh));
+    for (int i = 0; i < NCUST; i++) snprintf(sh[i].id, sizeof(sh[i].id), "s%d", i);
+    uint64_t seed = 42;
+    window_t *w = new_window(NULL);
+    int64_t t = 0;
+    size_t partial = 0, skipped_fields = 0, restarts = 0;
+    for (int64_t i = 0; i < NEVENTS; i++) {
+        uint64_t r = mix_next(&seed);
+        int ci = (int)(r % NCUST);
+        r >>= 8;
+        if (r % 200 == 0)
+            t += (int64_t)(r % 40) * DAY; /* expiry and eviction */
+        else
+            t += (int64_t)((r >> 8) % (6 * HOUR));
+        r >>= 16;
+        if (r % 300 == 0) {
+            window_erase(w, sv(sh[ci].id), i);
+        } else {
+            static const event_kind_t kinds[] = {KIND_CONTACT, KIND_CONTACT, KIND_FEEDBACK,
+                                                 KIND_PURCHASE, KIND_CANCELLATION};
+            ev_t d = {sh[ci].id, t, kinds[r % 5], (event_handler_t)((r >> 3) % 4),
+                      (tri_t)((int)((r >> 5) % 3) - 1), NONE_F, -1, -1, NULL};
+            if (d.kind != KIND_CONTACT) {
+                d.by = HANDLER_NONE;
+                d.resolved = TRI_NULL;
+            }
+            if ((r >> 7) % 2) d.sentiment = (double)((int)((r >> 8) % 21) - 10) / 10.0;
+            if ((r >> 13) % 4 == 0) d.nps = (int)((r >> 15) % 11);
+            if ((r >> 19) % 5 == 0) d.csat = 1 + (int)((r >> 21) % 5);
+            add(w, &d, i);
+        }
+        if (mix_next(&seed) % 7) continue;
+        /* flush, as a sink would */
+        batch_t *b = batch_new();
+        batch_partition_t *bp = batch_add_partition(b, "t", 0, 1, -1, i);
+        window_fill_batch(w, b, bp);
+        for (size_t k = 0; k < bp->nerasures + bp->ndeletes; k++) {
+            batch_str_t id = k < bp->nerasures ? bp->erasures[k] : bp->deletes[k - bp->nerasures];
+            for (int j = 0; j < NCUST; j++)
+                if (strlen(sh[j].id) == id.len && memcmp(sh[j].id, id.ptr, id.len) == 0)
+                    sh[j].held = false;
+        }
+        for (size_t k = 0; k < bp->ncustomers; k++) {
+            const batch_customer_t *c = &bp->customers[k];
+            int j = 0;
+            while (j < NCUST && !(strlen(sh[j].id) == c->customer_id.len &&
+                                  memcmp(sh[j].id, c->customer_id.ptr, c->customer_id.len) == 0))
+                j++;
+            cr_assert_lt(j, NCUST);
+            cr_assert(sh[j].held || c->changed == BATCH_CF_ALL,
+                      "event %lld: %s not in the sink, mask %#x", (long long)i, sh[j].id,
+                      c->changed);
+            cr_assert_eq(c->changed & ~BATCH_CF_ALL, 0);
+            char f[NFIELDS][48];
+            view_texts(c, f);
+            if (c->changed != BATCH_CF_ALL) partial++;
+            for (int x = 0; x < NFIELDS; x++) {
+                if (c->changed & field_bit[x])
+                    strcpy(sh[j].f[x], f[x]);
+                else
+                    skipped_fields++;
+                cr_assert_str_eq(sh[j].f[x], f[x], "event %lld: %s field %d: sink %s, now %s",
+                                 (long long)i, sh[j].id, x, sh[j].f[x], f[x]);
+            }
+            sh[j].held = true;
+        }
+        /* now and then, a restart from the state blobs of this flush and
+         * earlier ones: the sink keeps its hashes */
+        if (mix_next(&seed) % 10 == 0) {
+            window_t *n = new_window(NULL);
+            window_set_watermark(n, window_watermark(w));
+            char err[256];
+            for (int j = 0; j < NCUST; j++) {
+                window_customer_view_t v;
+                if (!window_get(w, sv(sh[j].id), &v)) continue;
+                cr_assert_eq(window_load_customer(n, v.customer_id, v.state, v.state_len, err,
+                                                  sizeof(err)), 0, "%s", err);
+            }
+            window_free(w);
+            w = n;
+            restarts++;
+        } else {
+            window_commit(w);
+        }
+        batch_free(b);
+    }
+    cr_expect_gt(partial, 1000, "only %zu partial masks", partial);
+    cr_expect_gt(skipped_fields, 5000, "only %zu fields left out", skipped_fields);
+    cr_expect_gt(restarts, 10);
+    window_free(w);
+}
+
+/* ------------------------------------------------------------------ */
+/* State versions                                                      */
+
+/* A handle time on top of an ev_t; -1: none. */
+typedef struct ev_ht {
+    ev_t e;
+    int64_t ht;
+} ev_ht_t;
+
+static const ev_ht_t v3_events[] = {
+    {{"a", 1 * DAY, KIND_CONTACT, HANDLER_AI, TRI_FALSE, -0.3, -1, -1, "charged twice"}, 240000},
+    {{"a", 2 * DAY, KIND_CONTACT, HANDLER_AI, TRI_FALSE, -0.5, -1, -1, NULL}, 61000},
+    {{"a", 3 * DAY + 7, KIND_CONTACT, HANDLER_AI, TRI_FALSE, -0.7, -1, -1, NULL}, -1},
+    {{"b", 3 * DAY, KIND_FEEDBACK, HANDLER_NONE, TRI_NULL, 0.9, 10, 4, "love it \xe2\x9c\x93"}, -1},
+    {{"b", 5 * DAY, KIND_PURCHASE, HANDLER_NONE, TRI_NULL, NONE_F, -1, -1, NULL}, -1},
+    {{"c", 4 * DAY, KIND_CONTACT, HANDLER_HYBRID, TRI_TRUE, 0.123456, -1, 2, NULL}, 1234567},
+    {{"c", 4 * DAY + 1, KIND_CONTACT, HANDLER_HUMAN, TRI_NULL, 0.3, 3, -1, NULL}, 7},
+    {{"d", 6 * DAY, KIND_CONTACT, HANDLER_AI, TRI_FALSE, -0.9, -1, -1, NULL}, 5000},
+};
+
+static void add_ht(window_t *w, const ev_ht_t *d, int64_t offset) {
+    char id[64];
+    event_t e = make_event(&d->e, id, sizeof(id), (int)offset);
+    e.has_handle_time = d->ht >= 0;
+    e.handle_time_ms = d->ht >= 0 ? d->ht : 0;
+    window_add(w, &e, offset);
+}
+
+/* The blobs a build writing state version 3 wrote after v3_events, at
+ * watermark 6 days (the event indexes were the offsets). */
+static const struct {
+    const char *id;
+    const char *blob;
+    size_t len;
+} v3_blobs[] = {
+    {"a", "\x03\x0f\x03\x00\x00\x00\x00\x00\x40\x38\x40\x8e\xd0\x98\xf7\x01\x19\x8e\xd0\x98\xf7\x01\x06\x33\x33\x33\xbf\x8e\xd0\x98\xf7\x01\x8e\xd0\x98\xf7\x01\x02\x0d\x63\x68\x61\x72\x67\x65\x64\x20\x74\x77\x69\x63\x65\x03\x02\x01\x01\x00\x01\x01\x00\x01\x00\x00\x00\x00\x40\x33\x33\xd3\xbf\x00\x00\x00\x00\x00\x4c\x0d\x41\x01\x01\x01\x00\x01\x01\x00\x01\x00\x00\x00\x00\x00\x00\x00\xe0\xbf\x00\x00\x00\x00\x00\xc9\xed\x40\x01\x01\x01\x00\x01\x01\x00\x00\x00\x00\x00\x00\x60\x66\x66\xe6\xbf", 120},
+    {"b", "\x03\x0a\x00\x00\x00\x40\xff\xff\xcf\x4d\x40\x80\xb0\xfe\x9b\x03\x10\x06\x66\x66\x66\x3f\x06\x0b\x6c\x6f\x76\x65\x20\x69\x74\x20\xe2\x9c\x93\x02\x06\x01\x00\x00\x00\x01\x02\x00\x06\x00\x00\x00\xc0\xcc\xcc\xec\x3f\x02\x01\x00\x00\x00\x00\x01\x00\x04", 62},
+    {"c", "\x03\x02\x00\x00\x00\x80\x6b\x9b\x62\x47\x40\x80\xb0\xfe\x9b\x03\x10\x08\x9a\x99\x99\x3e\x01\x08\x02\x02\x01\x00\x02\x02\x02\x05\x00\x00\x00\x40\xe7\x19\xdb\x3f\x00\x00\x00\x00\x8e\xd6\x32\x41", 48},
+    {"d", "\x03\x06\x01\x01\x00\xc0\x00\x00\xd0\x42\x40\x80\xa0\xb1\xee\x03\x1a\x80\xa0\xb1\xee\x03\x0c\x66\x66\x66\xbf\x80\xa0\xb1\xee\x03\x80\xa0\xb1\xee\x03\x01\x0c\x01\x01\x00\x01\x01\x00\x01\x00\x00\x00\x00\xc0\xcc\xcc\xec\xbf\x00\x00\x00\x00\x00\x88\xb3\x40", 63},
+};
+
+/* The public fields of a view as a sink writes them, one line. */
+static void view_line(const window_customer_view_t *v, char *out, size_t size) {
+    snprintf(out, size, "%.4f %.4f %.4f %.4f %.4f %.4f %lld %lld %lld %lld %d %lld %d %s", v->ci,
+             v->resolution, v->sentiment, v->loyalty, v->ai_share, v->aht_ms,
+             (long long)v->streak, (long long)v->contacts, (long long)v->resolved,
+             (long long)v->events, v->at_risk, (long long)v->updated_at, v->route_human,
+             v->route_reason);
+}
+
+/* A state written by the previous build (version 3) loads, and the window
+ * goes on exactly as one that never stopped; it is written back as
+ * version 4, smaller. */
+Test(window, state_version_3_loads) {
+    const size_t n = sizeof(v3_events) / sizeof(v3_events[0]);
+    window_t *a = new_window(NULL);
+    for (size_t i = 0; i < n; i++) add_ht(a, &v3_events[i], (int64_t)i);
+    cr_assert_eq(window_watermark(a), 6 * DAY);
+    window_commit(a);
+    window_t *b = new_window(NULL);
+    window_set_watermark(b, 6 * DAY);
+    char err[256];
+    for (size_t i = 0; i < sizeof(v3_blobs) / sizeof(v3_blobs[0]); i++) {
+        cr_assert_eq(v3_blobs[i].blob[0], 3);
+        cr_assert_eq(window_load_customer(b, sv(v3_blobs[i].id),
+                                          (const unsigned char *)v3_blobs[i].blob,
+                                          v3_blobs[i].len, err, sizeof(err)), 0,
+                     "%s: %s", v3_blobs[i].id, err);
+    }
+    const ev_ht_t more[] = {
+        {{"a", 7 * DAY, KIND_CONTACT, HANDLER_AI, TRI_FALSE, -0.8, -1, -1, NULL}, 100},
+        {{"a", 7 * DAY, KIND_CONTACT, HANDLER_HUMAN, TRI_TRUE, 0.6, -1, -1, NULL}, 100},
+        {{"b", 33 * DAY, KIND_PURCHASE, HANDLER_NONE, TRI_NULL, NONE_F, -1, -1, NULL}, -1},
+        {{"d", 34 * DAY, KIND_FEEDBACK, HANDLER_NONE, TRI_NULL, 0.1, -1, -1, "ok"}, -1},
+    };
+    for (size_t k = 0; k <= sizeof(more) / sizeof(more[0]); k++) {
+        const char *ids[] = {"a", "b", "c", "d"};
+        for (int i = 0; i < 4; i++) {
+            window_customer_view_t va, vb;
+            char la[256], lb[256];
+            bool ha = window_get(a, sv(ids[i]), &va);
+            cr_assert_eq(ha, window_get(b, sv(ids[i]), &vb), "step %zu: %s", k, ids[i]);
+            if (!ha) continue;
+            view_line(&va, la, sizeof(la));
+            view_line(&vb, lb, sizeof(lb));
+            cr_expect_str_eq(la, lb, "step %zu: %s", k, ids[i]);
+            cr_expect_eq(vb.state[0], 4);
+            if (k == 0)
+                for (size_t j = 0; j < 4; j++)
+                    if (strcmp(v3_blobs[j].id, ids[i]) == 0)
+                        cr_expect_lt(vb.state_len, v3_blobs[j].len, "%s: %zu bytes, v3 %zu",
+                                     ids[i], vb.state_len, v3_blobs[j].len);
+        }
+        if (k == sizeof(more) / sizeof(more[0])) break;
+        add_ht(a, &more[k], 100 + (int64_t)k);
+        add_ht(b, &more[k], 100 + (int64_t)k);
+        size_t na, nb;
+        const alert_t *xa = window_alerts(a, &na), *xb = window_alerts(b, &nb);
+        cr_assert_eq(na, nb, "step %zu", k);
+        for (size_t j = 0; j < na; j++) {
+            cr_expect_eq(xa[j].type, xb[j].type);
+            cr_expect_eq(xa[j].score, xb[j].score);
+            cr_expect_eq(xa[j].previous_score, xb[j].previous_score);
+            cr_expect_eq(xa[j].narrative.len, xb[j].narrative.len);
+        }
+        int64_t da[WINDOW_ORG_FIELDS], db[WINDOW_ORG_FIELDS];
+        window_org_deltas(a, da);
+        window_org_deltas(b, db);
+        cr_expect_eq(memcmp(da, db, sizeof(da)), 0, "step %zu: org deltas", k);
+        window_commit(a);
+        window_commit(b);
+    }
+    window_free(a);
+    window_free(b);
+}
+
+/* A version 4 blob gives back the very customer that wrote it: the same
+ * view (ci bit for bit) and the same blob again. */
+Test(window, state_version_4_round_trip) {
+    window_t *a = new_window(NULL);
+    for (size_t i = 0; i < sizeof(v3_events) / sizeof(v3_events[0]); i++)
+        add_ht(a, &v3_events[i], (int64_t)i);
+    window_t *b = new_window(NULL);
+    window_set_watermark(b, window_watermark(a));
+    copy_ctx_t ctx = {b};
+    window_foreach_change(a, copy_upsert, NULL, &ctx);
+    window_commit(a);
+    const char *ids[] = {"a", "b", "c", "d"};
+    for (int i = 0; i < 4; i++) {
+        window_customer_view_t va, vb;
+        char la[256], lb[256];
+        cr_assert(window_get(a, sv(ids[i]), &va));
+        view_line(&va, la, sizeof(la));
+        size_t len = va.state_len;
+        unsigned char blob[512];
+        memcpy(blob, va.state, len);
+        cr_assert(window_get(b, sv(ids[i]), &vb));
+        view_line(&vb, lb, sizeof(lb));
+        cr_expect_str_eq(la, lb, "%s", ids[i]);
+        cr_expect_eq(va.ci, vb.ci, "%s", ids[i]);
+        cr_expect_eq(vb.state_len, len, "%s", ids[i]);
+        cr_expect_eq(memcmp(vb.state, blob, len), 0, "%s: the same blob again", ids[i]);
+    }
+    window_free(a);
+    window_free(b);
+}
+
+/* window_prefetch() is a hint: a stream with hints (for the next event's
+ * customer, for customers never seen, for one evicted and freed by a
+ * commit since) gives the same alerts, views and changes as without. */
+Test(window, prefetch_changes_nothing) {
+    window_t *a = new_window(NULL), *b = new_window(NULL);
+    uint64_t seed = 7;
+    char cid[16], other[16];
+    int64_t jump = 0;
+    for (int64_t i = 0; i < 5000; i++) {
+        uint64_t r = mix_next(&seed);
+        snprintf(cid, sizeof(cid), "p%d", (int)(r % 300));
+        snprintf(other, sizeof(other), "p%d", (int)((r >> 20) % 400));
+        if (i % 1000 == 999) jump += 31 * DAY; /* evictions */
+        int64_t t = jump + i * (HOUR / 2) + (int64_t)((r >> 40) % HOUR);
+        const ev_t d = {cid, t, (r >> 9) % 2 ? KIND_CONTACT : KIND_FEEDBACK,
+                        (event_handler_t)((r >> 11) % 3), (tri_t)((int)((r >> 13) % 3) - 1),
+                        (double)((int)((r >> 15) % 21) - 10) / 10.0, -1, -1, NULL};
+        window_prefetch(b, sv(other));
+        window_prefetch(b, sv(cid));
+        add(a, &d, i);
+        add(b, &d, i);
+        size_t na, nb;
+        const alert_t *xa = window_alerts(a, &na), *xb = window_alerts(b, &nb);
+        cr_assert_eq(na, nb, "event %lld", (long long)i);
+        for (size_t k = 0; k < na; k++) cr_assert_eq(xa[k].score, xb[k].score);
+        window_customer_view_t va, vb;
+        cr_assert(window_get(a, sv(cid), &va) && window_get(b, sv(cid), &vb));
+        char la[256], lb[256];
+        view_line(&va, la, sizeof(la));
+        view_line(&vb, lb, sizeof(lb));
+        cr_assert_str_eq(la, lb, "event %lld", (long long)i);
+        if (r % 13 == 0) {
+            cr_assert_eq(window_change_count(a), window_change_count(b));
+            window_commit(a);
+            window_commit(b);
+        }
+    }
+    cr_expect_eq(window_customer_count(a), window_customer_count(b));
+    window_free(a);
+    window_free(b);
+}
+
+/* A body that outgrows the window's cells (a long narrative and a month
+ * of buckets) and shrinks back as buckets expire, next to customers
+ * coming and going: the same views as a window that restarts from the
+ * state blobs at every step, and nothing leaks (ASan, valgrind). */
+Test(window, bodies_grow_and_shrink) {
+    char text[ALERT_NARRATIVE_MAX + 1];
+    memset(text, 'n', ALERT_NARRATIVE_MAX);
+    text[ALERT_NARRATIVE_MAX] = '\0';
+    window_t *w = new_window(NULL);
+    int64_t off = 0;
+    for (int day = 0; day < 60; day++) {
+        for (int k = 0; k < 3; k++) {
+            const ev_t big = {"big", day * DAY + k, KIND_CONTACT, (event_handler_t)(k % 3),
+                              (tri_t)(k % 3 - 1), 0.1 * k - 0.1, 9, 2 + k,
+                              day < 30 ? text : "x"};
+            add(w, &big, off++);
+        }
+        char id[16];
+        snprintf(id, sizeof(id), "s%d", day % 7);
+        const ev_t small = FEEDBACK(id, day * DAY + 5);
+        add(w, &small, off++);
+        window_customer_view_t v;
+        cr_assert(window_get(w, sv("big"), &v));
+        if (day == 29) cr_expect_gt(v.state_len, 512, "the body is past the cells");
+        if (day == 59) cr_expect_lt(v.state_len, 512, "and back: %zu", v.state_len);
+        /* the same state through a blob */
+        window_t *b = new_window(NULL);
+        window_set_watermark(b, window_watermark(w));
+        char err[256], la[256], lb[256];
+        cr_assert_eq(window_load_customer(b, sv("big"), v.state, v.state_len, err, sizeof(err)),
+                     0, "%s", err);
+        window_customer_view_t vb;
+        cr_assert(window_get(b, sv("big"), &vb));
+        view_line(&v, la, sizeof(la));
+        view_line(&vb, lb, sizeof(lb));
+        cr_expect_str_eq(la, lb, "day %d", day);
+        window_free(b);
+        if (day % 5 == 0) window_commit(w);
+    }
+    window_free(w);
+}
