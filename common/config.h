@@ -67,6 +67,7 @@ typedef struct config {
     int64_t max_message_bytes;
     int64_t flush_ms;
     int64_t flush_backlog_ms;
+    int64_t flush_backlog_mb;
     int64_t flush_max_customers;
     int64_t alerts_maxlen;
     int64_t redis_timeout_ms;
