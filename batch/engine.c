@@ -55,6 +55,7 @@ struct engine {
     engine_driver_t d;
 
     engine_part_t **parts;    /* attached, indexed by partition id */
+    uint64_t *part_events;    /* messages of the batch per partition id (stage callback) */
     int32_t parts_cap;
 
     batch_t *batch;
@@ -62,6 +63,9 @@ struct engine {
     double flight_started;    /* monotonic s when the write began */
     int64_t filled_at;        /* monotonic ms the held batch was filled */
     uint64_t held_events;     /* messages in the held batch */
+    uint64_t *held_counts;    /* messages per partition of the held batch, in batch
+                               * order, until the write stage is reported for them */
+    size_t held_counts_cap;
 
     int64_t flush_deadline;   /* monotonic ms the batch is due; 0: nothing consumed */
     int64_t batch_started;    /* monotonic ms of the batch's first message */
@@ -109,6 +113,8 @@ void engine_free(engine_t *e) {
     e->sink.ops->free(e->sink.self);
     batch_free(e->batch);
     free(e->arrivals);
+    free(e->held_counts);
+    free(e->part_events);
     free(e->parts);
     free(e->topic);
     free(e);
@@ -144,6 +150,9 @@ sink_result_t engine_claim(engine_t *e, engine_part_t *p, const sink_loader_t *l
         int32_t cap = p->id + 16;
         e->parts = xrealloc(e->parts, (size_t)cap * sizeof(*e->parts));
         memset(e->parts + e->parts_cap, 0, (size_t)(cap - e->parts_cap) * sizeof(*e->parts));
+        e->part_events = xrealloc(e->part_events, (size_t)cap * sizeof(*e->part_events));
+        memset(e->part_events + e->parts_cap, 0,
+               (size_t)(cap - e->parts_cap) * sizeof(*e->part_events));
         e->parts_cap = cap;
     }
     p->epoch = claim.epoch;
@@ -154,7 +163,9 @@ sink_result_t engine_claim(engine_t *e, engine_part_t *p, const sink_loader_t *l
 }
 
 void engine_detach(engine_t *e, engine_part_t *p) {
-    if (part_get(e, p->id) == p) e->parts[p->id] = NULL;
+    if (part_get(e, p->id) != p) return;
+    e->parts[p->id] = NULL;
+    e->part_events[p->id] = 0; /* read again by the next owner or claim */
 }
 
 /* One message of the batch polled at `now`, for the stage times. */
@@ -180,7 +191,10 @@ void engine_consumed(engine_t *e, engine_part_t *p, int64_t next_offset, int64_t
         e->batch_started = now;
         e->flush_deadline = now + e->flush_ms;
     }
-    if (e->d.stage) arrival_note(e, now);
+    if (e->d.stage) {
+        arrival_note(e, now);
+        e->part_events[p->id]++;
+    }
 }
 
 /* ------------------------------------------------------------------ */
@@ -300,6 +314,19 @@ static int batch_fill(engine_t *e) {
         e->d.fill(e->d.opaque, p, e->batch, bp);
         p->pending = false;
     }
+    /* Each partition's messages, for its write stage. */
+    size_t nb = batch_partition_count(e->batch);
+    if (e->d.stage) {
+        if (nb > e->held_counts_cap) {
+            e->held_counts = xrealloc(e->held_counts, nb * sizeof(*e->held_counts));
+            e->held_counts_cap = nb;
+        }
+        for (size_t i = 0; i < nb; i++) {
+            int32_t id = batch_partition(e->batch, i)->partition;
+            e->held_counts[i] = e->part_events[id];
+            e->part_events[id] = 0;
+        }
+    }
     e->held = true;
     e->filled_at = now;
     e->held_events = events;
@@ -316,6 +343,20 @@ static int batch_fill(engine_t *e) {
     return 0;
 }
 
+/* Reports the write stage of the messages of each partition the sink has
+ * answered since the last look: a write of several chunks is readable in
+ * Redis chunk by chunk. */
+static void stages_answered(engine_t *e) {
+    if (!e->d.stage) return;
+    int64_t now = clock_ms();
+    for (size_t i = 0; i < batch_partition_count(e->batch); i++) {
+        if (!e->held_counts[i] || batch_partition(e->batch, i)->result == BATCH_PENDING) continue;
+        e->d.stage(e->d.opaque, ENGINE_STAGE_WRITE, (double)(now - e->filled_at) / 1000,
+                   e->held_counts[i]);
+        e->held_counts[i] = 0;
+    }
+}
+
 /* The write is answered: each partition is written, fenced, or refused
  * with a fenced one (nothing of it written, and its changes already gone
  * from the consumer: it is loaded again from the sink at once). */
@@ -324,9 +365,7 @@ static void batch_done(engine_t *e) {
     engine_offset_t *commit = xmalloc(n * sizeof(*commit));
     double took = clock_s() - e->flight_started;
     e->d.flushed(e->d.opaque, n, took);
-    if (e->d.stage && e->held_events)
-        e->d.stage(e->d.opaque, ENGINE_STAGE_WRITE, (double)(clock_ms() - e->filled_at) / 1000,
-                   e->held_events);
+    stages_answered(e);
     for (size_t i = 0; i < n; i++) {
         const batch_partition_t *bp = batch_partition(e->batch, i);
         engine_part_t *p = part_get(e, bp->partition);
@@ -373,7 +412,10 @@ static int flush_step(engine_t *e, int wait_ms) {
             e->flight_started = clock_s();
         }
         sink_result_t r = e->sink.ops->step(e->sink.self, wait_ms, err, sizeof(err));
-        if (r == SINK_PENDING) return 1;
+        if (r == SINK_PENDING) {
+            stages_answered(e);
+            return 1;
+        }
         if (r != SINK_OK) {
             failed(e, e->sink.ops->name, err, clock_ms());
             return -1;
