@@ -234,20 +234,27 @@ static void batch_clock_reset(engine_t *e) {
 }
 
 /* Reports, when the batch is filled at `now`, how long its messages
- * waited for it to be due and then behind the write before it. */
+ * waited for it to be due and then behind the write before it (a message
+ * that came after the batch was due waited only from its arrival). */
 static void stages_at_fill(engine_t *e, int64_t now) {
     if (!e->d.stage) return;
     int64_t due = e->due_at ? e->due_at : now; /* a drain fills what is not due yet */
+    uint64_t queued_at_due = 0;
     for (size_t i = 0; i < e->arrivals_n; i++) {
         if (!e->arrivals[i]) continue;
-        int64_t waited = due - (e->batch_started + (int64_t)i);
-        e->d.stage(e->d.opaque, ENGINE_STAGE_BATCH, waited > 0 ? (double)waited / 1000 : 0,
-                   e->arrivals[i]);
+        int64_t at = e->batch_started + (int64_t)i;
+        if (at < due) {
+            e->d.stage(e->d.opaque, ENGINE_STAGE_BATCH, (double)(due - at) / 1000, e->arrivals[i]);
+            queued_at_due += e->arrivals[i];
+        } else {
+            e->d.stage(e->d.opaque, ENGINE_STAGE_BATCH, 0, e->arrivals[i]);
+            e->d.stage(e->d.opaque, ENGINE_STAGE_QUEUED, (double)(now - at) / 1000, e->arrivals[i]);
+        }
         e->arrivals[i] = 0;
     }
     e->arrivals_n = 0;
-    if (e->batch_events)
-        e->d.stage(e->d.opaque, ENGINE_STAGE_QUEUED, (double)(now - due) / 1000, e->batch_events);
+    if (queued_at_due)
+        e->d.stage(e->d.opaque, ENGINE_STAGE_QUEUED, (double)(now - due) / 1000, queued_at_due);
 }
 
 /* How many changed customers make a batch full: flush_max_customers (0:

@@ -83,10 +83,10 @@ one() {
             --customers "$CUSTOMERS" --seed "$((k + 1))" \
             --start-ms "$((1767225600000 + (k - 1) * 10 * 86400000))" --metrics "$metrics" \
             > "$TMP/lat.txt" 2> "$TMP/lat.log" || die "latency failed: $(cat "$TMP/lat.log")"
-        n=$(tr ' ' '\n' < "$TMP/lat.txt" | sed -n 's/^produced=//p')
+        produced=$(tr ' ' '\n' < "$TMP/lat.txt" | sed -n 's/^produced=//p')
         hz=$(getconf CLK_TCK)
         cpu=$(awk -v a="$c0" -v b="$(ticks "$rpid")" -v r0="$r0" -v r1="$(ticks "$REDIS_PID")" \
-            -v n="$n" -v hz="$hz" 'BEGIN { printf "rapport_us_per_event=%.1f redis_us_per_event=%.1f", (b - a) / hz * 1e6 / n, (r1 - r0) / hz * 1e6 / n }')
+            -v n="$produced" -v hz="$hz" 'BEGIN { printf "rapport_us_per_event=%.1f redis_us_per_event=%.1f", (b - a) / hz * 1e6 / n, (r1 - r0) / hz * 1e6 / n }')
         echo "$2 rate=$rate $(sed -n 's/^latency_ms_//p' "$TMP/lat.txt") $(sed -n 's/^stages_ms //p' "$TMP/lat.txt") $cpu"
     done
     for pid in $PIDS; do kill "$pid" 2>/dev/null || true; done
