@@ -33,12 +33,13 @@
 #define PING_IDLE_MS 1000
 /* Bytes one changed customer takes to write (its part of the batch and of
  * the sink's requests) until a batch of CHANGE_BYTES_SAMPLE or more
- * customers has been measured: 650 B of batch and 550 B of requests per
- * customer, alerts included, measured on the benchmark's catch-up. */
-#define CHANGE_BYTES_FIRST 1300.0
+ * customers has been measured: 650-800 B of batch and about as much of
+ * requests per customer, alerts included, measured on the benchmark's
+ * catch-up (5 to 10 events per customer). */
+#define CHANGE_BYTES_FIRST 1600.0
 #define CHANGE_BYTES_SAMPLE 1000
 /* The sink's requests take about as many bytes as the batch they are
- * built from (RESP of the same strings and numbers; 0.85 measured). */
+ * built from (RESP of the same strings and numbers; 0.85-1.0 measured). */
 #define REQUEST_BYTES_PER_BATCH_BYTE 1.0
 /* Arrival times are kept per millisecond for this long of a batch's life;
  * later arrivals count as arriving at its end. */
@@ -46,7 +47,7 @@
 
 struct engine {
     char *topic;
-    int64_t flush_ms, flush_backlog_ms;
+    int64_t flush_ms, flush_live_ms, flush_backlog_ms;
     size_t flush_max_customers;
     size_t flush_backlog_bytes;
     double change_bytes;      /* estimated bytes to write one changed customer */
@@ -71,6 +72,7 @@ struct engine {
     int64_t batch_started;    /* monotonic ms of the batch's first message */
     uint64_t batch_events;    /* messages processed into the batch */
     uint64_t checked_events;  /* batch_events at the last look at the backlog */
+    int64_t checked_at;       /* monotonic ms of that look (or of the first message) */
     bool batch_ready;         /* due, waiting for the write under way */
     int64_t due_at;           /* monotonic ms the batch was found due */
     /* Messages of the batch by the millisecond they were polled, counted
@@ -97,6 +99,9 @@ engine_t *engine_new(const engine_conf_t *conf, sink_t sink, const engine_driver
     engine_t *e = xcalloc(1, sizeof(*e));
     e->topic = xstrdup(conf->topic);
     e->flush_ms = conf->flush_ms;
+    e->flush_live_ms = conf->flush_live_ms > 0 && conf->flush_live_ms < conf->flush_ms
+                           ? conf->flush_live_ms
+                           : conf->flush_ms;
     e->flush_backlog_ms = conf->flush_backlog_ms;
     e->flush_max_customers = conf->flush_max_customers;
     e->flush_backlog_bytes = conf->flush_backlog_bytes;
@@ -188,8 +193,8 @@ void engine_consumed(engine_t *e, engine_part_t *p, int64_t next_offset, int64_t
     p->pending = true;
     e->batch_events++;
     if (!e->flush_deadline) {
-        e->batch_started = now;
-        e->flush_deadline = now + e->flush_ms;
+        e->batch_started = e->checked_at = now;
+        e->flush_deadline = now + e->flush_live_ms;
     }
     if (e->d.stage) {
         arrival_note(e, now);
@@ -273,23 +278,28 @@ static bool batch_full(const engine_t *e) {
     return (e->batch_events & 63) == 0 && e->d.changes(e->d.opaque) >= change_limit(e);
 }
 
-/* Whether the batch is due.  A batch is written flush_ms after its first
- * event, unless the input is behind: more events wait than it took in
- * during the last flush_ms.  Then the batch grows, looked at again every
- * flush_ms, until the input has caught up (or flush_backlog_ms, when set,
- * have passed), so that while catching up each customer costs about one
- * write for the whole backlog, not one per flush_ms (docs/DESIGN.md §1).
- * A full batch (change_limit()) is due at once, whatever the clock: that
- * bounds memory and the time a drain needs. */
+/* Whether the batch is due.  A batch is due flush_live_ms after its first
+ * event (written then, or as soon as the write under way is answered),
+ * unless the input is behind: more events wait than it takes in during
+ * flush_ms at the pace of the last look.  Then the batch grows, looked at
+ * again every flush_ms, until the input has caught up (or
+ * flush_backlog_ms, when set, have passed), so that while catching up
+ * each customer costs about one write for the whole backlog, not one per
+ * flush_ms (docs/DESIGN.md §1).  A full batch (change_limit()) is due at
+ * once, whatever the clock: that bounds memory and the time a drain
+ * needs. */
 static bool batch_due(engine_t *e, int64_t now) {
     if (!e->flush_deadline) return false;
     if (batch_full(e)) return true;
     if (now < e->flush_deadline) return false;
     uint64_t took = e->batch_events - e->checked_events;
+    int64_t span = now - e->checked_at > 0 ? now - e->checked_at : 1;
     e->checked_events = e->batch_events;
+    e->checked_at = now;
     bool too_old = e->flush_backlog_ms > 0 &&
                    now - e->batch_started + e->flush_ms > e->flush_backlog_ms;
-    if (too_old || e->d.backlog(e->d.opaque) <= took) return true;
+    if (too_old || (double)e->d.backlog(e->d.opaque) <= (double)took * e->flush_ms / span)
+        return true;
     e->flush_deadline = now + e->flush_ms;
     return false;
 }

@@ -22,8 +22,8 @@
  * partition was fenced (drop its state and seek), these offsets are safe
  * to commit to Kafka.
  *
- * Batches (docs/DESIGN.md §1): a batch is due flush_ms after its first
- * message, or at once when it is full: flush_max_customers changed
+ * Batches (docs/DESIGN.md §1): a batch is due flush_live_ms (at most
+ * flush_ms) after its first message, or at once when it is full: flush_max_customers changed
  * customers, or as many as flush_backlog_bytes of batch and requests
  * would hold.  While the input is behind (more waits in Kafka than came
  * in during the last flush_ms) it grows until the input has caught up or
@@ -115,6 +115,8 @@ typedef struct engine_driver {
 typedef struct engine_conf {
     const char *topic;             /* copied */
     int64_t flush_ms;
+    int64_t flush_live_ms;         /* a batch is due this long after its first message
+                                    * while rapport keeps up; 0 or over flush_ms: flush_ms */
     int64_t flush_backlog_ms;      /* 0: a catch-up batch grows with no time limit */
     size_t flush_max_customers;
     size_t flush_backlog_bytes;    /* a batch is full when its changes would take this

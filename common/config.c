@@ -98,6 +98,9 @@ static const ckey_t keys[] = {
      "larger values are dead-lettered as message_too_large"},
     {"flush_ms", T_I64, "50", 1, 60000, O(flush_ms),
      "a score reaches Redis within this long of its event being consumed"},
+    {"flush_live_ms", T_I64, "10", 0, 60000, O(flush_live_ms),
+     "while rapport keeps up, a batch is written this long after its first event, or as "
+     "soon as the write before it returns (at most flush_ms; 0: flush_ms)"},
     {"flush_backlog_ms", T_I64, "0", 0, 600000, O(flush_backlog_ms),
      "while rapport is behind, a batch grows until it has caught up, or at most this "
      "long; 0: no time limit (flush_backlog_mb bounds it)"},

@@ -635,6 +635,7 @@ consumer_t *consumer_new(const config_t *conf, metrics_t *metrics, char *errstr,
     if (!sink) goto fail;
     engine_conf_t econf = {.topic = conf->topic,
                            .flush_ms = conf->flush_ms,
+                           .flush_live_ms = conf->flush_live_ms,
                            .flush_backlog_ms = conf->flush_backlog_ms,
                            .flush_max_customers = (size_t)conf->flush_max_customers,
                            .flush_backlog_bytes = (size_t)conf->flush_backlog_mb << 20,

@@ -133,8 +133,10 @@ static void d_stage(void *o, engine_stage_t stage, double seconds, uint64_t even
 
 /* An engine over a Redis sink with a `timeout_ms` command timeout, and
  * partitions 0..NPART-1 claimed.  backlog_bytes: flush_backlog_bytes (0:
- * none; batches grow for up to a second while behind). */
-static void drv_open_bounded(drv_t *d, int timeout_ms, int64_t flush_ms, size_t backlog_bytes) {
+ * none; with neither, batches grow for up to a second while behind); live_ms:
+ * flush_live_ms (0: flush_ms). */
+static void drv_open_bounded(drv_t *d, int timeout_ms, int64_t flush_ms, size_t backlog_bytes,
+                             int64_t live_ms) {
     char err[256];
     memset(d, 0, sizeof(*d));
     redis_sink_conf_t sc = {redis_proc_url(proc), PREFIX, 1000, timeout_ms, {0}};
@@ -142,7 +144,8 @@ static void drv_open_bounded(drv_t *d, int timeout_ms, int64_t flush_ms, size_t 
     cr_assert_not_null(s, "%s", err);
     engine_conf_t ec = {.topic = TOPIC,
                         .flush_ms = flush_ms,
-                        .flush_backlog_ms = backlog_bytes ? 0 : 1000,
+                        .flush_live_ms = live_ms,
+                        .flush_backlog_ms = backlog_bytes || live_ms ? 0 : 1000,
                         .flush_max_customers = 100000,
                         .flush_backlog_bytes = backlog_bytes,
                         .sink_timeout_ms = timeout_ms};
@@ -165,7 +168,7 @@ static void drv_open_bounded(drv_t *d, int timeout_ms, int64_t flush_ms, size_t 
 }
 
 static void drv_open(drv_t *d, int timeout_ms, int64_t flush_ms) {
-    drv_open_bounded(d, timeout_ms, flush_ms, 0);
+    drv_open_bounded(d, timeout_ms, flush_ms, 0, 0);
 }
 
 static void drv_close(drv_t *d) {
@@ -261,9 +264,9 @@ Test(engine, batch_is_written_when_due_and_offsets_handed_back) {
  * counted once in each stage. */
 Test(engine, catch_up_grows_until_drained_or_full) {
     drv_t d;
-    /* About 40 customers' worth (1 300 B each until a batch of 1 000 is
+    /* About 40 customers' worth (1 600 B each until a batch of 1 000 is
      * measured). */
-    drv_open_bounded(&d, 1000, 5, 40 * 1300);
+    drv_open_bounded(&d, 1000, 5, 40 * 1600, 0);
     d.backlog = 1000000;
     for (int k = 0; k < 20; k++) consume(&d, k % NPART, k);
     run_for(&d, 300);
@@ -294,6 +297,22 @@ Test(engine, catch_up_grows_until_drained_or_full) {
     redisContext *r = raw_connect();
     cr_expect_eq(hget_ll(r, PREFIX "ci:c1127", "events"), 1);
     redisFree(r);
+    drv_close(&d);
+}
+
+/* While rapport keeps up, a batch is written flush_live_ms after its first
+ * event, long before flush_ms; while behind, flush_ms paces the looks. */
+Test(engine, live_batch_is_written_after_flush_live_ms) {
+    drv_t d;
+    drv_open_bounded(&d, 1000, 2000, 0, 20);
+    for (int k = 0; k < 4; k++) consume(&d, 1, k);
+    run_for(&d, 300);
+    cr_expect_eq(d.flushes, 1, "written after 20 ms, not 2 s");
+    cr_expect_eq(d.committed[1], 4);
+    d.backlog = 1000000;
+    consume(&d, 1, 9);
+    run_for(&d, 300);
+    cr_expect_eq(d.flushes, 1, "behind: the next look is flush_ms later");
     drv_close(&d);
 }
 
