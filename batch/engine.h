@@ -23,10 +23,11 @@
  * to commit to Kafka.
  *
  * Batches (docs/DESIGN.md §1): a batch is due flush_live_ms (at most
- * flush_ms) after its first message, or at once when it is full: flush_max_customers changed
- * customers, or as many as flush_backlog_bytes of batch and requests
- * would hold.  While the input is behind (more waits in Kafka than came
- * in during the last flush_ms) it grows until the input has caught up or
+ * flush_ms) after its first message, or at once when it is full:
+ * flush_max_customers changed customers, or as many as flush_backlog_bytes
+ * of batch and requests would hold, or as many as the sink could write
+ * within drain_ms.  While the input is behind (more waits in Kafka than
+ * came in during the last flush_ms) it grows until the input has caught up or
  * it is full (or, when flush_backlog_ms is set, that long has passed), so
  * that a catch-up writes each customer about once.  One write is under
  * way at a time, overlapped with consuming; a batch that fills up while
@@ -121,6 +122,8 @@ typedef struct engine_conf {
     size_t flush_max_customers;
     size_t flush_backlog_bytes;    /* a batch is full when its changes would take this
                                     * much memory to write; 0: no such bound */
+    int64_t drain_ms;              /* ... or when the sink, at the pace of its last large
+                                    * write, could not write it within this long; 0: none */
     int sink_timeout_ms;           /* the sink's own timeout, restored after a drain */
 } engine_conf_t;
 

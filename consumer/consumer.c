@@ -665,6 +665,8 @@ consumer_t *consumer_new(const config_t *conf, metrics_t *metrics, char *errstr,
                            .flush_backlog_ms = conf->flush_backlog_ms,
                            .flush_max_customers = (size_t)conf->flush_max_customers,
                            .flush_backlog_bytes = (size_t)conf->flush_backlog_mb << 20,
+                           /* A drain on SIGTERM or revocation has this long. */
+                           .drain_ms = conf->shutdown_timeout_ms,
                            .sink_timeout_ms = (int)conf->redis_timeout_ms};
     engine_driver_t driver = {.opaque = c,
                               .fill = on_fill,

@@ -134,9 +134,9 @@ static void d_stage(void *o, engine_stage_t stage, double seconds, uint64_t even
 /* An engine over a Redis sink with a `timeout_ms` command timeout, and
  * partitions 0..NPART-1 claimed.  backlog_bytes: flush_backlog_bytes (0:
  * none; with neither, batches grow for up to a second while behind); live_ms:
- * flush_live_ms (0: flush_ms). */
+ * flush_live_ms (0: flush_ms); drain_ms: as engine_conf_t's (0: none). */
 static void drv_open_bounded(drv_t *d, int timeout_ms, int64_t flush_ms, size_t backlog_bytes,
-                             int64_t live_ms) {
+                             int64_t live_ms, int64_t drain_ms) {
     char err[256];
     memset(d, 0, sizeof(*d));
     redis_sink_conf_t sc = {redis_proc_url(proc), PREFIX, 1000, timeout_ms, {0}};
@@ -148,6 +148,7 @@ static void drv_open_bounded(drv_t *d, int timeout_ms, int64_t flush_ms, size_t 
                         .flush_backlog_ms = backlog_bytes || live_ms ? 0 : 1000,
                         .flush_max_customers = 100000,
                         .flush_backlog_bytes = backlog_bytes,
+                        .drain_ms = drain_ms,
                         .sink_timeout_ms = timeout_ms};
     engine_driver_t dr = {d,         d_fill,   d_changes,    d_backlog, d_prepare,   d_pause,
                           d_fenced,  d_commit, d_sink_state, d_flushed, d_heartbeat, d_stage};
@@ -168,7 +169,7 @@ static void drv_open_bounded(drv_t *d, int timeout_ms, int64_t flush_ms, size_t 
 }
 
 static void drv_open(drv_t *d, int timeout_ms, int64_t flush_ms) {
-    drv_open_bounded(d, timeout_ms, flush_ms, 0, 0);
+    drv_open_bounded(d, timeout_ms, flush_ms, 0, 0, 0);
 }
 
 static void drv_close(drv_t *d) {
@@ -266,7 +267,7 @@ Test(engine, catch_up_grows_until_drained_or_full) {
     drv_t d;
     /* About 40 customers' worth (1 600 B each until a batch of 1 000 is
      * measured). */
-    drv_open_bounded(&d, 1000, 5, 40 * 1600, 0);
+    drv_open_bounded(&d, 1000, 5, 40 * 1600, 0, 0);
     d.backlog = 1000000;
     for (int k = 0; k < 20; k++) consume(&d, k % NPART, k);
     run_for(&d, 300);
@@ -300,11 +301,27 @@ Test(engine, catch_up_grows_until_drained_or_full) {
     drv_close(&d);
 }
 
+/* A batch is full when the sink could not write it within drain_ms (40 µs
+ * per customer until a write of 1 000 is timed): 2 ms is 50 customers. */
+Test(engine, batch_is_full_when_its_drain_would_take_too_long) {
+    drv_t d;
+    drv_open_bounded(&d, 1000, 5, 0, 0, 2);
+    d.backlog = 1000000;
+    for (int k = 0; k < 63; k++) consume(&d, k % NPART, k);
+    run_for(&d, 100);
+    cr_expect_eq(d.flushes, 0, "behind, 63 customers: growing");
+    consume(&d, 0, 63);
+    engine_check(d.e, clock_ms());
+    run_for(&d, 200);
+    cr_expect_eq(d.flushes, 1, "64 customers: more than 2 ms of writing, written while behind");
+    drv_close(&d);
+}
+
 /* While rapport keeps up, a batch is written flush_live_ms after its first
  * event, long before flush_ms; while behind, flush_ms paces the looks. */
 Test(engine, live_batch_is_written_after_flush_live_ms) {
     drv_t d;
-    drv_open_bounded(&d, 1000, 2000, 0, 20);
+    drv_open_bounded(&d, 1000, 2000, 0, 20, 0);
     for (int k = 0; k < 4; k++) consume(&d, 1, k);
     run_for(&d, 300);
     cr_expect_eq(d.flushes, 1, "written after 20 ms, not 2 s");
