@@ -19,8 +19,7 @@
  *      batch with its next offsets to Redis in fenced scripts while this
  *      loop goes on consuming;
  *   4. only when Redis has answered does the engine hand back the offsets
- *      (commit), and they are committed to Kafka, for lag tools: once a
- *      second, and before partitions are given up or the process leaves.
+ *      (commit), and they are committed to Kafka, for lag tools.
  * A crash anywhere loses only work that Redis never saw, and the next
  * owner starts from the offset Redis holds, with the state Redis holds.
  *
@@ -77,7 +76,6 @@ typedef struct part {
     window_t *w;
     int64_t retry_at;       /* paused for an unreachable schema source until */
     int64_t fenced_at;      /* another owner wrote: state dropped, paused since */
-    int64_t commit_offset;  /* held by Redis, not yet committed to Kafka; -1 none */
 } part_t;
 
 /* Dead letters are logged as bursts, not one line per message: the first
@@ -209,7 +207,6 @@ static void part_fence(consumer_t *c, int32_t id) {
     window_free(p->w);
     p->w = NULL;
     p->fenced_at = clock_ms();
-    p->commit_offset = -1; /* the new owner commits its own */
     seek_and(c, id, p->ep.stored_offset >= 0 ? p->ep.stored_offset : RD_KAFKA_OFFSET_BEGINNING,
              1);
 }
@@ -231,7 +228,6 @@ static int64_t part_claim(consumer_t *c, int32_t id) {
         metrics_heartbeat(c->metrics, clock_ms());
         part_t *p = xcalloc(1, sizeof(*p));
         p->ep.id = id;
-        p->commit_offset = -1;
         p->w = window_new(&c->conf->score, id, err, sizeof(err));
         /* Only bad parameters fail, and the configuration table refused those
          * at start-up. */
@@ -319,32 +315,12 @@ static void on_fenced(void *opaque, engine_part_t *ep, bool by_other) {
     if (p && !by_other) p->fenced_at = clock_ms() - RECLAIM_AFTER_MS;
 }
 
-/* Redis holds these offsets: they are committed to the Kafka group for lag
- * tools by the next commit_pending().  Not at once: a flush every few
- * milliseconds would send as many OffsetCommit requests, a fifth of
- * rapport's CPU at 10 000 events/s. */
+/* Redis holds these offsets: commit them to the Kafka group for lag tools. */
 static void commit_offsets(void *opaque, const engine_offset_t *o, size_t n) {
     consumer_t *c = opaque;
-    for (size_t i = 0; i < n; i++) {
-        part_t *p = part_get(c, o[i].partition);
-        if (p) p->commit_offset = o[i].offset;
-    }
-}
-
-/* Commits to Kafka, asynchronously, the offsets Redis holds that are not
- * committed yet: once a second, and before partitions are given up or the
- * process leaves the group (rd_kafka_consumer_close() waits for commits
- * under way). */
-static void commit_pending(consumer_t *c) {
-    rd_kafka_topic_partition_list_t *l = NULL;
-    for (int32_t i = 0; i < c->parts_cap; i++) {
-        part_t *p = c->parts[i];
-        if (!p || p->commit_offset < 0) continue;
-        if (!l) l = rd_kafka_topic_partition_list_new(16);
-        rd_kafka_topic_partition_list_add(l, c->conf->topic, i)->offset = p->commit_offset;
-        p->commit_offset = -1;
-    }
-    if (!l) return;
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new((int)n);
+    for (size_t i = 0; i < n; i++)
+        rd_kafka_topic_partition_list_add(l, c->conf->topic, o[i].partition)->offset = o[i].offset;
     rd_kafka_resp_err_t err = rd_kafka_commit(c->rk, l, 1);
     if (err) log_debug("kafka offset commit not sent", "err=\"%s\"", rd_kafka_err2str(err));
     rd_kafka_topic_partition_list_destroy(l);
@@ -408,7 +384,6 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
             *c->stop ? (engine_paused(c->engine) ? 0 : 1000) : c->conf->shutdown_timeout_ms;
         if (budget > 0 && engine_drain(c->engine, clock_ms() + budget) != 0)
             log_warn("revoked partitions could not be flushed; the next owner replays them", NULL);
-        commit_pending(c);
         for (int i = 0; i < list->cnt; i++) part_drop(c, list->elems[i].partition);
         if (coop) {
             rd_kafka_error_t *e = rd_kafka_incremental_unassign(rk, list);
@@ -472,7 +447,6 @@ static void burst_tick(consumer_t *c, int64_t now) {
 
 /* Once a second, on the main thread. */
 static void tick(consumer_t *c, int64_t now) {
-    commit_pending(c);
     publish_partitions(c);
     burst_tick(c, now);
     engine_tick(c->engine, now);
@@ -765,7 +739,6 @@ int consumer_run(consumer_t *c, volatile sig_atomic_t *stop) {
     log_info("stopping: writing the batch in hand", NULL);
     if (engine_drain(c->engine, clock_ms() + c->conf->shutdown_timeout_ms) != 0)
         log_warn("last batch not written; it will be replayed from Redis's offset", NULL);
-    commit_pending(c);
     err = rd_kafka_consumer_close(c->rk);
     if (err) log_warn("leaving the group failed", "err=\"%s\"", rd_kafka_err2str(err));
     log_info("stopped", NULL);
