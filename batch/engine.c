@@ -53,6 +53,8 @@
 struct engine {
     char *topic;
     int64_t flush_ms, flush_live_ms, flush_backlog_ms;
+    int64_t live_wait_ms;     /* a new batch's first look: flush_live_ms, or twice the
+                               * last write's time, at most flush_ms */
     size_t flush_max_customers;
     size_t flush_backlog_bytes;
     double change_bytes;      /* estimated bytes to write one changed customer */
@@ -110,6 +112,7 @@ engine_t *engine_new(const engine_conf_t *conf, sink_t sink, const engine_driver
     e->flush_live_ms = conf->flush_live_ms > 0 && conf->flush_live_ms < conf->flush_ms
                            ? conf->flush_live_ms
                            : conf->flush_ms;
+    e->live_wait_ms = e->flush_live_ms;
     e->flush_backlog_ms = conf->flush_backlog_ms;
     e->flush_max_customers = conf->flush_max_customers;
     e->flush_backlog_bytes = conf->flush_backlog_bytes;
@@ -204,7 +207,7 @@ void engine_consumed(engine_t *e, engine_part_t *p, int64_t next_offset, int64_t
     e->batch_events++;
     if (!e->flush_deadline) {
         e->batch_started = e->checked_at = now;
-        e->flush_deadline = now + e->flush_live_ms;
+        e->flush_deadline = now + e->live_wait_ms;
     }
     if (e->d.stage) {
         arrival_note(e, now);
@@ -291,7 +294,8 @@ static bool batch_full(const engine_t *e) {
 }
 
 /* Whether the batch is due.  A batch is due flush_live_ms after its first
- * event (written then, or as soon as the write under way is answered),
+ * event, or twice as long as the last write took, at most flush_ms
+ * (written then, or as soon as the write under way is answered),
  * unless the input is behind: more events wait than it takes in during
  * flush_ms at the pace of the last look.  Then the batch grows, looked at
  * again every flush_ms, until the input has caught up (or
@@ -398,8 +402,14 @@ static void batch_done(engine_t *e) {
     e->d.flushed(e->d.opaque, n, took);
     stages_answered(e);
     /* From the fill on, as a drain would take it. */
+    int64_t wrote_ms = clock_ms() - e->filled_at;
     if (e->held_customers >= CHANGE_BYTES_SAMPLE)
-        e->write_us = (double)(clock_ms() - e->filled_at) * 1000 / (double)e->held_customers;
+        e->write_us = (double)wrote_ms * 1000 / (double)e->held_customers;
+    /* Writes at most half the time: each flush costs Redis a fixed amount
+     * per partition, which small batches near saturation would multiply. */
+    e->live_wait_ms = 2 * wrote_ms < e->flush_live_ms ? e->flush_live_ms
+                      : 2 * wrote_ms > e->flush_ms  ? e->flush_ms
+                                                    : 2 * wrote_ms;
     for (size_t i = 0; i < n; i++) {
         const batch_partition_t *bp = batch_partition(e->batch, i);
         engine_part_t *p = part_get(e, bp->partition);
