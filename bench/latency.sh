@@ -89,6 +89,9 @@ one() {
             -v n="$produced" -v hz="$hz" 'BEGIN { printf "rapport_us_per_event=%.1f redis_us_per_event=%.1f", (b - a) / hz * 1e6 / n, (r1 - r0) / hz * 1e6 / n }')
         echo "$2 rate=$rate $(sed -n 's/^latency_ms_//p' "$TMP/lat.txt") $(sed -n 's/^stages_ms //p' "$TMP/lat.txt") $cpu"
     done
+    # rapport first, while Kafka and Redis still answer its last writes.
+    kill "$rpid" 2>/dev/null || true
+    wait "$rpid" 2>/dev/null || true
     for pid in $PIDS; do kill "$pid" 2>/dev/null || true; done
     for pid in $PIDS; do wait "$pid" 2>/dev/null || true; done
     PIDS=""
