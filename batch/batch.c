@@ -208,6 +208,19 @@ size_t batch_partition_items(const batch_partition_t *bp) {
            bp->nerasures;
 }
 
+size_t batch_bytes(const batch_t *b) {
+    size_t n = 0;
+    for (const block_t *k = b->blocks; k; k = k->next) n += sizeof(*k) + k->used;
+    for (size_t i = 0; i < b->nparts; i++) {
+        const batch_partition_t *bp = b->parts[i];
+        n += sizeof(*bp) + bp->ncustomers * sizeof(*bp->customers) +
+             bp->ndeletes * sizeof(*bp->deletes) + bp->nalerts * sizeof(*bp->alerts) +
+             bp->nhistory * sizeof(*bp->history) + bp->norg * sizeof(*bp->org) +
+             bp->nerasures * sizeof(*bp->erasures);
+    }
+    return n;
+}
+
 size_t batch_item_count(const batch_t *b) {
     size_t n = 0;
     for (size_t i = 0; i < b->nparts; i++) n += batch_partition_items(b->parts[i]);

@@ -175,5 +175,8 @@ void batch_add_org(batch_t *b, batch_partition_t *bp, const char *field, int64_t
 size_t batch_item_count(const batch_t *b);
 /* The same for one partition. */
 size_t batch_partition_items(const batch_partition_t *bp);
+/* Bytes the batch's content takes (its strings and records, not the room
+ * kept for later batches), for bounding a batch's memory. */
+size_t batch_bytes(const batch_t *b);
 
 #endif

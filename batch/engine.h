@@ -22,14 +22,18 @@
  * partition was fenced (drop its state and seek), these offsets are safe
  * to commit to Kafka.
  *
- * Batches (docs/DESIGN.md §1): a batch is due flush_ms after its first
- * message, or at once with flush_max_customers changed customers; while
- * the input is behind (more waits in Kafka than came in during the last
- * flush_ms) it grows, for up to flush_backlog_ms.  One write is under way
- * at a time, overlapped with consuming; a batch that fills up while one is
- * under way makes the thread wait for the sink.  When a write fails, every
- * partition is paused and the write retried with exponential back-off
- * (100 ms to 5 s) until it lands; then the partitions resume.
+ * Batches (docs/DESIGN.md §1): a batch is due flush_live_ms (at most
+ * flush_ms) after its first message, or at once when it is full:
+ * flush_max_customers changed customers, or as many as flush_backlog_bytes
+ * of batch and requests would hold, or as many as the sink could write
+ * within drain_ms.  While the input is behind (more waits in Kafka than
+ * came in during the last flush_ms) it grows until the input has caught up or
+ * it is full (or, when flush_backlog_ms is set, that long has passed), so
+ * that a catch-up writes each customer about once.  One write is under
+ * way at a time, overlapped with consuming; a batch that fills up while
+ * one is under way makes the thread wait for the sink.  When a write
+ * fails, every partition is paused and the write retried with exponential
+ * back-off (100 ms to 5 s) until it lands; then the partitions resume.
  *
  * One thread (the consumer's main loop) runs all of it, rebalance
  * callbacks included.
@@ -63,6 +67,15 @@ typedef struct engine_offset {
     int64_t offset;
 } engine_offset_t;
 
+/* Where an event's time between its poll and Redis's answer goes, as the
+ * engine sees it (the driver's stage callback). */
+typedef enum {
+    ENGINE_STAGE_BATCH = 0, /* consumed, until its batch was due */
+    ENGINE_STAGE_QUEUED,    /* due, until its write began: behind an earlier write */
+    ENGINE_STAGE_WRITE,     /* the write began (requests built, sent), until answered */
+    ENGINE_STAGE_COUNT
+} engine_stage_t;
+
 /* What the engine asks of, and tells, the consumer.  Every callback runs on
  * the engine's caller's thread, inside an engine_* call. */
 typedef struct engine_driver {
@@ -94,13 +107,23 @@ typedef struct engine_driver {
     void (*flushed)(void *opaque, size_t partitions, double seconds);
     /* The engine is alive while it blocks (engine_drain()). */
     void (*heartbeat)(void *opaque, int64_t now_ms);
+    /* Optional (NULL: not reported).  `events` events spent `seconds` in
+     * `stage`; called when a batch is filled (BATCH, QUEUED) and when its
+     * write is answered (WRITE), to the millisecond. */
+    void (*stage)(void *opaque, engine_stage_t stage, double seconds, uint64_t events);
 } engine_driver_t;
 
 typedef struct engine_conf {
     const char *topic;             /* copied */
     int64_t flush_ms;
-    int64_t flush_backlog_ms;
+    int64_t flush_live_ms;         /* a batch is due this long after its first message
+                                    * while rapport keeps up; 0 or over flush_ms: flush_ms */
+    int64_t flush_backlog_ms;      /* 0: a catch-up batch grows with no time limit */
     size_t flush_max_customers;
+    size_t flush_backlog_bytes;    /* a batch is full when its changes would take this
+                                    * much memory to write; 0: no such bound */
+    int64_t drain_ms;              /* ... or when the sink, at the pace of its last large
+                                    * write, could not write it within this long; 0: none */
     int sink_timeout_ms;           /* the sink's own timeout, restored after a drain */
 } engine_conf_t;
 
@@ -123,7 +146,8 @@ sink_result_t engine_claim(engine_t *e, engine_part_t *p, const sink_loader_t *l
 void engine_detach(engine_t *e, engine_part_t *p);
 
 /* A message of p was processed: p moves to next_offset and the batch
- * clock starts if it was not running.  now: monotonic ms. */
+ * clock starts if it was not running.  now: monotonic ms, read when the
+ * message was polled. */
 void engine_consumed(engine_t *e, engine_part_t *p, int64_t next_offset, int64_t now);
 
 /* The input could not hand something on (what: "dead-letter"): pause every
@@ -141,7 +165,7 @@ void engine_unpause(engine_t *e);
 void engine_service(engine_t *e, int64_t now);
 /* Starts the batch when it is due; when it is full while a write is under
  * way, waits for the sink first.  Call after each poll with the clock read
- * before it. */
+ * after it. */
 void engine_check(engine_t *e, int64_t now);
 /* How long the consumer may block in its poll (ms). */
 int engine_poll_timeout(const engine_t *e, int64_t now);

@@ -24,6 +24,17 @@
  * Prints key=value lines: counts, the achieved rate, p50 / p90 / p99 /
  * p99.9 / max in ms.
  *
+ * With --metrics HOST:PORT (rapport's metrics_listen), it also reads
+ * rapport's rapport_event_wait_seconds histograms at the end of the
+ * warm-up and after the drain, and prints where the time of the events in
+ * between went inside rapport: until their batch was due (batch), behind
+ * an earlier write (queued), and their own write until Redis answered
+ * (write), each as mean / p50 / p99 in ms (percentiles interpolated within
+ * the histogram's buckets).  What is left of the mean end-to-end latency
+ * (kafka_ms) is the producer's linger, the broker, the consumer's fetch
+ * wait and the time in librdkafka's queue before rapport polled the event,
+ * plus the poller's own delay.
+ *
  * Threads: main produces and serves delivery reports; the poller owns its
  * own Redis connection and timeline until it is joined.
  */
@@ -32,13 +43,16 @@
 #include <inttypes.h>
 #include <librdkafka/rdkafka.h>
 #include <math.h>
+#include <netdb.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "gen/story.h"
 #include "common/redis_conn.h"
@@ -149,6 +163,123 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
     }
 }
 
+/* ---- rapport's rapport_event_wait_seconds, read over HTTP ---- */
+
+#define STAGES 3
+#define MAX_BOUNDS 64
+static const char *const stage_names[STAGES] = {"batch", "queued", "write"};
+
+typedef struct stage_hist {
+    double le[MAX_BOUNDS];      /* upper bounds; the last one read may be +Inf */
+    double cum[MAX_BOUNDS];     /* cumulative counts */
+    int n;
+    double sum, count;
+} stage_hist_t;
+
+/* GET /metrics from host:port into a malloc'd, NUL-terminated buffer. */
+static char *http_metrics(const char *hostport) {
+    char host[256];
+    const char *colon = strrchr(hostport, ':');
+    if (!colon || (size_t)(colon - hostport) >= sizeof host)
+        return NULL;
+    memcpy(host, hostport, (size_t)(colon - hostport));
+    host[colon - hostport] = '\0';
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *ai = NULL;
+    if (getaddrinfo(*host ? host : "127.0.0.1", colon + 1, &hints, &ai) != 0)
+        return NULL;
+    int fd = socket(ai->ai_family, ai->ai_socktype, 0);
+    if (fd < 0 || connect(fd, ai->ai_addr, ai->ai_addrlen) != 0) {
+        if (fd >= 0)
+            close(fd);
+        freeaddrinfo(ai);
+        return NULL;
+    }
+    freeaddrinfo(ai);
+    const char req[] = "GET /metrics HTTP/1.0\r\nHost: rapport\r\n\r\n";
+    if (write(fd, req, sizeof req - 1) != (ssize_t)(sizeof req - 1)) {
+        close(fd);
+        return NULL;
+    }
+    size_t len = 0, cap = 1 << 16;
+    char *buf = malloc(cap);
+    ssize_t r;
+    while (buf && (r = read(fd, buf + len, cap - len - 1)) > 0) {
+        len += (size_t)r;
+        if (cap - len < 4096) {
+            char *b = realloc(buf, cap *= 2);
+            if (!b) {
+                free(buf);
+                buf = NULL;
+            }
+            buf = b;
+        }
+    }
+    close(fd);
+    if (buf)
+        buf[len] = '\0';
+    return buf;
+}
+
+/* Reads the three stages' histograms; 0, or -1 when they are not there. */
+static int read_stages(const char *hostport, stage_hist_t h[STAGES]) {
+    char *text = http_metrics(hostport);
+    if (!text)
+        return -1;
+    memset(h, 0, STAGES * sizeof *h);
+    int found = 0;
+    for (char *line = text; line && *line; line = strchr(line, '\n'), line = line ? line + 1 : NULL) {
+        static const char pre[] = "rapport_event_wait_seconds_";
+        if (strncmp(line, pre, sizeof pre - 1) != 0)
+            continue;
+        const char *kind = line + sizeof pre - 1;
+        for (int st = 0; st < STAGES; st++) {
+            char tag[64];
+            snprintf(tag, sizeof tag, "{stage=\"%s\"", stage_names[st]);
+            const char *t = strstr(kind, tag);
+            if (!t || t - kind > 8)
+                continue;
+            const char *val = strchr(t, '}');
+            if (!val)
+                break;
+            double v = strtod(val + 1, NULL);
+            if (strncmp(kind, "bucket", 6) == 0 && h[st].n < MAX_BOUNDS) {
+                const char *le = strstr(t, "le=\"");
+                h[st].le[h[st].n] = le && strncmp(le + 4, "+Inf", 4) != 0 ? strtod(le + 4, NULL)
+                                                                         : INFINITY;
+                h[st].cum[h[st].n++] = v;
+            } else if (strncmp(kind, "sum", 3) == 0) {
+                h[st].sum = v;
+            } else if (strncmp(kind, "count", 5) == 0) {
+                h[st].count = v;
+                found++;
+            }
+            break;
+        }
+    }
+    free(text);
+    return found == STAGES ? 0 : -1;
+}
+
+/* The q-quantile (ms) of the events counted between a and b, linear within
+ * a bucket; the last finite bound when it falls in +Inf. */
+static double stage_quantile(const stage_hist_t *a, const stage_hist_t *b, double q) {
+    double total = b->count - a->count, want = q * total, prev_le = 0, prev_cum = 0;
+    if (total <= 0)
+        return 0;
+    for (int i = 0; i < b->n; i++) {
+        double cum = b->cum[i] - (i < a->n ? a->cum[i] : 0);
+        if (cum >= want) {
+            if (isinf(b->le[i]))
+                return prev_le * 1000;
+            double in = cum - prev_cum;
+            return 1000 * (prev_le + (in > 0 ? (want - prev_cum) / in : 0) * (b->le[i] - prev_le));
+        }
+        prev_le = b->le[i];
+        prev_cum = cum;
+    }
+    return prev_le * 1000;
+}
+
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
@@ -182,14 +313,16 @@ static int topic_partitions(rd_kafka_t *rk, const char *topic) {
 static void usage(FILE *f) {
     fputs("usage: latency -b BROKERS -t TOPIC -r REDIS_URL [--rate N] [--seconds S]\n"
           "               [--warmup S] [--customers N] [--seed N] [--prefix P]\n"
-          "               [--poll-us N] [--start-ms N] [--drain S] [-X NAME=VALUE]...\n"
+          "               [--poll-us N] [--start-ms N] [--drain S] [--metrics HOST:PORT]\n"
+          "               [-X NAME=VALUE]...\n"
           "\n"
           "Produces at a steady rate to a topic that rapport consumes and prints the\n"
           "produce-to-readable-in-Redis latency.  Defaults: --rate 50000 --seconds 10\n"
           "--warmup 2 --customers 100000 --seed 2 --prefix rapport: --poll-us 1000\n"
           "--drain 300 (how long to wait for rapport to store the last offsets);\n"
           "--start-ms is the generator's simulated start (as for rapport gen): give a\n"
-          "later one to each run against the same rapport, or its events are late.\n",
+          "later one to each run against the same rapport, or its events are late.\n"
+          "--metrics: rapport's metrics_listen, to print where the time went inside it.\n",
           f);
 }
 
@@ -199,10 +332,12 @@ int main(int argc, char **argv) {
         {"warmup", required_argument, NULL, 'W'},  {"customers", required_argument, NULL, 'C'},
         {"seed", required_argument, NULL, 'D'},    {"prefix", required_argument, NULL, 'P'},
         {"poll-us", required_argument, NULL, 'U'}, {"start-ms", required_argument, NULL, 'A'},
-        {"drain", required_argument, NULL, 'N'},
+        {"drain", required_argument, NULL, 'N'},  {"metrics", required_argument, NULL, 'M'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
-    const char *brokers = NULL, *url = NULL, *prefix = "rapport:";
+    const char *brokers = NULL, *url = NULL, *prefix = "rapport:", *metrics = NULL;
+    static stage_hist_t stages0[STAGES], stages1[STAGES];
+    bool have_stages0 = false;
     const char *props[MAX_PROPS];
     size_t n_props = 0;
     double rate = 50000, seconds = 10, warmup = 2, drain = 300;
@@ -234,6 +369,7 @@ int main(int argc, char **argv) {
         case 'U': poll_us = strtol(optarg, NULL, 10); break;
         case 'A': gc.start_ms = strtoll(optarg, NULL, 10); break;
         case 'N': drain = strtod(optarg, NULL); break;
+        case 'M': metrics = optarg; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -346,6 +482,14 @@ int main(int argc, char **argv) {
         }
         if (sent[n].t_ns - t0 < warm_ns)
             first_timed = n + 1;
+        else if (metrics && !have_stages0 && n == first_timed) {
+            /* The warm-up is over: what rapport counts from here is timed.
+             * A rapport without the histograms gets no breakdown. */
+            have_stages0 = read_stages(metrics, stages0) == 0;
+            if (!have_stages0)
+                fprintf(stderr, "latency: no rapport_event_wait_seconds at %s\n", metrics);
+            metrics = have_stages0 ? metrics : NULL;
+        }
         n++;
         rd_kafka_poll(rk, 0);
     }
@@ -417,6 +561,24 @@ int main(int argc, char **argv) {
            pct(lat, matched, 0.50), pct(lat, matched, 0.90), pct(lat, matched, 0.99),
            pct(lat, matched, 0.999), matched ? lat[matched - 1] : 0.0,
            matched ? sum / (double)matched : 0.0);
+    if (have_stages0 && read_stages(metrics, stages1) != 0) {
+        fprintf(stderr, "latency: no rapport_event_wait_seconds at %s\n", metrics);
+        have_stages0 = false;
+    }
+    if (have_stages0) {
+        double inside = 0;
+        printf("stages_ms");
+        for (int st = 0; st < STAGES; st++) {
+            double cnt = stages1[st].count - stages0[st].count;
+            double mean = cnt > 0 ? 1000 * (stages1[st].sum - stages0[st].sum) / cnt : 0;
+            inside += mean;
+            printf(" %s_mean=%.1f %s_p50=%.1f %s_p99=%.1f", stage_names[st], mean, stage_names[st],
+                   stage_quantile(&stages0[st], &stages1[st], 0.5), stage_names[st],
+                   stage_quantile(&stages0[st], &stages1[st], 0.99));
+        }
+        printf(" kafka_mean=%.1f events=%.0f\n", matched ? sum / (double)matched - inside : 0.0,
+               stages1[2].count - stages0[2].count);
+    }
     fflush(stdout);
     rc = matched > 0 ? 0 : 1; /* missing events are reported, not fatal */
 out:

@@ -10,7 +10,7 @@
  * start resumes from the offsets Redis holds (docs/SPEC.md §6).
  *
  * What keeps rapport from reaching that point is bounding what it holds,
- * not checking each malloc: batches are bounded by flush_max_customers,
+ * not checking each malloc: batches are bounded by flush_backlog_mb,
  * messages by max_message_bytes, the prefetch by librdkafka's queue limit.
  *
  * Thread-safe.  Sizes of 0 are allocated as 1 so that NULL always means

@@ -98,10 +98,17 @@ static const ckey_t keys[] = {
      "larger values are dead-lettered as message_too_large"},
     {"flush_ms", T_I64, "50", 1, 60000, O(flush_ms),
      "a score reaches Redis within this long of its event being consumed"},
-    {"flush_backlog_ms", T_I64, "1000", 1, 600000, O(flush_backlog_ms),
-     "while rapport is behind, a batch may grow this long (one write per customer)"},
-    {"flush_max_customers", T_I64, "100000", 1, 10000000, O(flush_max_customers),
-     "flush early when this many customers changed"},
+    {"flush_live_ms", T_I64, "10", 0, 60000, O(flush_live_ms),
+     "while rapport keeps up, a batch is written this long after its first event, or twice "
+     "as long as the last write took when that is longer (at most flush_ms; 0: flush_ms)"},
+    {"flush_backlog_ms", T_I64, "0", 0, 600000, O(flush_backlog_ms),
+     "while rapport is behind, a batch grows until it has caught up, or at most this "
+     "long; 0: no time limit (flush_backlog_mb bounds it)"},
+    {"flush_backlog_mb", T_I64, "256", 1, 65536, O(flush_backlog_mb),
+     "a batch is written when writing its changed customers would take this many MiB "
+     "(the batch and its Redis requests), or longer than shutdown_timeout_ms"},
+    {"flush_max_customers", T_I64, "0", 0, 10000000, O(flush_max_customers),
+     "flush early when this many customers changed; 0: only flush_backlog_mb bounds a batch"},
     {"alerts_maxlen", T_I64, "1000000", 1, BIG, O(alerts_maxlen),
      "the alerts stream is trimmed with MAXLEN ~ this"},
     {"redis_timeout_ms", T_I64, "2000", 10, 600000, O(redis_timeout_ms),

@@ -66,7 +66,9 @@ typedef struct config {
     int64_t max_future_skew_ms;
     int64_t max_message_bytes;
     int64_t flush_ms;
+    int64_t flush_live_ms;
     int64_t flush_backlog_ms;
+    int64_t flush_backlog_mb;
     int64_t flush_max_customers;
     int64_t alerts_maxlen;
     int64_t redis_timeout_ms;

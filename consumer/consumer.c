@@ -331,6 +331,15 @@ static void on_flushed(void *opaque, size_t partitions, double seconds) {
     metrics_flush_observe(c->metrics, seconds);
 }
 
+static void on_stage(void *opaque, engine_stage_t stage, double seconds, uint64_t events) {
+    consumer_t *c = opaque;
+    static const metrics_wait_t as_metric[ENGINE_STAGE_COUNT] = {
+        [ENGINE_STAGE_BATCH] = METRICS_WAIT_BATCH,
+        [ENGINE_STAGE_QUEUED] = METRICS_WAIT_QUEUED,
+        [ENGINE_STAGE_WRITE] = METRICS_WAIT_WRITE};
+    metrics_wait_observe(c->metrics, as_metric[stage], seconds, events);
+}
+
 static void on_heartbeat(void *opaque, int64_t now) {
     consumer_t *c = opaque;
     metrics_heartbeat(c->metrics, now);
@@ -446,7 +455,8 @@ static void tick(consumer_t *c, int64_t now) {
 /* ------------------------------------------------------------------ */
 /* Messages                                                            */
 
-static void handle_message(consumer_t *c, rd_kafka_message_t *m) {
+/* One polled message; now: the clock read before the poll. */
+static void handle_message(consumer_t *c, rd_kafka_message_t *m, int64_t now) {
     char detail[512], err[512];
     if (m->err) {
         if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
@@ -516,7 +526,7 @@ static void handle_message(consumer_t *c, rd_kafka_message_t *m) {
         return;
     }
     }
-    engine_consumed(c->engine, &p->ep, m->offset + 1, clock_ms());
+    engine_consumed(c->engine, &p->ep, m->offset + 1, now);
 }
 
 /* True when librdkafka still counts partition id as assigned to us. */
@@ -625,8 +635,12 @@ consumer_t *consumer_new(const config_t *conf, metrics_t *metrics, char *errstr,
     if (!sink) goto fail;
     engine_conf_t econf = {.topic = conf->topic,
                            .flush_ms = conf->flush_ms,
+                           .flush_live_ms = conf->flush_live_ms,
                            .flush_backlog_ms = conf->flush_backlog_ms,
                            .flush_max_customers = (size_t)conf->flush_max_customers,
+                           .flush_backlog_bytes = (size_t)conf->flush_backlog_mb << 20,
+                           /* A drain on SIGTERM or revocation has this long. */
+                           .drain_ms = conf->shutdown_timeout_ms,
                            .sink_timeout_ms = (int)conf->redis_timeout_ms};
     engine_driver_t driver = {.opaque = c,
                               .fill = on_fill,
@@ -638,7 +652,8 @@ consumer_t *consumer_new(const config_t *conf, metrics_t *metrics, char *errstr,
                               .commit = commit_offsets,
                               .sink_state = redis_state,
                               .flushed = on_flushed,
-                              .heartbeat = on_heartbeat};
+                              .heartbeat = on_heartbeat,
+                              .stage = on_stage};
     c->engine = engine_new(&econf, redis_sink_as_sink(sink), &driver, errstr, errstr_size);
     if (!c->engine) goto fail; /* the engine freed the sink */
     c->dlq = dlq_new(conf, config_dlq_topic(conf), errstr, errstr_size);
@@ -688,9 +703,11 @@ int consumer_run(consumer_t *c, volatile sig_atomic_t *stop) {
     log_info("consuming", "topic=%s group=%s brokers=%s", c->conf->topic, c->conf->group,
              c->conf->brokers);
 
-    int64_t last = -1;
+    /* One clock read per turn, after the poll: it dates the message polled
+     * (the batch clock, the wait histograms), the engine's check and the
+     * next turn's housekeeping and poll timeout. */
+    int64_t now = clock_ms(), last = -1;
     while (!*stop) {
-        int64_t now = clock_ms();
         /* Housekeeping at most once a millisecond: at full speed the loop
          * turns for every message. */
         if (now != last) {
@@ -707,15 +724,14 @@ int consumer_run(consumer_t *c, volatile sig_atomic_t *stop) {
         }
         rd_kafka_message_t *m =
             rd_kafka_consumer_poll(c->rk, engine_poll_timeout(c->engine, now));
+        now = clock_ms();
         if (m) {
-            handle_message(c, m);
+            handle_message(c, m, now);
             rd_kafka_message_destroy(m);
         } else {
             last = -1; /* idle: housekeeping on the next turn */
-            if (!engine_paused(c->engine)) kick_fetchers(c, clock_ms());
+            if (!engine_paused(c->engine)) kick_fetchers(c, now);
         }
-        /* The clock read before the poll: a deadline it has not seen yet is
-         * seen on the next turn (the poll never waits past it). */
         engine_check(c->engine, now);
     }
 

@@ -22,6 +22,13 @@ static const double flush_bounds[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
                                       0.1,    0.25,  0.5,    1,     2.5,  5,     10};
 #define FLUSH_BUCKETS (sizeof(flush_bounds) / sizeof(flush_bounds[0]))
 
+/* Upper bounds (seconds) of the per-event wait histograms: live, an event
+ * waits milliseconds to flush_ms in each stage; catching up, seconds. */
+static const double wait_bounds[] = {0.001, 0.0025, 0.005, 0.01, 0.02, 0.035, 0.05, 0.075,
+                                     0.1,   0.15,   0.25,  0.5,  1,    2.5,   5,    10,   30};
+#define WAIT_BUCKETS (sizeof(wait_bounds) / sizeof(wait_bounds[0]))
+static const char *const wait_names[METRICS_WAIT_COUNT] = {"batch", "queued", "write"};
+
 struct metrics {
     char *version;
     int64_t stale_after_ms;
@@ -38,6 +45,9 @@ struct metrics {
     uint64_t flush_counts[FLUSH_BUCKETS + 1]; /* per bucket, not cumulative; last: +Inf */
     uint64_t flush_count;
     double flush_sum;
+    uint64_t wait_counts[METRICS_WAIT_COUNT][WAIT_BUCKETS + 1]; /* as flush_counts */
+    uint64_t wait_count[METRICS_WAIT_COUNT];
+    double wait_sum[METRICS_WAIT_COUNT];
     bool redis_up;
     char redis_err[256];
     metrics_partition_t *parts;
@@ -88,6 +98,16 @@ void metrics_flush_observe(metrics_t *m, double seconds) {
     m->flush_counts[b]++;
     m->flush_count++;
     m->flush_sum += seconds;
+    pthread_mutex_unlock(&m->lock);
+}
+
+void metrics_wait_observe(metrics_t *m, metrics_wait_t stage, double seconds, uint64_t events) {
+    size_t b = 0;
+    while (b < WAIT_BUCKETS && seconds > wait_bounds[b]) b++;
+    pthread_mutex_lock(&m->lock);
+    m->wait_counts[stage][b] += events;
+    m->wait_count[stage] += events;
+    m->wait_sum[stage] += seconds * (double)events;
     pthread_mutex_unlock(&m->lock);
 }
 
@@ -163,6 +183,11 @@ int metrics_render(metrics_t *m, char **text, size_t *len) {
     memcpy(counts, m->flush_counts, sizeof(counts));
     uint64_t fcount = m->flush_count;
     double fsum = m->flush_sum;
+    uint64_t wcounts[METRICS_WAIT_COUNT][WAIT_BUCKETS + 1], wcount[METRICS_WAIT_COUNT];
+    double wsum[METRICS_WAIT_COUNT];
+    memcpy(wcounts, m->wait_counts, sizeof(wcounts));
+    memcpy(wcount, m->wait_count, sizeof(wcount));
+    memcpy(wsum, m->wait_sum, sizeof(wsum));
     bool up = m->redis_up;
     family(f, "rapport_customers_tracked", "gauge",
            "Customers in the windows of the assigned partitions.");
@@ -194,6 +219,25 @@ int metrics_render(metrics_t *m, char **text, size_t *len) {
     fprintf(f, "rapport_redis_flush_seconds_bucket{le=\"+Inf\"} %" PRIu64 "\n", fcount);
     fprintf(f, "rapport_redis_flush_seconds_sum %.6f\n", fsum);
     fprintf(f, "rapport_redis_flush_seconds_count %" PRIu64 "\n", fcount);
+
+    family(f, "rapport_event_wait_seconds", "histogram",
+           "Time each event spent in rapport, by stage: from its poll until its batch was "
+           "due (batch), then until the write of that batch began, behind an earlier one "
+           "(queued), then until Redis answered it (write).");
+    for (int st = 0; st < METRICS_WAIT_COUNT; st++) {
+        cum = 0;
+        for (size_t b = 0; b < WAIT_BUCKETS; b++) {
+            cum += wcounts[st][b];
+            fprintf(f, "rapport_event_wait_seconds_bucket{stage=\"%s\",le=\"%g\"} %" PRIu64 "\n",
+                    wait_names[st], wait_bounds[b], cum);
+        }
+        fprintf(f, "rapport_event_wait_seconds_bucket{stage=\"%s\",le=\"+Inf\"} %" PRIu64 "\n",
+                wait_names[st], wcount[st]);
+        fprintf(f, "rapport_event_wait_seconds_sum{stage=\"%s\"} %.6f\n", wait_names[st],
+                wsum[st]);
+        fprintf(f, "rapport_event_wait_seconds_count{stage=\"%s\"} %" PRIu64 "\n",
+                wait_names[st], wcount[st]);
+    }
 
     family(f, "rapport_redis_up", "gauge", "1 when the last Redis round trip succeeded, else 0.");
     fprintf(f, "rapport_redis_up %d\n", up ? 1 : 0);

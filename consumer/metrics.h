@@ -43,6 +43,15 @@ void metrics_dead_letter(metrics_t *m, dlq_reason_t reason);
 void metrics_alert(metrics_t *m, alert_type_t type);
 /* One Redis flush round trip of `seconds`, acknowledged or not. */
 void metrics_flush_observe(metrics_t *m, double seconds);
+/* Where an event's time in rapport goes (rapport_event_wait_seconds). */
+typedef enum {
+    METRICS_WAIT_BATCH = 0, /* polled, until its batch was due */
+    METRICS_WAIT_QUEUED,    /* due, until its write began (behind an earlier write) */
+    METRICS_WAIT_WRITE,     /* the write began, until Redis answered */
+    METRICS_WAIT_COUNT
+} metrics_wait_t;
+/* `events` events spent `seconds` in `stage`. */
+void metrics_wait_observe(metrics_t *m, metrics_wait_t stage, double seconds, uint64_t events);
 /* Whether the last Redis round trip succeeded; err (may be NULL) says why
  * not and is shown by /readyz. */
 void metrics_redis(metrics_t *m, bool up, const char *err);

@@ -61,6 +61,8 @@ typedef struct drv {
     int commits;
     size_t flushes;
     int prepare_fails;            /* prepare() refuses this many times */
+    uint64_t backlog;             /* what backlog() answers: messages waiting */
+    uint64_t staged[ENGINE_STAGE_COUNT]; /* events reported per stage */
 } drv_t;
 
 static void d_fill(void *o, engine_part_t *p, batch_t *b, batch_partition_t *bp) {
@@ -76,7 +78,10 @@ static size_t d_changes(void *o) {
     return n;
 }
 
-static uint64_t d_backlog(void *o) { return 0; }
+static uint64_t d_backlog(void *o) {
+    drv_t *d = o;
+    return d->backlog;
+}
 
 static int d_prepare(void *o, char *errstr, size_t errstr_size) {
     drv_t *d = o;
@@ -120,9 +125,18 @@ static void d_flushed(void *o, size_t partitions, double seconds) {
 
 static void d_heartbeat(void *o, int64_t now) {}
 
+static void d_stage(void *o, engine_stage_t stage, double seconds, uint64_t events) {
+    drv_t *d = o;
+    cr_assert_geq(seconds, 0);
+    d->staged[stage] += events;
+}
+
 /* An engine over a Redis sink with a `timeout_ms` command timeout, and
- * partitions 0..NPART-1 claimed. */
-static void drv_open(drv_t *d, int timeout_ms, int64_t flush_ms) {
+ * partitions 0..NPART-1 claimed.  backlog_bytes: flush_backlog_bytes (0:
+ * none; with neither, batches grow for up to a second while behind); live_ms:
+ * flush_live_ms (0: flush_ms); drain_ms: as engine_conf_t's (0: none). */
+static void drv_open_bounded(drv_t *d, int timeout_ms, int64_t flush_ms, size_t backlog_bytes,
+                             int64_t live_ms, int64_t drain_ms) {
     char err[256];
     memset(d, 0, sizeof(*d));
     redis_sink_conf_t sc = {redis_proc_url(proc), PREFIX, 1000, timeout_ms, {0}};
@@ -130,11 +144,14 @@ static void drv_open(drv_t *d, int timeout_ms, int64_t flush_ms) {
     cr_assert_not_null(s, "%s", err);
     engine_conf_t ec = {.topic = TOPIC,
                         .flush_ms = flush_ms,
-                        .flush_backlog_ms = 1000,
+                        .flush_live_ms = live_ms,
+                        .flush_backlog_ms = backlog_bytes || live_ms ? 0 : 1000,
                         .flush_max_customers = 100000,
+                        .flush_backlog_bytes = backlog_bytes,
+                        .drain_ms = drain_ms,
                         .sink_timeout_ms = timeout_ms};
-    engine_driver_t dr = {d,         d_fill,   d_changes, d_backlog,    d_prepare,  d_pause,
-                          d_fenced,  d_commit, d_sink_state, d_flushed, d_heartbeat};
+    engine_driver_t dr = {d,         d_fill,   d_changes,    d_backlog, d_prepare,   d_pause,
+                          d_fenced,  d_commit, d_sink_state, d_flushed, d_heartbeat, d_stage};
     d->e = engine_new(&ec, redis_sink_as_sink(s), &dr, err, sizeof(err));
     cr_assert_not_null(d->e, "%s", err);
     score_params_t sp;
@@ -149,6 +166,10 @@ static void drv_open(drv_t *d, int timeout_ms, int64_t flush_ms) {
                      err);
         cr_assert_eq(d->ep[i].stored_offset, -1);
     }
+}
+
+static void drv_open(drv_t *d, int timeout_ms, int64_t flush_ms) {
+    drv_open_bounded(d, timeout_ms, flush_ms, 0, 0, 0);
 }
 
 static void drv_close(drv_t *d) {
@@ -235,6 +256,80 @@ Test(engine, batch_is_written_when_due_and_offsets_handed_back) {
     cr_expect_eq(hget_ll(r, PREFIX "_offsets", TOPIC ":2"), 3);
     cr_expect_eq(hget_ll(r, PREFIX "ci:c4", "events"), 1);
     redisFree(r);
+    drv_close(&d);
+}
+
+/* While the input is behind, a batch grows past flush_ms until the backlog
+ * is drained, with no time limit; a batch whose write would take more than
+ * flush_backlog_bytes is written at once, behind or not.  Every event is
+ * counted once in each stage. */
+Test(engine, catch_up_grows_until_drained_or_full) {
+    drv_t d;
+    /* About 40 customers' worth (1 600 B each until a batch of 1 000 is
+     * measured). */
+    drv_open_bounded(&d, 1000, 5, 40 * 1600, 0, 0);
+    d.backlog = 1000000;
+    for (int k = 0; k < 20; k++) consume(&d, k % NPART, k);
+    run_for(&d, 300);
+    cr_expect_eq(d.flushes, 0, "behind: the batch grows past flush_ms (5 ms)");
+    cr_expect_eq(window_change_count(d.w[0]), 7);
+    d.backlog = 0;
+    run_for(&d, 200);
+    cr_expect_eq(d.flushes, 1, "caught up: written");
+    cr_expect_eq(d.committed[0], 7);
+    cr_expect_eq(d.staged[ENGINE_STAGE_BATCH], 20);
+    cr_expect_eq(d.staged[ENGINE_STAGE_QUEUED], 20);
+    cr_expect_eq(d.staged[ENGINE_STAGE_WRITE], 20);
+
+    /* Behind again: 128 new customers fill a batch twice (counted every 64
+     * events, 64 > 40), and each is written without waiting for the
+     * backlog: the second waits for the first write, which bounds memory. */
+    d.backlog = 1000000;
+    for (int k = 1000; k < 1128; k++) {
+        consume(&d, k % NPART, k);
+        engine_check(d.e, clock_ms());
+    }
+    run_for(&d, 200);
+    cr_expect_eq(d.flushes, 3, "full twice: written while behind (%zu flushes)", d.flushes);
+    size_t left = 0;
+    for (int p = 0; p < NPART; p++) left += window_change_count(d.w[p]);
+    cr_expect_eq(left, 0);
+    cr_expect_eq(d.staged[ENGINE_STAGE_WRITE], 148);
+    redisContext *r = raw_connect();
+    cr_expect_eq(hget_ll(r, PREFIX "ci:c1127", "events"), 1);
+    redisFree(r);
+    drv_close(&d);
+}
+
+/* A batch is full when the sink could not write it within drain_ms (40 µs
+ * per customer until a write of 1 000 is timed): 2 ms is 50 customers. */
+Test(engine, batch_is_full_when_its_drain_would_take_too_long) {
+    drv_t d;
+    drv_open_bounded(&d, 1000, 5, 0, 0, 2);
+    d.backlog = 1000000;
+    for (int k = 0; k < 63; k++) consume(&d, k % NPART, k);
+    run_for(&d, 100);
+    cr_expect_eq(d.flushes, 0, "behind, 63 customers: growing");
+    consume(&d, 0, 63);
+    engine_check(d.e, clock_ms());
+    run_for(&d, 200);
+    cr_expect_eq(d.flushes, 1, "64 customers: more than 2 ms of writing, written while behind");
+    drv_close(&d);
+}
+
+/* While rapport keeps up, a batch is written flush_live_ms after its first
+ * event, long before flush_ms; while behind, flush_ms paces the looks. */
+Test(engine, live_batch_is_written_after_flush_live_ms) {
+    drv_t d;
+    drv_open_bounded(&d, 1000, 2000, 0, 20, 0);
+    for (int k = 0; k < 4; k++) consume(&d, 1, k);
+    run_for(&d, 300);
+    cr_expect_eq(d.flushes, 1, "written after 20 ms, not 2 s");
+    cr_expect_eq(d.committed[1], 4);
+    d.backlog = 1000000;
+    consume(&d, 1, 9);
+    run_for(&d, 300);
+    cr_expect_eq(d.flushes, 1, "behind: the next look is flush_ms later");
     drv_close(&d);
 }
 

@@ -344,6 +344,13 @@ Test(integration, restart_resumes, .timeout = 180) {
     cr_assert_eq(redis_wait_offsets(redis_proc_port(e.redis), "rapport:", TOPIC, PARTS, end,
                                     60000), 0);
     cr_assert_eq(proc_stop(pid, SIGTERM, 10000), 0);
+    /* The offsets Redis holds are committed to the group for lag tools
+     * (once a second, and when leaving), SPEC §6. */
+    int64_t committed[PARTS];
+    cr_assert_eq(kafka_committed_offsets(e.mk.brokers, "rapport", TOPIC, PARTS, committed), 0);
+    for (int p = 0; p < PARTS; p++)
+        cr_expect_eq(committed[p], end[p], "partition %d: committed %" PRId64 ", end %" PRId64, p,
+                     committed[p], end[p]);
     gc.seed = 8; /* more events, same customers */
     gc.start_ms += 20LL * 86400000;
     env_produce(&e, &gc, 3000, NULL);

@@ -70,6 +70,31 @@ int kafka_end_offsets(const char *brokers, const char *topic, int partitions, in
     return rc;
 }
 
+int kafka_committed_offsets(const char *brokers, const char *group, const char *topic,
+                            int partitions, int64_t *out) {
+    char err[256];
+    rd_kafka_conf_t *c = rd_kafka_conf_new();
+    rd_kafka_conf_set(c, "bootstrap.servers", brokers, err, sizeof(err));
+    rd_kafka_conf_set(c, "log_level", "3", err, sizeof(err));
+    rd_kafka_conf_set(c, "group.id", group, err, sizeof(err));
+    rd_kafka_conf_set(c, "enable.auto.commit", "false", err, sizeof(err));
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, c, err, sizeof(err));
+    if (!rk) {
+        rd_kafka_conf_destroy(c);
+        return -1;
+    }
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(partitions);
+    for (int p = 0; p < partitions; p++) rd_kafka_topic_partition_list_add(l, topic, p);
+    int rc = rd_kafka_committed(rk, l, 10000) ? -1 : 0;
+    for (int p = 0; p < partitions && rc == 0; p++) {
+        out[p] = l->elems[p].err ? -1 : l->elems[p].offset;
+        if (out[p] < 0) out[p] = -1;
+    }
+    rd_kafka_topic_partition_list_destroy(l);
+    rd_kafka_destroy(rk);
+    return rc;
+}
+
 int kafka_produce_tombstones(const char *brokers, const char *topic, const char *const *ids,
                              size_t n, char *errstr, size_t errstr_size) {
     char err[256];

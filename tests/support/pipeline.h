@@ -35,6 +35,10 @@ void mock_kafka_stop(mock_kafka_t *mk);
 
 /* High watermark (end offset) of each partition of topic. */
 int kafka_end_offsets(const char *brokers, const char *topic, int partitions, int64_t *out);
+/* The offsets `group` has committed for topic's partitions 0..partitions-1
+ * (-1: none).  Returns 0 or -1. */
+int kafka_committed_offsets(const char *brokers, const char *group, const char *topic,
+                            int partitions, int64_t *out);
 
 /* Produces one tombstone per id (SPEC §1.2: the id as key, a null value),
  * partitioned with murmur2_random like the event producers (gen/produce.h),
