@@ -101,9 +101,11 @@ static void assert_exposition(const char *text) {
         const char *suffixes[] = {"_bucket", "_sum", "_count"};
         for (size_t i = 0; i < 3; i++) {
             size_t sl = strlen(suffixes[i]), l = strlen(name);
-            if (l > sl && !strcmp(name + l - sl, suffixes[i]) &&
-                strstr(name, "rapport_redis_flush_seconds"))
-                name[l - sl] = '\0';
+            if (l > sl && !strcmp(name + l - sl, suffixes[i])) {
+                char hist[200];
+                snprintf(hist, sizeof(hist), "# TYPE %.*s histogram", (int)(l - sl), name);
+                if (strstr(text, hist)) name[l - sl] = '\0';
+            }
         }
         char want[200];
         snprintf(want, sizeof(want), "# TYPE %s ", name);
