@@ -623,8 +623,9 @@ static void usage(FILE *f) {
           "Defaults: --events 1000000 --customers 100000 --track 1000000\n"
           "--track-events 300000 --sink-events 200000 --flush-every 10000\n"
           "--repeat 3 --sink-partitions 1 --sink-changed all; sink runs only\n"
-          "with --redis.  --sink-changed diff flags only the public fields that\n"
-          "differ from what was last written, as a precise scorer would.\n",
+          "with --redis.  --sink-changed all keeps the mask the window fills;\n"
+          "diff replaces it with the public fields that differ from what was\n"
+          "last written (the two agree since the window tracks its changes).\n",
           f);
 }
 
