@@ -552,6 +552,7 @@ static int counter_cmp(const void *pa, const void *pb) {
  * field into s->sum; returns how many there are.  Saturates instead of
  * overflowing, which no real count reaches. */
 static size_t counters_sum(redis_sink_t *s, size_t n) {
+    if (n == 0) return 0; /* s->ctr may still be NULL: qsort must not see it */
     qsort(s->ctr, n, sizeof(*s->ctr), counter_cmp);
     if (s->sum_cap < n) {
         s->sum_cap = n;
