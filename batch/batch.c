@@ -6,7 +6,9 @@
  * of a block gets a block of its own.  Partitions are allocated one by one
  * and kept across batch_reset(), with their arrays, so that a steady
  * stream of flushes allocates nothing after the first few.  What a very
- * large batch grew beyond ARENA_KEEP_BYTES is given back on reset.
+ * large batch grew beyond ARENA_KEEP_BYTES, and each array beyond
+ * ARRAY_KEEP_BYTES, is given back on reset (and reported to
+ * alloc_released()).
  *
  * One thread at a time.
  */
@@ -20,6 +22,9 @@
 #define BLOCK_BYTES (64u << 10)
 /* Arena bytes kept for the next batch after a reset. */
 #define ARENA_KEEP_BYTES (16u << 20)
+/* A partition's array bigger than this (a catch-up batch's) is freed on
+ * reset rather than kept: a steady flush needs far less. */
+#define ARRAY_KEEP_BYTES ((size_t)64 << 10)
 
 typedef struct block {
     struct block *next;
@@ -64,7 +69,27 @@ void batch_free(batch_t *b) {
     free(b);
 }
 
+/* Frees *arr when it takes more than ARRAY_KEEP_BYTES; returns the bytes freed. */
+static size_t array_shrink(void **arr, size_t *cap, size_t size) {
+    if (*cap * size <= ARRAY_KEEP_BYTES) return 0;
+    size_t n = *cap * size;
+    free(*arr);
+    *arr = NULL;
+    *cap = 0;
+    return n;
+}
+
 void batch_reset(batch_t *b) {
+    size_t freed = 0;
+    for (size_t i = 0; i < b->nparts; i++) {
+        batch_partition_t *bp = b->parts[i];
+        freed += array_shrink((void **)&bp->customers, &bp->cap_customers, sizeof(*bp->customers)) +
+                 array_shrink((void **)&bp->deletes, &bp->cap_deletes, sizeof(*bp->deletes)) +
+                 array_shrink((void **)&bp->alerts, &bp->cap_alerts, sizeof(*bp->alerts)) +
+                 array_shrink((void **)&bp->history, &bp->cap_history, sizeof(*bp->history)) +
+                 array_shrink((void **)&bp->org, &bp->cap_org, sizeof(*bp->org)) +
+                 array_shrink((void **)&bp->erasures, &bp->cap_erasures, sizeof(*bp->erasures));
+    }
     b->nparts = 0;
     /* Standard-size blocks go to the spare list up to the budget; the rest
      * (and every oversize block) is freed. */
@@ -78,10 +103,12 @@ void batch_reset(batch_t *b) {
             b->spare = k;
             kept += k->size;
         } else {
+            freed += k->size;
             free(k);
         }
     }
     b->blocks = NULL;
+    if (freed) alloc_released(freed);
 }
 
 batch_str_t batch_copy(batch_t *b, const void *p, size_t n) {

@@ -434,6 +434,8 @@ static void batch_done(engine_t *e) {
               e->write_us);
     e->held = false;
     batch_reset(e->batch);
+    /* After a catch-up batch: its memory back to the kernel (alloc.h). */
+    if (alloc_trim()) log_debug("freed memory handed back to the kernel", NULL);
     sink_state(e, true, NULL);
 }
 

@@ -3,9 +3,13 @@
  */
 #include "common/alloc.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 static _Noreturn void oom(size_t size) {
     /* No log_emit(): it formats into a stack buffer, but stay minimal. */
@@ -40,3 +44,16 @@ char *xstrndup(const char *s, size_t n) {
 }
 
 char *xstrdup(const char *s) { return xstrndup(s, strlen(s)); }
+
+static _Atomic size_t released;
+
+void alloc_released(size_t bytes) { atomic_fetch_add(&released, bytes); }
+
+bool alloc_trim(void) {
+    if (atomic_load(&released) < ALLOC_TRIM_BYTES) return false;
+    atomic_store(&released, 0);
+#ifdef __GLIBC__
+    malloc_trim(0);
+#endif
+    return true;
+}

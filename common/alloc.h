@@ -19,6 +19,7 @@
 #ifndef RAPPORT_ALLOC_H
 #define RAPPORT_ALLOC_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 void *xmalloc(size_t n);
@@ -27,5 +28,16 @@ void *xrealloc(void *p, size_t n);
 char *xstrdup(const char *s);
 /* n bytes of s and a terminating NUL. */
 char *xstrndup(const char *s, size_t n);
+
+/* Giving a peak back.  A catch-up batch can hold hundreds of megabytes for
+ * a moment; once it is written, the modules that held it free what they
+ * keep beyond a steady flush's needs and report the bytes here.  glibc
+ * keeps freed heap memory in the process, so alloc_trim(), called between
+ * batches, hands its free pages back to the kernel (malloc_trim) once at
+ * least ALLOC_TRIM_BYTES were reported since the last trim, and returns
+ * true when it did.  Without glibc it only forgets the count. */
+#define ALLOC_TRIM_BYTES ((size_t)32 << 20)
+void alloc_released(size_t bytes);
+bool alloc_trim(void);
 
 #endif

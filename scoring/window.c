@@ -1887,6 +1887,45 @@ bool window_get(window_t *w, strview_t customer_id, window_customer_view_t *out)
     return true;
 }
 
+/* What the change lists keep across commits: enough for a steady stream
+ * of small flushes.  A catch-up batch grows them far beyond (a million
+ * changed customers take about 150 MB here: the dirty list with its
+ * snapshots, the alerts and the event ids); after its commit they are
+ * freed, so that the peak is not held for the rest of the process's life,
+ * and the bytes reported to alloc_released(). */
+#define KEEP_DIRTY 512
+#define KEEP_ALERTS 64
+#define KEEP_TEXT ((size_t)64 << 10)
+
+static size_t bytes_shrink(bytes_t *b) {
+    if (b->cap <= KEEP_TEXT) return 0;
+    size_t n = b->cap;
+    free(b->p);
+    *b = (bytes_t){NULL, 0, 0};
+    return n;
+}
+
+static void scratch_shrink(window_t *w) {
+    size_t freed = 0;
+    if (w->dirty_cap > KEEP_DIRTY) {
+        freed += w->dirty_cap * (sizeof(*w->dirty) + sizeof(*w->snap));
+        free(w->dirty);
+        free(w->snap);
+        w->dirty = NULL;
+        w->snap = NULL;
+        w->dirty_cap = 0;
+    }
+    if (w->alerts_cap > KEEP_ALERTS) {
+        freed += w->alerts_cap * sizeof(*w->alerts);
+        free(w->alerts);
+        w->alerts = NULL;
+        w->alerts_cap = 0;
+    }
+    freed += bytes_shrink(&w->alert_text) + bytes_shrink(&w->event_ids) +
+             bytes_shrink(&w->erased_text);
+    if (freed) alloc_released(freed);
+}
+
 void window_commit(window_t *w) {
     for (size_t i = 0; i < w->ndirty; i++) {
         if (i + 8 < w->ndirty) prefetch_range(cust_at(w, w->dirty[i + 8]), sizeof(cust_t));
@@ -1913,6 +1952,7 @@ void window_commit(window_t *w) {
     w->nerased = 0;
     w->erased_text.len = 0;
     w->watermark_dirty = false;
+    scratch_shrink(w);
 }
 
 /* ------------------------------------------------------------------ */

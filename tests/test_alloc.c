@@ -43,3 +43,14 @@ Test(alloc, calloc_overflow_aborts, .signal = SIGABRT) {
     void *p = xcalloc(SIZE_MAX / 2, 4);
     free(p);
 }
+
+/* alloc_trim() trims only once ALLOC_TRIM_BYTES were reported, then starts
+ * counting again. */
+Test(alloc, trims_after_a_large_release_only) {
+    alloc_trim(); /* whatever an earlier test reported */
+    alloc_released(ALLOC_TRIM_BYTES / 2);
+    cr_expect_not(alloc_trim(), "half the threshold: nothing to hand back yet");
+    alloc_released(ALLOC_TRIM_BYTES / 2);
+    cr_expect(alloc_trim(), "the threshold reached: trimmed");
+    cr_expect_not(alloc_trim(), "the count starts again after a trim");
+}

@@ -16,6 +16,7 @@
 #include <hiredis/hiredis.h>
 
 #include "batch/engine.h"
+#include "common/alloc.h"
 #include "common/clock.h"
 #include "common/redis_proc.h"
 #include "scoring/window.h"
@@ -445,4 +446,34 @@ Test(engine, drain_writes_everything_or_stops_at_the_deadline) {
     cr_expect(took >= 450 && took < 1500, "drain took %" PRId64 " ms", took);
     cr_assert_eq(redis_proc_signal(proc, SIGCONT), 0);
     drv_close(&d);
+}
+
+/* A catch-up batch's arrays are given back on reset; a steady flush's are
+ * kept; either way the next batch fills as before. */
+Test(batch, reset_gives_back_a_large_batch_and_keeps_a_small_one) {
+    batch_t *b = batch_new();
+    alloc_trim();
+    for (int round = 0; round < 3; round++) {
+        size_t n = round == 1 ? 20000 : 100; /* small, large, small */
+        batch_partition_t *bp = batch_add_partition(b, "t", 0, 1, -1, (int64_t)n);
+        for (size_t i = 0; i < n; i++) {
+            batch_customer_t *c = batch_add_customer(b, bp);
+            char id[32];
+            int len = snprintf(id, sizeof id, "c-%zu", i);
+            c->customer_id = batch_copy(b, id, (size_t)len);
+            c->ci = (double)i;
+        }
+        cr_assert_eq(bp->ncustomers, n);
+        cr_expect_eq(bp->customers[n - 1].ci, (double)(n - 1));
+        cr_expect_eq(memcmp(bp->customers[n - 1].customer_id.ptr, "c-", 2), 0);
+        size_t cap = bp->cap_customers;
+        batch_reset(b);
+        if (round == 1) {
+            cr_expect_eq(bp->cap_customers, 0, "a large array is freed");
+            cr_expect_null(bp->customers);
+        } else {
+            cr_expect_eq(bp->cap_customers, cap, "a small array is kept");
+        }
+    }
+    batch_free(b);
 }

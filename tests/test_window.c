@@ -1695,3 +1695,45 @@ Test(window, bodies_grow_and_shrink) {
     }
     window_free(w);
 }
+
+/* A commit after a catch-up-sized batch frees the change lists it grew
+ * (scratch kept only up to a steady flush's size); the window goes on
+ * exactly as one committed in small steps. */
+Test(window, large_commit_gives_back_and_goes_on) {
+    window_t *a = new_window(NULL), *b = new_window(NULL);
+    size_t alerts_a = 0, alerts_b = 0, n;
+    char cid[32];
+    for (int64_t i = 0; i < 12000; i++) {
+        snprintf(cid, sizeof(cid), "big-%d", (int)(i % 3000));
+        const ev_t d = {cid, i * 60000, KIND_CONTACT, HANDLER_AI, TRI_FALSE, -0.9, -1, -1,
+                        "still waiting"};
+        add(a, &d, i);
+        add(b, &d, i);
+        if (i % 10 == 9) {
+            window_alerts(b, &n);
+            alerts_b += n;
+            window_commit(b);
+        }
+        if (i == 5999 || i == 11999 || (i > 6000 && i % 500 == 0)) {
+            window_alerts(a, &n);
+            alerts_a += n;
+            window_commit(a);
+        }
+    }
+    window_alerts(b, &n);
+    alerts_b += n;
+    window_commit(b);
+    cr_expect_gt(alerts_a, 600, "enough alerts to outgrow what a commit keeps");
+    cr_expect_eq(alerts_a, alerts_b);
+    for (int k = 0; k < 3000; k += 7) {
+        snprintf(cid, sizeof(cid), "big-%d", k);
+        window_customer_view_t va, vb;
+        cr_assert(window_get(a, sv(cid), &va));
+        cr_assert(window_get(b, sv(cid), &vb));
+        cr_expect_eq(va.ci, vb.ci);
+        cr_expect_eq(va.streak, vb.streak);
+        cr_expect_eq(va.events, vb.events);
+    }
+    window_free(a);
+    window_free(b);
+}
