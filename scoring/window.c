@@ -1068,8 +1068,12 @@ static int64_t c4(double x) {
      * unless its fraction is within 1e-6 of a half, the nearest integer is
      * the one %.4f rounds to.  Near a half, format (the exact answer). */
     double p = x * 10000.0;
-    if (p > -4294967296.0 && p < 4294967296.0 && fabs(p - floor(p) - 0.5) > 1e-6)
-        return (int64_t)llround(p);
+    if (p > -4294967296.0 && p < 4294967296.0 && fabs(p - floor(p) - 0.5) > 1e-6) {
+        /* llround without the libm call: p - r is exact (Sterbenz) */
+        int64_t r = (int64_t)p;
+        double f = p - (double)r;
+        return r + (f > 0.5) - (f < -0.5);
+    }
     char buf[NUMFMT_MAX];
     fmt_f4(buf, x);
     int64_t v = 0;
@@ -1888,17 +1892,18 @@ bool window_get(window_t *w, strview_t customer_id, window_customer_view_t *out)
 }
 
 /* What the change lists keep across commits: enough for a steady stream
- * of small flushes.  A catch-up batch grows them far beyond (a million
- * changed customers take about 150 MB here: the dirty list with its
- * snapshots, the alerts and the event ids); after its commit they are
- * freed, so that the peak is not held for the rest of the process's life,
- * and the bytes reported to alloc_released(). */
+ * of flushes, a quarter of the customers held (and never less than
+ * KEEP_DIRTY).  A catch-up batch grows them far beyond (a million changed
+ * customers take about 150 MB here: the dirty list with its snapshots,
+ * the alerts and the event ids); after its commit they are freed, so that
+ * the peak is not held for the rest of the process's life, and the bytes
+ * reported to alloc_released(). */
 #define KEEP_DIRTY 512
 #define KEEP_ALERTS 64
 #define KEEP_TEXT ((size_t)64 << 10)
 
-static size_t bytes_shrink(bytes_t *b) {
-    if (b->cap <= KEEP_TEXT) return 0;
+static size_t bytes_shrink(bytes_t *b, size_t keep) {
+    if (b->cap <= keep) return 0;
     size_t n = b->cap;
     free(b->p);
     *b = (bytes_t){NULL, 0, 0};
@@ -1906,8 +1911,8 @@ static size_t bytes_shrink(bytes_t *b) {
 }
 
 static void scratch_shrink(window_t *w) {
-    size_t freed = 0;
-    if (w->dirty_cap > KEEP_DIRTY) {
+    size_t freed = 0, keep = w->live / 4;
+    if (w->dirty_cap > KEEP_DIRTY && w->dirty_cap > keep) {
         freed += w->dirty_cap * (sizeof(*w->dirty) + sizeof(*w->snap));
         free(w->dirty);
         free(w->snap);
@@ -1915,14 +1920,15 @@ static void scratch_shrink(window_t *w) {
         w->snap = NULL;
         w->dirty_cap = 0;
     }
-    if (w->alerts_cap > KEEP_ALERTS) {
+    if (w->alerts_cap > KEEP_ALERTS && w->alerts_cap > keep / 4) {
         freed += w->alerts_cap * sizeof(*w->alerts);
         free(w->alerts);
         w->alerts = NULL;
         w->alerts_cap = 0;
     }
-    freed += bytes_shrink(&w->alert_text) + bytes_shrink(&w->event_ids) +
-             bytes_shrink(&w->erased_text);
+    size_t keep_text = keep * 36 > KEEP_TEXT ? keep * 36 : KEEP_TEXT;
+    freed += bytes_shrink(&w->alert_text, keep_text) + bytes_shrink(&w->event_ids, keep_text) +
+             bytes_shrink(&w->erased_text, KEEP_TEXT);
     if (freed) alloc_released(freed);
 }
 
