@@ -21,7 +21,7 @@
 
 #define BLOCK_BYTES (64u << 10)
 /* Arena bytes kept for the next batch after a reset. */
-#define ARENA_KEEP_BYTES (16u << 20)
+#define ARENA_KEEP_BYTES (4u << 20)
 /* A partition's array bigger than this (a catch-up batch's) is freed on
  * reset rather than kept: a steady flush needs far less. */
 #define ARRAY_KEEP_BYTES ((size_t)64 << 10)

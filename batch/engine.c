@@ -435,7 +435,8 @@ static void batch_done(engine_t *e) {
     e->held = false;
     batch_reset(e->batch);
     /* After a catch-up batch: its memory back to the kernel (alloc.h). */
-    if (alloc_trim()) log_debug("freed memory handed back to the kernel", NULL);
+    if (alloc_trim(ALLOC_TRIM_BYTES))
+        log_debug("freed memory handed back to the kernel", "after=batch");
     sink_state(e, true, NULL);
 }
 

@@ -42,6 +42,7 @@
 
 #include <hiredis/hiredis.h>
 
+#include "common/alloc.h"
 #include "common/numfmt.h"
 #include "consumer/decode.h"
 #include "gen/encode.h"
@@ -659,6 +660,7 @@ int main(int argc, char **argv) {
                 .sink_events = 200000, .customers = 100000, .track = 1000000,
                 .flush_every = 10000, .sink_partitions = 1, .repeat = 3,
                 .decode = true, .score = true, .score1m = true, .sink = true};
+    alloc_init(); /* as rapport does (common/alloc.h) */
     int c;
     while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
         switch (c) {

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "cli/commands.h"
+#include "common/alloc.h"
 #include "common/config.h"
 #include "common/version.h"
 
@@ -29,6 +30,7 @@ static void usage(FILE *out) {
 }
 
 int main(int argc, char **argv) {
+    alloc_init();
     if (argc < 2) {
         usage(stderr);
         return 2;

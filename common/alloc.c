@@ -49,11 +49,18 @@ static _Atomic size_t released;
 
 void alloc_released(size_t bytes) { atomic_fetch_add(&released, bytes); }
 
-bool alloc_trim(void) {
-    if (atomic_load(&released) < ALLOC_TRIM_BYTES) return false;
+bool alloc_trim(size_t min_bytes) {
+    size_t n = atomic_load(&released);
+    if (n == 0 || n < min_bytes) return false;
     atomic_store(&released, 0);
 #ifdef __GLIBC__
     malloc_trim(0);
 #endif
     return true;
+}
+
+void alloc_init(void) {
+#ifdef __GLIBC__
+    mallopt(M_MMAP_THRESHOLD, (int)ALLOC_MMAP_BYTES);
+#endif
 }

@@ -34,10 +34,21 @@ char *xstrndup(const char *s, size_t n);
  * keep beyond a steady flush's needs and report the bytes here.  glibc
  * keeps freed heap memory in the process, so alloc_trim(), called between
  * batches, hands its free pages back to the kernel (malloc_trim) once at
- * least ALLOC_TRIM_BYTES were reported since the last trim, and returns
- * true when it did.  Without glibc it only forgets the count. */
-#define ALLOC_TRIM_BYTES ((size_t)32 << 20)
+ * least min_bytes were reported since the last trim, and returns true
+ * when it did: ALLOC_TRIM_BYTES after a batch, 1 when rapport is idle.
+ * Without glibc it only forgets the count. */
+#define ALLOC_TRIM_BYTES ((size_t)16 << 20)
 void alloc_released(size_t bytes);
-bool alloc_trim(void);
+bool alloc_trim(size_t min_bytes);
+
+/* Called once at start-up, before any thread: with glibc, every block of
+ * ALLOC_MMAP_BYTES or more gets pages of its own (M_MMAP_THRESHOLD).  By
+ * default glibc raises that threshold each time such a block is freed,
+ * after which a catch-up batch's large arrays land in the heap, where
+ * growing them copies and freeing them leaves holes that only a trim
+ * gives back.  Fixed, they grow with mremap and go back to the kernel
+ * when freed; librdkafka's fetch buffers too. */
+#define ALLOC_MMAP_BYTES ((size_t)256 << 10)
+void alloc_init(void);
 
 #endif

@@ -102,6 +102,8 @@ struct consumer {
     bool redis_up;          /* the last Redis round trip succeeded (logged on change) */
     int64_t tick_at;        /* next housekeeping */
     int64_t kick_at;        /* earliest next kick_fetchers() */
+    uint64_t polled;        /* messages polled, and that count at the last */
+    uint64_t polled_at_tick; /* tick: none in between is an idle second */
     dlq_burst_t burst;
 };
 
@@ -450,6 +452,14 @@ static void tick(consumer_t *c, int64_t now) {
     publish_partitions(c);
     burst_tick(c, now);
     engine_tick(c->engine, now);
+    /* A second without a message: the windows' spare room and the heap's
+     * free pages go back (common/alloc.h), after a burst above all. */
+    if (c->polled == c->polled_at_tick) {
+        for (int32_t i = 0; i < c->parts_cap; i++)
+            if (c->parts[i] && c->parts[i]->w) window_release(c->parts[i]->w);
+        if (alloc_trim(1)) log_debug("freed memory handed back to the kernel", "after=idle");
+    }
+    c->polled_at_tick = c->polled;
 }
 
 /* ------------------------------------------------------------------ */
@@ -726,6 +736,7 @@ int consumer_run(consumer_t *c, volatile sig_atomic_t *stop) {
             rd_kafka_consumer_poll(c->rk, engine_poll_timeout(c->engine, now));
         now = clock_ms();
         if (m) {
+            c->polled++;
             handle_message(c, m, now);
             rd_kafka_message_destroy(m);
         } else {

@@ -161,7 +161,7 @@ typedef struct cust {
     uint8_t eid_len;
 } cust_t;
 
-#define SLAB_SHIFT 12
+#define SLAB_SHIFT 10
 #define SLAB_SIZE (1u << SLAB_SHIFT)
 
 #define DATA_GRAIN 8
@@ -1121,11 +1121,7 @@ static size_t hist_home(const window_t *w, int64_t start, uint32_t seg) {
 static void hist_grow(window_t *w) {
     size_t cap = w->hseg_mask ? 2 * (w->hseg_mask + 1) : 64;
     free(w->hseg_tab);
-    w->hseg_tab = calloc(cap, sizeof(*w->hseg_tab));
-    if (!w->hseg_tab) {
-        fputs("rapport: out of memory\n", stderr);
-        abort();
-    }
+    w->hseg_tab = xcalloc(cap, sizeof(*w->hseg_tab));
     w->hseg_mask = cap - 1;
     for (size_t i = 0; i < w->nhsegs; i++) {
         size_t j = hist_home(w, w->hsegs[i].start, w->hsegs[i].seg);
@@ -1891,16 +1887,17 @@ bool window_get(window_t *w, strview_t customer_id, window_customer_view_t *out)
     return true;
 }
 
-/* What the change lists keep across commits: enough for a steady stream
- * of flushes, a quarter of the customers held (and never less than
- * KEEP_DIRTY).  A catch-up batch grows them far beyond (a million changed
- * customers take about 150 MB here: the dirty list with its snapshots,
- * the alerts and the event ids); after its commit they are freed, so that
- * the peak is not held for the rest of the process's life, and the bytes
- * reported to alloc_released(). */
+/* What the change lists keep across commits: room for a quarter of the
+ * customers held, never less than KEEP_DIRTY, so that a window flushed in
+ * large batches does not regrow them each time.  A catch-up batch grows
+ * them to every changed customer (a million take about 150 MB here: the
+ * dirty list with its snapshots, the alerts and the event ids); after its
+ * commit they are freed, so that the peak is not held for the rest of the
+ * process's life, and window_release() frees what is kept once the window
+ * is idle.  The bytes go to alloc_released(). */
 #define KEEP_DIRTY 512
-#define KEEP_ALERTS 64
 #define KEEP_TEXT ((size_t)64 << 10)
+#define KEEP_HSEGS 256             /* (bucket, segment) history records */
 
 static size_t bytes_shrink(bytes_t *b, size_t keep) {
     if (b->cap <= keep) return 0;
@@ -1910,9 +1907,11 @@ static size_t bytes_shrink(bytes_t *b, size_t keep) {
     return n;
 }
 
-static void scratch_shrink(window_t *w) {
-    size_t freed = 0, keep = w->live / 4;
-    if (w->dirty_cap > KEEP_DIRTY && w->dirty_cap > keep) {
+/* Frees the lists beyond room for keep changed customers (and a quarter as
+ * many alerts, 36 bytes of text each); returns the bytes freed. */
+static size_t scratch_shrink(window_t *w, size_t keep) {
+    size_t freed = 0, keep_text = keep * 36 > KEEP_TEXT ? keep * 36 : KEEP_TEXT;
+    if (w->dirty_cap > keep) {
         freed += w->dirty_cap * (sizeof(*w->dirty) + sizeof(*w->snap));
         free(w->dirty);
         free(w->snap);
@@ -1920,16 +1919,32 @@ static void scratch_shrink(window_t *w) {
         w->snap = NULL;
         w->dirty_cap = 0;
     }
-    if (w->alerts_cap > KEEP_ALERTS && w->alerts_cap > keep / 4) {
+    if (w->alerts_cap > keep / 4) {
         freed += w->alerts_cap * sizeof(*w->alerts);
         free(w->alerts);
         w->alerts = NULL;
         w->alerts_cap = 0;
     }
-    size_t keep_text = keep * 36 > KEEP_TEXT ? keep * 36 : KEEP_TEXT;
+    if (w->hsegs_cap > KEEP_HSEGS) { /* a catch-up over many buckets */
+        freed += w->hsegs_cap * sizeof(*w->hsegs) + (w->hseg_mask + 1) * sizeof(*w->hseg_tab) +
+                 w->hist_cap * sizeof(*w->hist);
+        free(w->hsegs);
+        free(w->hseg_tab);
+        free(w->hist);
+        w->hsegs = NULL;
+        w->hseg_tab = NULL;
+        w->hist = NULL;
+        w->hsegs_cap = w->hseg_mask = w->hist_cap = 0;
+    }
     freed += bytes_shrink(&w->alert_text, keep_text) + bytes_shrink(&w->event_ids, keep_text) +
              bytes_shrink(&w->erased_text, KEEP_TEXT);
     if (freed) alloc_released(freed);
+    return freed;
+}
+
+size_t window_release(window_t *w) {
+    if (w->ndirty || w->nalerts || w->nerased) return 0;
+    return scratch_shrink(w, KEEP_DIRTY);
 }
 
 void window_commit(window_t *w) {
@@ -1958,7 +1973,7 @@ void window_commit(window_t *w) {
     w->nerased = 0;
     w->erased_text.len = 0;
     w->watermark_dirty = false;
-    scratch_shrink(w);
+    scratch_shrink(w, w->live / 4 > KEEP_DIRTY ? w->live / 4 : KEEP_DIRTY);
 }
 
 /* ------------------------------------------------------------------ */

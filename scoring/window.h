@@ -183,6 +183,13 @@ void window_org_deltas(const window_t *w, int64_t out[WINDOW_ORG_FIELDS]);
  * them (they are in a batch, or written). */
 void window_commit(window_t *w);
 
+/* Frees what the change lists keep for the next batch (window_commit()
+ * keeps room for up to a quarter of the customers, so that a window
+ * flushed in large batches does not regrow its lists each time).  For a
+ * window with no change pending, idle for a while; returns the bytes
+ * freed (see alloc_released() in common/alloc.h). */
+size_t window_release(window_t *w);
+
 /* Restore one customer from a state blob written by the upsert callback.
  * Call after window_set_watermark() and before any window_add().  Returns 0,
  * or -1 with errstr on a blob that does not parse (the version is checked). */

@@ -44,13 +44,16 @@ Test(alloc, calloc_overflow_aborts, .signal = SIGABRT) {
     free(p);
 }
 
-/* alloc_trim() trims only once ALLOC_TRIM_BYTES were reported, then starts
- * counting again. */
+/* alloc_trim() trims only once min_bytes were reported, then starts
+ * counting again; with nothing reported it never does. */
 Test(alloc, trims_after_a_large_release_only) {
-    alloc_trim(); /* whatever an earlier test reported */
+    alloc_trim(1); /* whatever an earlier test reported */
+    cr_expect_not(alloc_trim(1), "nothing reported: nothing to hand back");
     alloc_released(ALLOC_TRIM_BYTES / 2);
-    cr_expect_not(alloc_trim(), "half the threshold: nothing to hand back yet");
+    cr_expect_not(alloc_trim(ALLOC_TRIM_BYTES), "half the threshold: not yet");
     alloc_released(ALLOC_TRIM_BYTES / 2);
-    cr_expect(alloc_trim(), "the threshold reached: trimmed");
-    cr_expect_not(alloc_trim(), "the count starts again after a trim");
+    cr_expect(alloc_trim(ALLOC_TRIM_BYTES), "the threshold reached: trimmed");
+    cr_expect_not(alloc_trim(ALLOC_TRIM_BYTES), "the count starts again after a trim");
+    alloc_released(100);
+    cr_expect(alloc_trim(1), "idle: any amount is worth a trim");
 }

@@ -452,7 +452,7 @@ Test(engine, drain_writes_everything_or_stops_at_the_deadline) {
  * kept; either way the next batch fills as before. */
 Test(batch, reset_gives_back_a_large_batch_and_keeps_a_small_one) {
     batch_t *b = batch_new();
-    alloc_trim();
+    alloc_trim(1);
     for (int round = 0; round < 3; round++) {
         size_t n = round == 1 ? 20000 : 100; /* small, large, small */
         batch_partition_t *bp = batch_add_partition(b, "t", 0, 1, -1, (int64_t)n);

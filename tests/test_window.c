@@ -1737,3 +1737,30 @@ Test(window, large_commit_gives_back_and_goes_on) {
     window_free(a);
     window_free(b);
 }
+
+/* window_release(): nothing while changes are pending; after a commit, the
+ * room kept for the next large batch; then nothing more. */
+Test(window, release_frees_the_room_kept_between_batches) {
+    window_t *w = new_window(NULL);
+    char cid[32];
+    for (int64_t i = 0; i < 10000; i++) {
+        snprintf(cid, sizeof(cid), "r-%d", (int)i);
+        const ev_t d = {cid, i * 1000, KIND_CONTACT, HANDLER_HUMAN, TRI_TRUE, 0.5, -1, -1, NULL};
+        add(w, &d, i);
+    }
+    window_commit(w); /* every customer changed: more than a quarter, freed */
+    for (int64_t i = 0; i < 2000; i++) {
+        snprintf(cid, sizeof(cid), "r-%d", (int)i);
+        const ev_t d = {cid, 10000000 + i * 1000, KIND_FEEDBACK, HANDLER_HUMAN, TRI_NULL,
+                        0.4, -1, -1, NULL};
+        add(w, &d, 10000 + i);
+    }
+    cr_expect_eq(window_release(w), 0, "changes pending: nothing is freed");
+    window_commit(w); /* 2 000 of 10 000: the room is kept */
+    cr_expect_gt(window_release(w), 2000 * sizeof(uint32_t), "the kept room is freed");
+    cr_expect_eq(window_release(w), 0, "and only once");
+    const ev_t d = {"r-1", 20000000, KIND_CONTACT, HANDLER_AI, TRI_FALSE, -0.5, -1, -1, NULL};
+    add(w, &d, 12000);
+    cr_expect_eq(window_change_count(w), 1, "the lists grow again from nothing");
+    window_free(w);
+}
