@@ -104,6 +104,7 @@ struct consumer {
     int64_t kick_at;        /* earliest next kick_fetchers() */
     uint64_t polled;        /* messages polled, and that count at the last */
     uint64_t polled_at_tick; /* tick: none in between is an idle second */
+    rd_kafka_message_t *next; /* polled ahead, handled on the next turn */
     dlq_burst_t burst;
 };
 
@@ -189,6 +190,12 @@ static void parts_pause(void *opaque, bool pause) {
 }
 
 static void seek_and(consumer_t *c, int32_t id, int64_t offset, int pause) {
+    /* librdkafka discards what it fetched before a seek; the message
+     * polled ahead (poll_ahead()) is discarded the same way. */
+    if (c->next && c->next->partition == id) {
+        rd_kafka_message_destroy(c->next);
+        c->next = NULL;
+    }
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
     rd_kafka_topic_partition_list_add(l, c->conf->topic, id)->offset = offset;
     if (pause > 0) rd_kafka_pause_partitions(c->rk, l);
@@ -465,6 +472,19 @@ static void tick(consumer_t *c, int64_t now) {
 /* ------------------------------------------------------------------ */
 /* Messages                                                            */
 
+/* Takes the next message if it has already arrived (never waits for one)
+ * and, when its partition is ours, tells that window its customer (the
+ * key, SPEC §1) is coming: the lookup's cache misses then overlap the
+ * scoring of the message in hand (window_prefetch()).  A key that is not
+ * the payload's customer_id only wastes the fetch. */
+static void poll_ahead(consumer_t *c) {
+    c->next = rd_kafka_consumer_poll(c->rk, 0);
+    rd_kafka_message_t *n = c->next;
+    if (!n || n->err || !n->key || n->key_len == 0 || n->key_len > EVENT_CUSTOMER_ID_MAX) return;
+    part_t *p = part_get(c, n->partition);
+    if (p && p->w) window_prefetch(p->w, (strview_t){(const char *)n->key, n->key_len});
+}
+
 /* One polled message; now: the clock read before the poll. */
 static void handle_message(consumer_t *c, rd_kafka_message_t *m, int64_t now) {
     char detail[512], err[512];
@@ -733,10 +753,13 @@ int consumer_run(consumer_t *c, volatile sig_atomic_t *stop) {
             dlq_sync(c->dlq, 0); /* serves the dead-letter delivery reports */
         }
         rd_kafka_message_t *m =
-            rd_kafka_consumer_poll(c->rk, engine_poll_timeout(c->engine, now));
+            c->next ? c->next
+                    : rd_kafka_consumer_poll(c->rk, engine_poll_timeout(c->engine, now));
+        c->next = NULL;
         now = clock_ms();
         if (m) {
             c->polled++;
+            poll_ahead(c);
             handle_message(c, m, now);
             rd_kafka_message_destroy(m);
         } else {
@@ -746,6 +769,10 @@ int consumer_run(consumer_t *c, volatile sig_atomic_t *stop) {
         engine_check(c->engine, now);
     }
 
+    /* Polled ahead but not handled: its offset is not stored, so it is
+     * read again by whoever consumes the partition next. */
+    if (c->next) rd_kafka_message_destroy(c->next);
+    c->next = NULL;
     metrics_stopping(c->metrics);
     log_info("stopping: writing the batch in hand", NULL);
     if (engine_drain(c->engine, clock_ms() + c->conf->shutdown_timeout_ms) != 0)
@@ -758,6 +785,7 @@ int consumer_run(consumer_t *c, volatile sig_atomic_t *stop) {
 
 void consumer_free(consumer_t *c) {
     if (!c) return;
+    if (c->next) rd_kafka_message_destroy(c->next);
     if (c->rk) rd_kafka_destroy(c->rk);
     parts_drop_all(c);
     free(c->parts);
