@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli/commands.h"
 #include "cli/options.h"
@@ -18,10 +19,39 @@
 #include "consumer/consumer.h"
 
 static volatile sig_atomic_t stop_requested;
+/* Seconds a stop may take before the process ends anyway: set once,
+ * before the handlers are installed. */
+static unsigned stop_deadline_s;
 
+/* Ends the process at once, without leaving the group: the offsets live
+ * in Redis (SPEC §6), so what was not written is read again by the next
+ * owner.  Only async-signal-safe calls. */
+static void exit_now(const char *msg, size_t len) {
+    ssize_t n = write(STDERR_FILENO, msg, len);
+    (void)n;
+    _exit(1);
+}
+
+/* The first SIGTERM or SIGINT stops: the batch in hand is written (within
+ * shutdown_timeout_ms) and the group left.  A second one, or a stop still
+ * under way stop_deadline_s later (librdkafka 2.0.2's close can wait
+ * forever for brokers that have gone), ends the process at once. */
 static void on_signal(int sig) {
     (void)sig;
+    if (stop_requested) {
+        static const char msg[] =
+            "level=warn msg=\"second signal: exiting without leaving the group\"\n";
+        exit_now(msg, sizeof(msg) - 1);
+    }
     stop_requested = 1;
+    alarm(stop_deadline_s);
+}
+
+static void on_alarm(int sig) {
+    (void)sig;
+    static const char msg[] = "level=error msg=\"stopping took too long: exiting without "
+                              "leaving the group\"\n";
+    exit_now(msg, sizeof(msg) - 1);
 }
 
 static void run_usage(FILE *out) {
@@ -71,12 +101,18 @@ int cmd_run(int argc, char **argv) {
     log_level_parse(conf->log_level, &lvl);
     log_set_level(lvl);
 
+    /* The drain is bounded by shutdown_timeout_ms plus a write under way
+     * (redis_timeout_ms); leaving the group normally takes well under a
+     * second more. */
+    stop_deadline_s = (unsigned)((conf->shutdown_timeout_ms + conf->redis_timeout_ms) / 1000) + 10;
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = on_signal;
     sigemptyset(&sa.sa_mask);
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
+    sa.sa_handler = on_alarm;
+    sigaction(SIGALRM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
     /* /healthz fails when the main loop has not come round for longer

@@ -115,7 +115,8 @@ static const ckey_t keys[] = {
      "Redis connect and command timeout, ms; with shutdown_timeout_ms, under 10 s"},
     {"shutdown_timeout_ms", T_I64, "5000", 100, 600000, O(shutdown_timeout_ms),
      "on SIGTERM, give up writing the last batch after this long (plus one "
-     "redis_timeout_ms for a write already under way)"},
+     "redis_timeout_ms for a write already under way); 10 s after that the "
+     "process exits whatever it waits for"},
     {"metrics_listen", T_STR, ":9464", 0, 0, O(metrics_listen),
      "[host]:port for /metrics, /healthz and /readyz, bound at start-up; empty disables"},
     {"log_level", T_STR, "info", 0, 0, O(log_level), "error, warn, info or debug"},

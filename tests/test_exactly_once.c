@@ -382,3 +382,52 @@ Test(exactly_once, catch_up_coalesces, .timeout = 300) {
     cr_assert_eq(proc_stop(pid, SIGTERM, 10000), 0);
     env_stop(&e);
 }
+
+/* The brokers gone before SIGTERM (librdkafka 2.0.2's close can then wait
+ * forever): rapport still ends, within shutdown_timeout_ms +
+ * redis_timeout_ms + 10 s at the latest. */
+Test(exactly_once, stop_ends_after_the_brokers_are_gone, .timeout = 180) {
+    env_t e;
+    env_start(&e, 2, NULL);
+    gen_conf_t gc = env_mix(505, 200);
+    env_produce(&e, &gc, 3000, NULL);
+    static const char *const quick[] = {"shutdown_timeout_ms=1000", "redis_timeout_ms=1000",
+                                        NULL};
+    pid_t pid = env_rapport(&e, quick);
+    env_assert_matches_replay(&e, 60000);
+    mock_kafka_stop(&e.mk);
+    int64_t t0 = clock_ms();
+    cr_assert_neq(proc_stop(pid, SIGTERM, 40000), -1, "rapport must end on its own");
+    cr_expect_leq(clock_ms() - t0, 16000, "within its stop deadline (12 s)");
+    env_stop(&e);
+}
+
+/* A second SIGTERM while the first one waits for a frozen Redis ends the
+ * process at once (status 1); the next start loses nothing. */
+Test(exactly_once, second_signal_exits_at_once, .timeout = 300) {
+    env_t e;
+    env_start(&e, 2, NULL);
+    env_producer_t prod;
+    gen_conf_t gc = env_mix(606, 300);
+    env_produce_start(&e, &prod, &gc, 6000, 2000);
+    static const char *const patient[] = {"shutdown_timeout_ms=60000", "redis_timeout_ms=1000",
+                                          NULL};
+    int seen = assignments(&e);
+    pid_t pid = env_rapport(&e, patient);
+    wait_assigned(&e, seen);
+    clock_sleep_ms(1000);
+    redis_proc_signal(e.redis, SIGSTOP);
+    clock_sleep_ms(500);
+    kill(pid, SIGTERM);
+    clock_sleep_ms(1000);
+    cr_assert(alive(pid), "the first signal waits for the batch in hand");
+    int64_t t0 = clock_ms();
+    cr_expect_eq(proc_stop(pid, SIGTERM, 10000), 1, "the second one exits with status 1");
+    cr_expect_leq(clock_ms() - t0, 3000);
+    redis_proc_signal(e.redis, SIGCONT);
+    env_produce_join(&prod);
+    pid = env_rapport(&e, fast_group);
+    env_assert_matches_replay(&e, 120000);
+    cr_assert_eq(proc_stop(pid, SIGTERM, 10000), 0);
+    env_stop(&e);
+}
