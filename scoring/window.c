@@ -178,13 +178,19 @@ typedef struct bytes {
     size_t len, cap;
 } bytes_t;
 
+/* A customer's scores (SPEC §3), computed from its body. */
+typedef struct scores {
+    double ci, resolution, sentiment, loyalty, ai_share, aht_ms;
+    int64_t contacts, resolved, events;
+} scores_t;
+
 /* A changed customer's public fields (SPEC §5) as the sink last wrote them:
  * taken when the customer first changes after a commit, compared with
  * the new ones when the batch is filled (BATCH_CF_* bits).  valid is false
  * when the sink's copy is unknown (a new, loaded or evicted customer). */
 typedef struct snap {
-    double ci, resolution, sentiment, loyalty, ai_share, aht_ms;
-    int64_t contacts, resolved, events, updated_at;
+    scores_t s;                /* s.ci: the last score as written (last_ci) */
+    int64_t updated_at;
     uint32_t streak;
     uint8_t route, at_risk;
     bool valid;
@@ -894,11 +900,6 @@ static void wheel_link(window_t *w, uint32_t id, int64_t oldest) {
 /* ------------------------------------------------------------------ */
 /* Customers                                                           */
 
-typedef struct scores {
-    double ci, resolution, sentiment, loyalty, ai_share, aht_ms;
-    int64_t contacts, resolved, events;
-} scores_t;
-
 static void body_score(const window_t *w, uint32_t streak, const body_t *y, scores_t *s);
 
 /* Adds the customer to the change list, unless it is on it.  before is its
@@ -918,17 +919,8 @@ static void mark_dirty(window_t *w, uint32_t id, const body_t *before) {
     c->flags |= F_DIRTY;
     sn->valid = before && (c->flags & (F_HAS_SCORE | F_WRITE_ALL | F_TOMB)) == F_HAS_SCORE;
     if (!sn->valid) return;
-    scores_t s;
-    body_score(w, c->streak, before, &s);
-    sn->ci = c->last_ci;
-    sn->resolution = s.resolution;
-    sn->sentiment = s.sentiment;
-    sn->loyalty = s.loyalty;
-    sn->ai_share = s.ai_share;
-    sn->aht_ms = s.aht_ms;
-    sn->contacts = s.contacts;
-    sn->resolved = s.resolved;
-    sn->events = s.events;
+    body_score(w, c->streak, before, &sn->s);
+    sn->s.ci = c->last_ci;
     sn->updated_at = c->updated_at;
     sn->streak = c->streak;
     sn->route = before->route;
@@ -1846,16 +1838,16 @@ static bool same_f4(double x, double y) {
 static uint32_t view_changed(const cust_t *c, const snap_t *sn, const window_customer_view_t *v) {
     if (!sn->valid || (c->flags & F_WRITE_ALL)) return BATCH_CF_ALL;
     uint32_t m = 0;
-    if (!same_f4(v->ci, sn->ci)) m |= BATCH_CF_CI;
-    if (!same_f4(v->resolution, sn->resolution)) m |= BATCH_CF_RESOLUTION;
-    if (!same_f4(v->sentiment, sn->sentiment)) m |= BATCH_CF_SENTIMENT;
-    if (!same_f4(v->loyalty, sn->loyalty)) m |= BATCH_CF_LOYALTY;
-    if (!same_f4(v->ai_share, sn->ai_share)) m |= BATCH_CF_AI_SHARE;
-    if (!same_f4(v->aht_ms, sn->aht_ms)) m |= BATCH_CF_AHT_MS;
+    if (!same_f4(v->ci, sn->s.ci)) m |= BATCH_CF_CI;
+    if (!same_f4(v->resolution, sn->s.resolution)) m |= BATCH_CF_RESOLUTION;
+    if (!same_f4(v->sentiment, sn->s.sentiment)) m |= BATCH_CF_SENTIMENT;
+    if (!same_f4(v->loyalty, sn->s.loyalty)) m |= BATCH_CF_LOYALTY;
+    if (!same_f4(v->ai_share, sn->s.ai_share)) m |= BATCH_CF_AI_SHARE;
+    if (!same_f4(v->aht_ms, sn->s.aht_ms)) m |= BATCH_CF_AHT_MS;
     if (v->streak != (int64_t)sn->streak) m |= BATCH_CF_STREAK;
-    if (v->contacts != sn->contacts) m |= BATCH_CF_CONTACTS;
-    if (v->resolved != sn->resolved) m |= BATCH_CF_RESOLVED;
-    if (v->events != sn->events) m |= BATCH_CF_EVENTS;
+    if (v->contacts != sn->s.contacts) m |= BATCH_CF_CONTACTS;
+    if (v->resolved != sn->s.resolved) m |= BATCH_CF_RESOLVED;
+    if (v->events != sn->s.events) m |= BATCH_CF_EVENTS;
     if (v->at_risk != sn->at_risk) m |= BATCH_CF_AT_RISK;
     if (v->updated_at != sn->updated_at) m |= BATCH_CF_UPDATED_AT;
     if (v->route_reason != route_reason_names[sn->route]) m |= BATCH_CF_ROUTE;
