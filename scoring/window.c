@@ -1935,7 +1935,7 @@ static size_t scratch_shrink(window_t *w, size_t keep) {
 }
 
 size_t window_release(window_t *w) {
-    if (w->ndirty || w->nalerts || w->nerased) return 0;
+    if (w->ndirty || w->nalerts || w->nerased || w->nhsegs) return 0;
     return scratch_shrink(w, KEEP_DIRTY);
 }
 
