@@ -113,12 +113,12 @@ ifeq ($(SANITIZE),)
 endif
 
 unit: $(RAPPORT_BIN) $(TESTS)
-	@set -e; fail=0; for t in $(TESTS); do \
+	@set -e; failed=; for t in $(TESTS); do \
 	    echo "== $$t"; \
 	    RAPPORT_BIN=$(RAPPORT_BIN) LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp \
-	        $$t --jobs 2 || fail=1; \
+	        $$t --jobs 2 || failed="$$failed $$t"; \
 	done; \
-	if [ $$fail -ne 0 ]; then echo "unit tests: FAILED"; exit 1; fi; echo "unit tests: all passed"
+	if [ -n "$$failed" ]; then echo "unit tests: FAILED:$$failed"; exit 1; fi; echo "unit tests: all passed"
 
 valgrind: deps
 	@$(MAKE) --no-print-directory $(BUILD)/tests/test_decode
