@@ -40,19 +40,9 @@ for cmd in redis-server redis-cli awk sort; do
     command -v "$cmd" >/dev/null || { echo "bench-cluster: $cmd missing: run deploy/install-deps.sh" >&2; exit 1; }
 done
 
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/rapport-cluster.XXXXXX")
-PIDS=""
-die() { echo "bench-cluster: $*" >&2; exit 1; }
-cleanup() {
-    for p in $PIDS; do kill "$p" 2>/dev/null || true; done
-    for p in $PIDS; do wait "$p" 2>/dev/null || true; done
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
 # shellcheck source=bench/lib.sh disable=SC1091 # followed with shellcheck -x
 . "$(dirname "$0")/lib.sh"
+bench_init bench-cluster
 
 START=$(date +%s)
 

@@ -30,18 +30,8 @@ for tool in "$@" "$BB/ceiling" "$BB/watch"; do
     [ -x "$tool" ] || { echo "compare: $tool missing (make bench builds $BB)" >&2; exit 1; }
 done
 
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/rapport-compare.XXXXXX")
-PIDS=""
-cleanup() {
-    for pid in $PIDS; do kill "$pid" 2>/dev/null || true; done
-    for pid in $PIDS; do wait "$pid" 2>/dev/null || true; done
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-log() { printf 'compare: %s\n' "$*" >&2; }
-die() { log "$*"; exit 1; }
 . "$(dirname "$0")/lib.sh"
+bench_init compare
 kv() { tr ' ' '\n' < "$1" | sed -n "s/^$2=//p" | head -n 1; }
 stats() { sort -g | awk '{v[NR]=$1} END {if (NR==0) {print "-"; exit} m=(NR%2)?v[(NR+1)/2]:(v[NR/2]+v[NR/2+1])/2; printf "%g (%g–%g)\n", m, v[1], v[NR]}'; }
 

@@ -36,18 +36,8 @@ for tool in "$@" "$BB/latency"; do
     [ -x "$tool" ] || { echo "latency: $tool missing (make bench builds $BB)" >&2; exit 1; }
 done
 
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/rapport-latency.XXXXXX")
-PIDS=""
-cleanup() {
-    for pid in $PIDS; do kill "$pid" 2>/dev/null || true; done
-    for pid in $PIDS; do wait "$pid" 2>/dev/null || true; done
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-log() { printf 'latency: %s\n' "$*" >&2; }
-die() { log "$*"; exit 1; }
 . "$(dirname "$0")/lib.sh"
+bench_init latency
 ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 
 extra=""

@@ -1,8 +1,26 @@
 # shellcheck shell=sh
-# lib.sh — what the benchmark scripts share: a mock Kafka cluster and a
-# private redis-server, each started in the background and waited for.
-# Sourced by bench/run.sh and bench/compare.sh, which define TMP, PIDS and
-# die() first.
+# lib.sh — what the benchmark scripts share: a temp dir cleaned up on exit,
+# a mock Kafka cluster and a private redis-server, each started in the
+# background and waited for.  Sourced by every script under bench/, which
+# calls bench_init first.
+
+# bench_init NAME: TMP, a fresh temp dir; PIDS, the background processes
+# to stop on exit; log and die, which prefix NAME.  On exit, however it
+# comes, every process in PIDS is stopped and waited for and TMP removed.
+bench_init() {
+    BENCH_NAME=$1
+    TMP=$(mktemp -d "${TMPDIR:-/tmp}/rapport-$1.XXXXXX")
+    PIDS=""
+    trap bench_cleanup EXIT
+    trap 'exit 130' INT TERM
+}
+bench_cleanup() {
+    for pid in $PIDS; do kill "$pid" 2>/dev/null || true; done
+    for pid in $PIDS; do wait "$pid" 2>/dev/null || true; done
+    rm -rf "$TMP"
+}
+log() { printf '%s: %s\n' "$BENCH_NAME" "$*" >&2; }
+die() { log "$*"; exit 1; }
 
 # mock_start BIN ARGS…: `BIN mock-kafka ARGS…`; sets BROKERS.
 mock_start() {

@@ -81,23 +81,8 @@ for cmd in redis-server redis-cli awk sort; do
     command -v "$cmd" >/dev/null || { echo "bench: $cmd missing: run deploy/install-deps.sh" >&2; exit 1; }
 done
 
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/rapport-bench.XXXXXX")
-PIDS=""
-cleanup() {
-    for pid in $PIDS; do
-        kill "$pid" 2>/dev/null || true
-    done
-    for pid in $PIDS; do
-        wait "$pid" 2>/dev/null || true
-    done
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-log() { printf 'bench: %s\n' "$*" >&2; }
-die() { log "$*"; exit 1; }
 . "$(dirname "$0")/lib.sh"
+bench_init bench
 now() { date +%s.%N; }
 
 # kv FILE KEY: the value of KEY=… in FILE (first occurrence).
