@@ -52,7 +52,7 @@ void alloc_released(size_t bytes) { atomic_fetch_add(&released, bytes); }
 bool alloc_trim(size_t min_bytes) {
     size_t n = atomic_load(&released);
     if (n == 0 || n < min_bytes) return false;
-    atomic_store(&released, 0);
+    atomic_fetch_sub(&released, n); /* keeps what another thread reports meanwhile */
 #ifdef __GLIBC__
     malloc_trim(0);
 #endif
