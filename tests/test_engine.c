@@ -471,6 +471,7 @@ Test(batch, reset_gives_back_a_large_batch_and_keeps_a_small_one) {
         if (round == 1) {
             cr_expect_eq(bp->cap_customers, 0, "a large array is freed");
             cr_expect_null(bp->customers);
+            cr_expect(alloc_trim(1), "and the bytes reported to alloc_released()");
         } else {
             cr_expect_eq(bp->cap_customers, cap, "a small array is kept");
         }
